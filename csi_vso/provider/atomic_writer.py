@@ -1,0 +1,527 @@
+"""Write a set of files into a volume so that readers see the old set or the new set, never a mix.
+
+This is the kubelet's ``..data`` layout, which tools that watch ``..data`` already understand::
+
+    target/
+      ..2026_11_27_23_50_01.k3j9x2/     the files of one version (nested paths allowed)
+        password
+        db/user
+      ..data -> ..2026_11_27_23_50_01.k3j9x2
+      password -> ..data/password     one symlink per top-level name
+      db -> ..data/db
+
+A reader that opens ``target/password`` resolves ``..data`` once, inside one ``open(2)``, so it
+gets either the whole old file or the whole new one. A reader that needs several files from one
+version reads ``..data`` (``readlink``) before and after and retries when it moved.
+
+The volume is writable by whoever else can reach it, so nothing here follows a symlink it did
+not create: every step works relative to a directory file descriptor opened with
+``O_NOFOLLOW``, files are created with ``O_EXCL | O_NOFOLLOW`` inside a directory this module
+just made, and existing entries are inspected with ``lstat`` before they are touched or removed.
+An entry this module did not create is never removed; one that is in the way raises
+:class:`UnsafeTargetError`.
+
+The replaced version directory is not removed at the swap but a grace period later (by the next
+write or by :func:`sweep`). Opening ``target/name`` walks ``name`` -> ``..data`` -> the version
+directory -> the file inside the kernel, and a reader preempted in that walk just before the swap
+would find the old file already unlinked and fail with ENOENT if the old directory went at once
+(the torn-read test saw exactly this on 2 busy cores). Readers that resolved the old directory
+finish their walk in microseconds; a grace of a second keeps every such open whole, while the old
+contents stay reachable only through the same volume, by whoever could already read them.
+
+Concurrent writers to one target (a Mount republish racing a rotation, or a restarted provider
+racing an old one) are serialised with ``flock(2)`` on the target directory.
+
+Only the functions here touch the volume; the rest of the provider hands over plain
+:class:`FileToWrite` values (the protobuf ``File`` is converted before it gets here).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import shutil
+import stat
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_LINK = "..data"
+GRACE_SECONDS = 1.0
+TEMP_DATA_LINK = "..data_tmp"
+_DIR_MODE = 0o755
+_MAX_PATH_BYTES = 4096
+_MAX_NAME_BYTES = 255
+
+
+@dataclass(frozen=True)
+class FileToWrite:
+    """One file of the payload: a relative path (may contain ``/``), its mode and its bytes."""
+
+    path: str
+    mode: int
+    contents: bytes
+
+    def __repr__(self) -> str:
+        # Never let a secret reach a log line or a traceback through repr().
+        return (
+            f"FileToWrite(path={self.path!r}, mode={oct(self.mode)}, contents=<{len(self.contents)} bytes>)"
+        )
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did. ``changed`` is False when the volume already held exactly this payload."""
+
+    changed: bool
+    data_dir: str
+    leftovers_removed: int = 0
+
+
+class AtomicWriteError(Exception):
+    """Base of the writer's errors; messages name paths, never contents."""
+
+
+class InvalidPayloadError(AtomicWriteError, ValueError):
+    """The payload itself is wrong (bad paths, duplicates, a file where a directory must be)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class UnsafeTargetError(AtomicWriteError):
+    """The target holds something the writer did not create where it must write (e.g. a planted symlink)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure validation
+
+
+def validate_relative_path(path: str) -> list[str]:
+    """Return every problem with ``path`` as a payload path, in words; empty when it is fine.
+
+    The rules:
+      1. not empty;
+      2. no NUL byte (the kernel would cut the name there);
+      3. not absolute (it must stay under the target);
+      4. at most 4096 bytes (PATH_MAX);
+      5. no empty element (``a//b``, a trailing ``/``);
+      6. no ``.`` or ``..`` element (``..`` escapes the target, ``.`` makes two spellings of one file);
+      7. every element at most 255 bytes (NAME_MAX);
+      8. the first element does not start with ``..`` (reserved for ``..data`` and the version dirs).
+    """
+    if path == "":
+        return [f"path {path!r} is empty"]
+    problems: list[str] = []
+    if "\x00" in path:
+        problems.append(f"path {path!r} contains a NUL byte")
+    if path.startswith("/"):
+        problems.append(f"path {path!r} is absolute")
+    if len(path.encode("utf-8", "surrogateescape")) > _MAX_PATH_BYTES:
+        problems.append(f"path {path[:40]!r}... is longer than {_MAX_PATH_BYTES} bytes")
+    elements = path.split("/")
+    if path.startswith("/"):
+        elements = elements[1:]
+    if any(e == "" for e in elements):
+        problems.append(f"path {path!r} has an empty element")
+    if any(e == ".." for e in elements):
+        problems.append(f"path {path!r} contains a '..' element")
+    if any(e == "." for e in elements):
+        problems.append(f"path {path!r} contains a '.' element")
+    if any(len(e.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES for e in elements):
+        problems.append(f"path {path[:40]!r}... has an element longer than {_MAX_NAME_BYTES} bytes")
+    if elements and elements[0].startswith("..") and elements[0] != "..":
+        problems.append(f"path {path!r} starts with '..', which is reserved for the writer")
+    return problems
+
+
+def validate_payload(files: Sequence[FileToWrite]) -> list[str]:
+    """Every problem with a whole payload: each path's, duplicates, a file used as a directory, modes."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for f in files:
+        path_problems = validate_relative_path(f.path)
+        problems.extend(path_problems)
+        if not path_problems:
+            if f.path in seen:
+                problems.append(f"path {f.path!r} appears more than once")
+            seen.add(f.path)
+        if not 0 <= f.mode <= 0o7777:
+            problems.append(f"path {f.path!r} has invalid mode {f.mode!r}")
+    for p in sorted(seen):
+        parts = p.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in seen:
+                problems.append(f"path {parent!r} is a file but {p!r} needs it to be a directory")
+    return problems
+
+
+def top_level_names(files: Sequence[FileToWrite]) -> set[str]:
+    """The names that appear directly in the target as symlinks into ``..data``."""
+    return {f.path.split("/", 1)[0] for f in files}
+
+
+# ---------------------------------------------------------------------------------------------
+# The write
+
+
+def write_atomically(
+    target_dir: Path, files: Sequence[FileToWrite], *, grace: float = GRACE_SECONDS
+) -> WriteResult:
+    """Make ``target_dir`` hold exactly ``files``; readers see the old set or the new one.
+
+    Steps (the code below carries the same numbers):
+      1. Validate the payload; report every problem at once (InvalidPayloadError).
+      2. Open the target with O_DIRECTORY|O_NOFOLLOW (a symlinked target is refused) and take an
+         exclusive flock on it, so concurrent writers to one target run one after another.
+      3. Remove leftovers: the ``..data_tmp`` symlink of a crashed write, and every ``..*``
+         directory ``..data`` does not point to (crashed writes, replaced versions) once the last
+         swap is more than ``grace`` seconds old (see the module docstring).
+      4. Check every top-level name: it must be absent or our own symlink ``..data/<name>``;
+         anything else (a planted symlink, a file, a directory) raises UnsafeTargetError before
+         anything is written.
+      5. Compare the payload with the directory ``..data`` points to (bytes, modes, exact file set,
+         read without following symlinks). When equal, only create missing top-level symlinks and
+         return changed=False: unchanged files keep their mtime.
+      6. Create a new ``..<timestamp>.<random>`` directory and write every file into it with
+         O_CREAT|O_EXCL|O_NOFOLLOW, then fchmod to the exact mode (the process umask applied at
+         creation would otherwise strip bits), then fsync each file and each new directory.
+      7. Create the top-level symlinks for new names *before* the swap. Until the swap they
+         dangle, which to a reader is the same as absent, so the visible set is still the old one.
+      8. Point a temporary symlink ``..data_tmp`` at the new directory and rename(2) it over
+         ``..data``: the one atomic step that switches every visible name at once. fsync the target.
+      9. Remove top-level symlinks of ours whose names the new payload no longer has.
+     10. Leave the replaced version directory: step 3 of a later write, or sweep(), removes it
+         after the grace period.
+    A crash before step 8 leaves the old set whole (plus leftovers removed by step 3 next time); a
+    crash after it leaves the new set whole (plus dangling names and the old directory, also
+    removed next time).
+    """
+    # 1. Validate the payload.
+    problems = validate_payload(files)
+    if problems:
+        raise InvalidPayloadError(problems)
+    wanted = {f.path: f for f in files}
+    names = top_level_names(files)
+
+    # 2. Open the target without following a symlink, and lock it.
+    with _locked(_open_target(target_dir)) as dfd:
+        current = _current_data_dir(dfd, target_dir)
+        # 3. Remove leftovers of a crashed write.
+        removed = _remove_leftovers(dfd, keep=current, grace=grace)
+        # 4. Every top-level name must be absent or our own symlink.
+        missing_links = _check_top_level(dfd, target_dir, names)
+        # 5. Nothing changed: repair missing links only, keep mtimes.
+        if current is not None and _dir_matches(dfd, current, wanted):
+            for name in sorted(missing_links):
+                os.symlink(f"{DATA_LINK}/{name}", name, dir_fd=dfd)
+            if missing_links:
+                os.fsync(dfd)
+            return WriteResult(changed=False, data_dir=current, leftovers_removed=removed)
+        # 6. Write the new version directory.
+        new_dir = _make_version_dir(dfd)
+        _write_tree(dfd, new_dir, files)
+        # 7. New top-level names before the swap (dangling = absent until step 8).
+        for name in sorted(missing_links):
+            os.symlink(f"{DATA_LINK}/{name}", name, dir_fd=dfd)
+        # 8. The swap.
+        os.symlink(new_dir, TEMP_DATA_LINK, dir_fd=dfd)
+        os.rename(TEMP_DATA_LINK, DATA_LINK, src_dir_fd=dfd, dst_dir_fd=dfd)
+        os.fsync(dfd)
+        # 9. Stale top-level names.
+        _remove_stale_links(dfd, keep=names)
+        # 10. The replaced directory stays for the grace period.
+        return WriteResult(changed=True, data_dir=new_dir, leftovers_removed=removed)
+
+
+def remove_all(target_dir: Path) -> int:
+    """Remove everything the writer created in ``target_dir`` (access revoked); return the count.
+
+    Visible names go first so readers stop finding files immediately, then ``..data``, then the
+    version directories. Entries the writer did not create are left alone; the target directory
+    itself belongs to the driver and stays. A missing target is not an error (nothing to remove).
+    """
+    try:
+        dfd = _open_target(target_dir)
+    except FileNotFoundError:
+        return 0
+    with _locked(dfd):
+        count = _remove_stale_links(dfd, keep=set())
+        if _is_link(dfd, DATA_LINK):
+            os.unlink(DATA_LINK, dir_fd=dfd)
+            count += 1
+        count += _remove_leftovers(dfd, keep=None, grace=0.0)
+        os.fsync(dfd)
+        return count
+
+
+def sweep(target_dir: Path, *, grace: float = GRACE_SECONDS) -> int:
+    """Remove replaced version directories and crash leftovers once the grace period has passed.
+
+    Returns how many entries went; a missing target is not an error. The rotation calls this a
+    grace period after a write, so old versions do not wait for the next one.
+    """
+    try:
+        dfd = _open_target(target_dir)
+    except FileNotFoundError:
+        return 0
+    with _locked(dfd):
+        current = _current_data_dir(dfd, target_dir)
+        count = _remove_leftovers(dfd, keep=current, grace=grace)
+        if count:
+            os.fsync(dfd)
+        return count
+
+
+def read_current(target_dir: Path) -> dict[str, tuple[int, bytes]] | None:
+    """The payload ``..data`` points to, as {path: (mode, bytes)}; None when nothing was written.
+
+    For tests and diagnostics: it reads without following symlinks, like step 5 of the write.
+    """
+    try:
+        dfd = _open_target(target_dir)
+    except FileNotFoundError:
+        return None
+    try:
+        current = _current_data_dir(dfd, target_dir)
+        if current is None:
+            return None
+        return dict(_read_tree(dfd, current))
+    finally:
+        os.close(dfd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps, each working relative to the locked target's directory fd
+
+
+def _open_target(target_dir: Path) -> int:
+    try:
+        return os.open(target_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafeTargetError(f"target {str(target_dir)!r} is not a directory (or is a symlink)") from e
+        raise
+
+
+@contextmanager
+def _locked(dfd: int) -> Iterator[int]:
+    """Own ``dfd``: hold an exclusive flock on it while the block runs, then close it (releasing it)."""
+    try:
+        fcntl.flock(dfd, fcntl.LOCK_EX)
+        yield dfd
+    finally:
+        os.close(dfd)
+
+
+def _is_link(dfd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _is_version_dir_name(name: str) -> bool:
+    return name.startswith("..") and "/" not in name and name not in ("..", DATA_LINK, TEMP_DATA_LINK)
+
+
+def _current_data_dir(dfd: int, target_dir: Path) -> str | None:
+    """Where ``..data`` points, or None when it does not exist. Anything unexpected is refused."""
+    try:
+        st = os.stat(DATA_LINK, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISLNK(st.st_mode):
+        raise UnsafeTargetError(f"{str(target_dir / DATA_LINK)!r} exists and is not a symlink")
+    dest = os.readlink(DATA_LINK, dir_fd=dfd)
+    if not _is_version_dir_name(dest):
+        raise UnsafeTargetError(f"{str(target_dir / DATA_LINK)!r} points outside the writer's directories")
+    try:
+        dst = os.stat(dest, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None  # dangling: treat as never written; the swap will replace it
+    if not stat.S_ISDIR(dst.st_mode):
+        raise UnsafeTargetError(f"{str(target_dir / dest)!r} is not a directory")
+    return dest
+
+
+def _swap_age(dfd: int) -> float:
+    """Seconds since ``..data`` was last renamed into place (infinite when there is none)."""
+    try:
+        st = os.stat(DATA_LINK, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return float("inf")
+    return time.time() - max(st.st_mtime, st.st_ctime)
+
+
+def _remove_leftovers(dfd: int, *, keep: str | None, grace: float) -> int:
+    count = 0
+    old_dirs_ok = grace <= 0 or _swap_age(dfd) >= grace
+    for name in os.listdir(dfd):
+        if name == TEMP_DATA_LINK:
+            if _is_link(dfd, name):
+                os.unlink(name, dir_fd=dfd)
+                count += 1
+        elif _is_version_dir_name(name) and name != keep and old_dirs_ok:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                _remove_version_dir(dfd, name)
+                count += 1
+    return count
+
+
+def _check_top_level(dfd: int, target_dir: Path, names: set[str]) -> set[str]:
+    """Refuse anything in the way; return the names whose symlink does not exist yet."""
+    missing: set[str] = set()
+    problems: list[str] = []
+    for name in sorted(names):
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            missing.add(name)
+            continue
+        if not stat.S_ISLNK(st.st_mode) or os.readlink(name, dir_fd=dfd) != f"{DATA_LINK}/{name}":
+            problems.append(f"{str(target_dir / name)!r} exists and was not created by the writer")
+    if problems:
+        raise UnsafeTargetError("; ".join(problems))
+    return missing
+
+
+def _read_tree(dfd: int, rel: str) -> Iterator[tuple[str, tuple[int, bytes]]]:
+    """Yield (path, (mode, bytes)) for every regular file under ``rel``; refuse anything else."""
+    sub = os.open(rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    try:
+        yield from _read_tree_fd(sub, "")
+    finally:
+        os.close(sub)
+
+
+def _read_tree_fd(fd: int, prefix: str) -> Iterator[tuple[str, tuple[int, bytes]]]:
+    for name in sorted(os.listdir(fd)):
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        path = f"{prefix}{name}"
+        if stat.S_ISDIR(st.st_mode):
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            try:
+                yield from _read_tree_fd(sub, path + "/")
+            finally:
+                os.close(sub)
+        elif stat.S_ISREG(st.st_mode):
+            ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            try:
+                yield path, (stat.S_IMODE(st.st_mode), _read_all(ffd, st.st_size))
+            finally:
+                os.close(ffd)
+        else:
+            raise _Mismatch(path)
+
+
+class _Mismatch(Exception):
+    """Something in a version directory the writer would never have put there."""
+
+
+def _read_all(fd: int, size_hint: int) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(fd, max(size_hint, 65536))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _dir_matches(dfd: int, rel: str, wanted: dict[str, FileToWrite]) -> bool:
+    try:
+        seen = 0
+        for path, (mode, data) in _read_tree(dfd, rel):
+            f = wanted.get(path)
+            if f is None or f.mode != mode or f.contents != data:
+                return False
+            seen += 1
+        return seen == len(wanted)
+    except (_Mismatch, OSError):
+        return False
+
+
+def _make_version_dir(dfd: int) -> str:
+    stamp = time.strftime("%Y_%m_%d_%H_%M_%S", time.gmtime())
+    while True:
+        name = f"..{stamp}.{secrets.token_hex(4)}"
+        try:
+            os.mkdir(name, _DIR_MODE, dir_fd=dfd)
+        except FileExistsError:
+            continue
+        _chmod_dir(dfd, name)
+        return name
+
+
+def _chmod_dir(parent_fd: int, name: str) -> None:
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    try:
+        os.fchmod(fd, _DIR_MODE)  # mkdir's mode is masked by the umask; readers need r-x
+    finally:
+        os.close(fd)
+
+
+def _write_tree(dfd: int, new_dir: str, files: Sequence[FileToWrite]) -> None:
+    root = os.open(new_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    dir_fds: dict[str, int] = {"": root}
+    try:
+        for f in files:
+            parent, _, base = f.path.rpartition("/")
+            pfd = _ensure_dir(dir_fds, parent)
+            fd = os.open(
+                base,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=pfd,
+            )
+            try:
+                view = memoryview(f.contents)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fchmod(fd, f.mode)  # exact mode: creation was masked by the umask
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        # Deepest first, so each directory is durable after its entries.
+        for rel in sorted(dir_fds, key=len, reverse=True):
+            os.fsync(dir_fds[rel])
+    finally:
+        for fd in dir_fds.values():
+            os.close(fd)
+
+
+def _ensure_dir(dir_fds: dict[str, int], rel: str) -> int:
+    """The fd of ``rel`` inside the new version directory, creating missing parents (never following)."""
+    if rel in dir_fds:
+        return dir_fds[rel]
+    parent, _, base = rel.rpartition("/")
+    pfd = _ensure_dir(dir_fds, parent)
+    os.mkdir(base, _DIR_MODE, dir_fd=pfd)
+    _chmod_dir(pfd, base)
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    dir_fds[rel] = fd
+    return fd
+
+
+def _remove_stale_links(dfd: int, *, keep: set[str]) -> int:
+    """Unlink top-level symlinks of ours (``..data/<name>``) whose name is not in ``keep``."""
+    count = 0
+    for name in os.listdir(dfd):
+        if name.startswith("..") or name in keep or not _is_link(dfd, name):
+            continue
+        if os.readlink(name, dir_fd=dfd) == f"{DATA_LINK}/{name}":
+            os.unlink(name, dir_fd=dfd)
+            count += 1
+    return count
+
+
+def _remove_version_dir(dfd: int, name: str) -> None:
+    # shutil.rmtree with dir_fd uses the fd-based walk: it never follows a symlink inside.
+    shutil.rmtree(name, dir_fd=dfd)
