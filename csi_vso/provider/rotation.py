@@ -1,0 +1,556 @@
+"""Live rotation: when a protected Secret changes, rewrite every provider-mode volume that reads it.
+
+The Secret cache calls :meth:`Rotator.on_secret_event` on its informer thread after it holds
+the new state. The rotator looks the Secret up in the :class:`~csi_vso.provider.registry.Registry`
+and hands each affected volume to a bounded thread pool, so a thousand volumes of one Secret
+are rewritten together rather than one after another. Events for a volume that is already
+being rewritten are coalesced: the worker runs again once, against the cache's newest state,
+so a burst of changes never queues a backlog and never writes an older state after a newer one.
+
+Per volume the decision is pure (:func:`decide`), from the registered record and the cached
+Secrets:
+
+- every Secret present and the pod still admitted: render; rewrite when the content differs
+  (the atomic writer compares bytes, so untouched volumes keep their mtimes);
+- a Secret deleted (or no longer protected, which the label-selected cache cannot tell apart):
+  keep the last files, so running applications keep working; count and log it once;
+- the policy no longer admits the pod: remove the files, log once;
+- access regained or the Secret recreated: the next decision is a write again.
+
+Mount (:class:`~csi_vso.provider.service.MountService`) writes the same targets; it reports
+each provider-mode write to :meth:`Rotator.observe_mount`, which registers the volume and,
+under the per-target lock rotation also holds, re-renders from the cache so that a rotation
+racing the Mount cannot leave the older state behind.
+
+On start (after the cache synced) every registered volume is reconciled, which also removes
+the leftovers a crash left in it. A housekeeping thread drops volumes whose target is gone
+(pod deleted, volume unmounted) and removes replaced version directories once the writer's
+grace period has passed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.registry import REGISTRY
+
+from csi_vso import protected
+from csi_vso.provider import atomic_writer, authz, render
+from csi_vso.provider.authz import VerifiedPod
+from csi_vso.provider.errors import NotFound, PermissionDenied, ProviderError
+from csi_vso.provider.registry import MountRecord, Registry
+from csi_vso.provider.render import RenderedFile
+from csi_vso.provider.validation import MountSpec
+
+log = logging.getLogger(__name__)
+
+SecretKey = tuple[str, str]
+
+
+# Stands in for data that is not base64 (a broken Secret); decide() refuses to render it.
+_UNDECODABLE = b"\x00csi-vso: not base64\x00"
+
+
+class SecretSource(Protocol):
+    """What the rotator needs from :class:`~csi_vso.provider.secret_cache.SecretCache`."""
+
+    def get(self, namespace: str, name: str) -> Any: ...
+
+    def add_listener(self, callback: Callable[[str, str], None]) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure decisions
+
+
+@dataclass(frozen=True)
+class SecretView:
+    """The parts of a cached Secret rotation reads: policy marks and decoded data."""
+
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    data: Mapping[str, bytes] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Write:
+    files: tuple[RenderedFile, ...]
+    versions: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class KeepMissing:
+    missing: tuple[str, ...]  # "namespace/name"
+
+
+@dataclass(frozen=True)
+class Revoke:
+    reason: str  # names the Secret and the pod, never content
+
+
+@dataclass(frozen=True)
+class Fail:
+    kind: str
+    message: str  # a ProviderError message: names and paths only
+
+
+Decision = Write | KeepMissing | Revoke | Fail
+
+
+def decide(record: MountRecord, secrets: Mapping[SecretKey, SecretView | None], key: bytes) -> Decision:
+    """What to do with one volume given the current state of the Secrets it reads.
+
+    A denial anywhere wins over a missing Secret: when in doubt, stop serving.
+    """
+    missing: list[str] = []
+    for (namespace, name), view in sorted(secrets.items()):
+        if view is None:
+            missing.append(f"{namespace}/{name}")
+            continue
+        try:
+            authz.authorize(
+                record.pod,
+                secret_namespace=namespace,
+                secret_name=name,
+                labels=view.labels,
+                annotations=view.annotations,
+            )
+        except PermissionDenied as exc:
+            return Revoke(exc.message)
+        except NotFound:
+            missing.append(f"{namespace}/{name}")
+    if missing:
+        return KeepMissing(tuple(missing))
+    data = {k: v.data for k, v in secrets.items() if v is not None}
+    for (namespace, name), values in sorted(data.items()):
+        if any(value is _UNDECODABLE for value in values.values()):
+            return Fail("NotFound", f"protected Secret {namespace}/{name} holds data that is not base64")
+    try:
+        files = render.render(record.objects, data, record.permission)
+    except ProviderError as exc:
+        return Fail(type(exc).__name__, exc.message)
+    if not files:
+        return Fail("NotFound", "the protected Secrets of this volume hold no data: nothing to mount")
+    versions = tuple((v.id, v.version) for v in render.versions(key, files))
+    return Write(files, versions)
+
+
+def secret_view(secret: Any) -> SecretView | None:
+    """Read a cached V1Secret (or its dict form) into a :class:`SecretView`; None stays None."""
+    if secret is None:
+        return None
+    if isinstance(secret, Mapping):
+        meta = secret.get("metadata") or {}
+        labels, annotations, raw = meta.get("labels"), meta.get("annotations"), secret.get("data")
+    else:
+        meta = secret.metadata
+        labels, annotations, raw = meta.labels, meta.annotations, secret.data
+    try:
+        data = {k: base64.b64decode(v or "", validate=True) for k, v in (raw or {}).items()}
+    except (binascii.Error, ValueError):
+        data = {k: _UNDECODABLE for k in raw or {}}
+    return SecretView(labels=dict(labels or {}), annotations=dict(annotations or {}), data=data)
+
+
+def written_at(view: SecretView | None) -> datetime | None:
+    """The operator's write time of this content, when it stamped one that parses."""
+    text = view.annotations.get(protected.WRITTEN_AT_ANNOTATION) if view is not None else None
+    if not text:
+        return None
+    try:
+        return protected.parse_written_at(text)
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+
+
+class RotationMetrics:
+    """The rotation's Prometheus metrics; pass a registry per instance in tests."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        reg = REGISTRY if registry is None else registry
+        self.propagation = Histogram(
+            "csi_vso_rotation_propagation_seconds",
+            "Time from a Secret change to the volume's ..data swap: source=watch from the watch "
+            "event, source=written_at from the operator's csi-vso.io/written-at stamp.",
+            ["source"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=reg,
+        )
+        self.rewrites = Counter(
+            "csi_vso_rotation_rewrites_total",
+            "Volumes rewritten because their content changed.",
+            registry=reg,
+        )
+        self.skipped = Counter(
+            "csi_vso_rotation_skipped_unchanged_total",
+            "Volumes a Secret event touched whose content did not change (not rewritten).",
+            registry=reg,
+        )
+        self.errors = Counter(
+            "csi_vso_rotation_errors_total",
+            "Volumes that could not be re-rendered or written.",
+            ["kind"],
+            registry=reg,
+        )
+        self.secret_missing = Counter(
+            "csi_vso_rotation_secret_missing_total",
+            "Volumes whose Secret disappeared (last files kept).",
+            registry=reg,
+        )
+        self.revoked = Counter(
+            "csi_vso_rotation_access_revoked_total",
+            "Volumes removed because the policy no longer admits the pod.",
+            registry=reg,
+        )
+        self.collected = Counter(
+            "csi_vso_rotation_gc_total",
+            "Registered volumes dropped because their target is gone.",
+            registry=reg,
+        )
+        self.registered = Gauge(
+            "csi_vso_registered_mounts", "Provider-mode volumes in the mount registry.", registry=reg
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The rotator
+
+
+@dataclass(frozen=True, order=True)
+class _Trigger:
+    """Why a volume is being looked at: a watch event on one Secret, or a reconcile."""
+
+    monotonic: float
+    secret: SecretKey | None = None  # None: reconcile (restart, Mount), not an event
+
+
+class Rotator:
+    """Rewrites registered provider-mode volumes when their Secrets change."""
+
+    def __init__(
+        self,
+        *,
+        secrets: SecretSource,
+        registry: Registry,
+        version_key: bytes,
+        metrics: RotationMetrics,
+        workers: int = 8,
+        grace: float = atomic_writer.GRACE_SECONDS,
+        gc_interval: float = 30.0,
+    ) -> None:
+        self._secrets = secrets
+        self._registry = registry
+        self._key = version_key
+        self._metrics = metrics
+        self._grace = grace
+        self._gc_interval = gc_interval
+        self._mu = threading.Lock()
+        self._wake = threading.Condition(self._mu)
+        # target -> [lock, users]: created on first use, dropped when nobody holds or waits for it.
+        self._target_locks: dict[str, tuple[threading.Lock, list[int]]] = {}
+        self._pending: dict[str, _Trigger] = {}
+        self._running: set[str] = set()
+        self._sweeps: list[tuple[float, str]] = []
+        self._sweep_set: set[str] = set()
+        self._started = False
+        self._stopping = False
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rotation")
+        self._housekeeper: threading.Thread | None = None
+        secrets.add_listener(self.on_secret_event)
+        metrics.registered.set(len(registry))
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Call once the Secret cache has synced: reconcile every volume, then follow events."""
+        with self._mu:
+            self._started = True
+        self._housekeeper = threading.Thread(
+            target=self._housekeep, name="rotation-housekeeping", daemon=True
+        )
+        self._housekeeper.start()
+        self.reconcile_all()
+
+    def stop(self) -> None:
+        """Stop taking work, let running rewrites finish, stop housekeeping."""
+        with self._mu:
+            self._stopping = True
+            self._wake.notify_all()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._housekeeper is not None:
+            self._housekeeper.join()
+
+    def reconcile_all(self) -> None:
+        """Bring every registered volume to the cache's current state (restart, resync)."""
+        trigger = _Trigger(time.monotonic())
+        for target in self._registry.targets():
+            self._schedule(target, trigger)
+
+    def idle(self) -> bool:
+        """True when no volume is queued or being rewritten (tests and benchmarks wait on it)."""
+        with self._mu:
+            return not self._pending and not self._running
+
+    # -- entry points -----------------------------------------------------------------------
+
+    def on_secret_event(self, namespace: str, name: str) -> None:
+        """SecretCache listener: schedule every volume that reads this Secret. Quick."""
+        if not self._started:
+            return  # before sync; start() reconciles everything anyway
+        trigger = _Trigger(time.monotonic(), (namespace, name))
+        for target in self._registry.targets_for(namespace, name):
+            self._schedule(target, trigger)
+
+    @contextmanager
+    def target_lock(self, target_path: str) -> Iterator[None]:
+        """Serialise everything that renders and writes one target (Mount and rotation)."""
+        with self._mu:
+            lock, users = self._target_locks.setdefault(target_path, (threading.Lock(), [0]))
+            users[0] += 1
+        try:
+            with lock:
+                yield
+        finally:
+            with self._mu:
+                users[0] -= 1
+                if users[0] == 0:
+                    del self._target_locks[target_path]
+
+    def observe_mount(self, spec: MountSpec, pod: VerifiedPod, rendered: Any) -> None:
+        """MountService observer: register a provider-mode volume the Mount just wrote.
+
+        The Mount rendered and wrote outside this target's lock, so a rotation may have written
+        a newer state in between (and the Mount then overwrote it with the older one). So,
+        inside the lock, render again from the cache and write when that differs from what the
+        Mount wrote: whichever ran last, the volume ends at the cache's newest state. A
+        republish of an unchanged volume renders in memory and writes nothing, not even the
+        registry file.
+        """
+        target = spec.target_path
+        mounted = tuple((v.id, v.version) for v in rendered.versions)
+        record = MountRecord(
+            target_path=target,
+            pod=pod,
+            objects=spec.objects,
+            permission=spec.permission,
+            secret_provider_class=spec.secret_provider_class,
+            versions=mounted,
+        )
+        with self.target_lock(target):
+            views = {key: secret_view(self._secrets.get(*key)) for key in sorted(record.secrets())}
+            decision = decide(record, views, self._key)
+            if isinstance(decision, Write) and decision.versions != mounted:
+                atomic_writer.write_atomically(
+                    Path(target), [f.to_write() for f in decision.files], grace=self._grace
+                )
+                record = record.with_outcome(versions=decision.versions)
+            elif not isinstance(decision, Write):
+                self._schedule(target, _Trigger(time.monotonic()))  # changed since the Mount: reconcile
+            if self._registry.get(target) != record:
+                self._registry.put(record)
+                self._metrics.registered.set(len(self._registry))
+        self._schedule_sweep(target)
+
+    def forget(self, target_path: str) -> None:
+        """Drop a target from the registry (e.g. it is now mounted in driver mode)."""
+        with self.target_lock(target_path):
+            self._registry.remove(target_path)
+        self._metrics.registered.set(len(self._registry))
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def _schedule(self, target: str, trigger: _Trigger) -> None:
+        with self._mu:
+            if self._stopping:
+                return
+            # Keep the earliest unserved trigger: latency counts from the first event not yet shown.
+            if target not in self._pending:
+                self._pending[target] = trigger
+            if target in self._running:
+                return  # the running worker picks it up when it finishes
+            self._running.add(target)
+        try:
+            self._pool.submit(self._work, target)
+        except RuntimeError:  # pool shut down between the check and the submit
+            with self._mu:
+                self._running.discard(target)
+
+    def _work(self, target: str) -> None:
+        while True:
+            with self._mu:
+                trigger = self._pending.pop(target, None)
+                if trigger is None or self._stopping:
+                    self._running.discard(target)
+                    return
+            try:
+                self._rotate(target, trigger)
+            except Exception as exc:  # never let one volume stop the worker
+                self._metrics.errors.labels(kind=type(exc).__name__).inc()
+                log.error(
+                    "rotation of a volume failed", extra={"target": target, "error": type(exc).__name__}
+                )
+
+    # -- one volume -------------------------------------------------------------------------
+
+    def _rotate(self, target: str, trigger: _Trigger) -> None:
+        with self.target_lock(target):
+            record = self._registry.get(target)
+            if record is None:
+                return
+            if not os.path.isdir(target):
+                self._collect(target, record)
+                return
+            views = {key: secret_view(self._secrets.get(*key)) for key in sorted(record.secrets())}
+            decision = decide(record, views, self._key)
+            if isinstance(decision, Write):
+                self._write(record, decision, trigger, views)
+            elif isinstance(decision, KeepMissing):
+                if record.missing != decision.missing:
+                    self._metrics.secret_missing.inc()
+                    log.warning(
+                        "protected Secret gone: keeping the volume's last files",
+                        extra={"target": target, "secrets": list(decision.missing), "pod": _pod(record)},
+                    )
+                    self._registry.put(record.with_outcome(missing=decision.missing))
+            elif isinstance(decision, Revoke):
+                if not record.denied:
+                    removed = atomic_writer.remove_all(Path(target))
+                    self._metrics.revoked.inc()
+                    log.warning(
+                        "access revoked: removed the volume's files",
+                        extra={"target": target, "reason": decision.reason, "removed": removed},
+                    )
+                    self._registry.put(record.with_outcome(denied=True, missing=(), versions=()))
+            elif record.failing != decision.kind:
+                self._metrics.errors.labels(kind=decision.kind).inc()
+                log.warning(
+                    "cannot re-render the volume: keeping its last files",
+                    extra={"target": target, "error": decision.message},
+                )
+                self._registry.put(record.with_outcome(failing=decision.kind))
+
+    def _write(
+        self,
+        record: MountRecord,
+        decision: Write,
+        trigger: _Trigger,
+        views: Mapping[SecretKey, SecretView | None],
+    ) -> None:
+        target = record.target_path
+        healthy = not (record.missing or record.denied or record.failing)
+        if trigger.secret is not None and healthy and decision.versions == record.versions:
+            self._metrics.skipped.inc()  # an event that did not change this volume's files
+            return
+        try:
+            result = atomic_writer.write_atomically(
+                Path(target), [f.to_write() for f in decision.files], grace=self._grace
+            )
+        except FileNotFoundError:
+            self._collect(target, record)
+            return
+        except (atomic_writer.AtomicWriteError, OSError) as exc:
+            kind = type(exc).__name__
+            if record.failing != kind:
+                self._metrics.errors.labels(kind=kind).inc()
+                log.warning("cannot write the volume", extra={"target": target, "error": str(exc)})
+                self._registry.put(record.with_outcome(failing=kind))
+            return
+        if result.changed:
+            self._metrics.rewrites.inc()
+            self._schedule_sweep(target)
+            if trigger.secret is not None:
+                self._metrics.propagation.labels(source="watch").observe(time.monotonic() - trigger.monotonic)
+                stamped = written_at(views.get(trigger.secret))
+                if stamped is not None:
+                    lag = (datetime.now(UTC) - stamped).total_seconds()
+                    self._metrics.propagation.labels(source="written_at").observe(max(lag, 0.0))
+        else:
+            self._metrics.skipped.inc()
+        if not healthy:
+            log.info("serving the volume again", extra={"target": target, "pod": _pod(record)})
+        updated = record.with_outcome(versions=decision.versions, missing=(), denied=False, failing="")
+        if updated != record:
+            self._registry.put(updated)
+
+    def _collect(self, target: str, record: MountRecord) -> None:
+        """The target is gone (pod deleted, volume unmounted): forget it, once, quietly."""
+        if self._registry.remove(target):
+            self._metrics.collected.inc()
+            self._metrics.registered.set(len(self._registry))
+            log.info(
+                "volume target gone: dropped from the registry", extra={"target": target, "pod": _pod(record)}
+            )
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def _schedule_sweep(self, target: str) -> None:
+        with self._mu:
+            if target in self._sweep_set:
+                return
+            self._sweep_set.add(target)
+            heapq.heappush(self._sweeps, (time.monotonic() + self._grace + 0.05, target))
+            self._wake.notify_all()
+
+    def _housekeep(self) -> None:
+        next_gc = time.monotonic() + self._gc_interval
+        while True:
+            due: list[str] = []
+            with self._mu:
+                while not self._stopping:
+                    now = time.monotonic()
+                    if self._sweeps and self._sweeps[0][0] <= now:
+                        break
+                    if now >= next_gc:
+                        break
+                    until = min(self._sweeps[0][0] if self._sweeps else next_gc, next_gc)
+                    self._wake.wait(timeout=max(until - now, 0.01))
+                if self._stopping:
+                    return
+                now = time.monotonic()
+                while self._sweeps and self._sweeps[0][0] <= now:
+                    _, target = heapq.heappop(self._sweeps)
+                    self._sweep_set.discard(target)
+                    due.append(target)
+            for target in due:
+                try:
+                    with self.target_lock(target):
+                        atomic_writer.sweep(Path(target), grace=self._grace)
+                except (OSError, atomic_writer.AtomicWriteError) as exc:
+                    log.debug("sweep failed", extra={"target": target, "error": type(exc).__name__})
+            if time.monotonic() >= next_gc:
+                self.collect_garbage()
+                next_gc = time.monotonic() + self._gc_interval
+
+    def collect_garbage(self) -> int:
+        """Drop every registered volume whose target directory is gone; return how many."""
+        dropped = 0
+        for target in self._registry.targets():
+            if not os.path.isdir(target):
+                record = self._registry.get(target)
+                if record is not None:
+                    with self.target_lock(target):
+                        self._collect(target, record)
+                    dropped += 1
+        return dropped
+
+
+def _pod(record: MountRecord) -> str:
+    return f"{record.pod.namespace}/{record.pod.name}"
