@@ -172,7 +172,11 @@ def top_level_names(files: Sequence[FileToWrite]) -> set[str]:
 
 
 def write_atomically(
-    target_dir: Path, files: Sequence[FileToWrite], *, grace: float = GRACE_SECONDS
+    target_dir: Path,
+    files: Sequence[FileToWrite],
+    *,
+    grace: float = GRACE_SECONDS,
+    known_changed: bool = False,
 ) -> WriteResult:
     """Make ``target_dir`` hold exactly ``files``; readers see the old set or the new one.
 
@@ -188,7 +192,9 @@ def write_atomically(
          anything is written.
       5. Compare the payload with the directory ``..data`` points to (bytes, modes, exact file set,
          read without following symlinks). When equal, only create missing top-level symlinks and
-         return changed=False: unchanged files keep their mtime.
+         return changed=False: unchanged files keep their mtime. Skipped when the caller says
+         ``known_changed`` (rotation knows from the versions; reading every file back costs more
+         than the write).
       6. Create a new ``..<timestamp>.<random>`` directory and write every file into it with
          O_CREAT|O_EXCL|O_NOFOLLOW, then fchmod to the exact mode (the process umask applied at
          creation would otherwise strip bits), then fsync each file and each new directory.
@@ -218,7 +224,7 @@ def write_atomically(
         # 4. Every top-level name must be absent or our own symlink.
         missing_links = _check_top_level(dfd, target_dir, names)
         # 5. Nothing changed: repair missing links only, keep mtimes.
-        if current is not None and _dir_matches(dfd, current, wanted):
+        if current is not None and not known_changed and _dir_matches(dfd, current, wanted):
             for name in sorted(missing_links):
                 os.symlink(f"{DATA_LINK}/{name}", name, dir_fd=dfd)
             if missing_links:

@@ -9,7 +9,12 @@ flags. Never file contents, never tokens: the state dir is on the node's disk an
 the pod.
 
 Each record is written to a temp file, fsynced, renamed over the old one and the directory
-fsynced, so a crash leaves the old record or the new one. At start every record is loaded;
+fsynced, so a crash leaves the old record or the new one. New records and state changes are
+written at once; a rotation that only moves a record's versions marks it dirty and the
+rotator flushes dirty records a moment later, off the rotation's critical path (a thousand
+fsyncs on the node's disk cost more than the rewrites themselves). Losing such an update in a
+crash is harmless: versions only let rotation skip unchanged volumes, and the restart
+reconcile compares bytes on disk anyway. At start every record is loaded;
 one that does not parse is logged (by file name) and skipped, never a crash: the worst case
 is a volume that stops rotating until its pod's next Mount re-registers it.
 """
@@ -174,6 +179,7 @@ class Registry:
         self._lock = threading.Lock()
         self._records: dict[str, MountRecord] = {}
         self._by_secret: dict[tuple[str, str], set[str]] = {}
+        self._dirty: set[str] = set()
 
     # -- loading --------------------------------------------------------------------------
 
@@ -222,15 +228,34 @@ class Registry:
 
     # -- changes --------------------------------------------------------------------------
 
-    def put(self, record: MountRecord) -> None:
-        """Store ``record`` (replacing any record for its target) on disk, then in memory."""
-        self._write(record)
+    def put(self, record: MountRecord, *, durable: bool = True) -> None:
+        """Store ``record`` (replacing any record for its target); on disk now, or at the next flush."""
+        if durable:
+            self._write(record)
+            with self._lock:
+                self._dirty.discard(record.target_path)
         self._index(record)
+        if not durable:
+            with self._lock:
+                self._dirty.add(record.target_path)
+
+    def flush(self) -> int:
+        """Write every record changed with ``durable=False`` since the last flush; return how many."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+        written = 0
+        for target in sorted(dirty):
+            record = self.get(target)
+            if record is not None:
+                self._write(record)
+                written += 1
+        return written
 
     def remove(self, target_path: str) -> bool:
         """Forget a target; False when it was not registered."""
         with self._lock:
             old = self._records.pop(target_path, None)
+            self._dirty.discard(target_path)
             if old is not None:
                 self._unindex(old)
         (self._dir / record_file_name(target_path)).unlink(missing_ok=True)

@@ -49,7 +49,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.registry import REGISTRY
 
 from csi_vso import protected
-from csi_vso.provider import atomic_writer, authz, render
+from csi_vso.provider import atomic_writer, authz, render, versions
 from csi_vso.provider.authz import VerifiedPod
 from csi_vso.provider.errors import NotFound, PermissionDenied, ProviderError
 from csi_vso.provider.registry import MountRecord, Registry
@@ -59,6 +59,9 @@ from csi_vso.provider.validation import MountSpec
 log = logging.getLogger(__name__)
 
 SecretKey = tuple[str, str]
+
+# How long version-only registry updates wait, so one rotation's thousand records go in one batch.
+_FLUSH_DELAY = 0.5
 
 
 # Stands in for data that is not base64 (a broken Secret); decide() refuses to render it.
@@ -243,7 +246,11 @@ class _Trigger:
 
 
 class Rotator:
-    """Rewrites registered provider-mode volumes when their Secrets change."""
+    """Rewrites registered provider-mode volumes when their Secrets change.
+
+    ``workers`` bounds the pool. The work is short syscalls under the GIL, so more threads
+    than a few only add contention: on 2 cores 2-8 workers rewrote 1,000 volumes fastest.
+    """
 
     def __init__(
         self,
@@ -252,7 +259,7 @@ class Rotator:
         registry: Registry,
         version_key: bytes,
         metrics: RotationMetrics,
-        workers: int = 8,
+        workers: int = 4,
         grace: float = atomic_writer.GRACE_SECONDS,
         gc_interval: float = 30.0,
     ) -> None:
@@ -270,6 +277,7 @@ class Rotator:
         self._running: set[str] = set()
         self._sweeps: list[tuple[float, str]] = []
         self._sweep_set: set[str] = set()
+        self._flush_due: float | None = None
         self._started = False
         self._stopping = False
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rotation")
@@ -296,7 +304,9 @@ class Rotator:
             self._wake.notify_all()
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._housekeeper is not None:
-            self._housekeeper.join()
+            self._housekeeper.join()  # it flushes the registry on its way out
+        else:
+            self._flush()
 
     def reconcile_all(self) -> None:
         """Bring every registered volume to the cache's current state (restart, resync)."""
@@ -461,7 +471,11 @@ class Rotator:
             return
         try:
             result = atomic_writer.write_atomically(
-                Path(target), [f.to_write() for f in decision.files], grace=self._grace
+                Path(target),
+                [f.to_write() for f in decision.files],
+                grace=self._grace,
+                # Versions differ only when content does; a reconcile compares bytes instead.
+                known_changed=trigger.secret is not None and healthy,
             )
         except FileNotFoundError:
             self._collect(target, record)
@@ -488,7 +502,9 @@ class Rotator:
             log.info("serving the volume again", extra={"target": target, "pod": _pod(record)})
         updated = record.with_outcome(versions=decision.versions, missing=(), denied=False, failing="")
         if updated != record:
-            self._registry.put(updated)
+            # Only the versions moved when it was healthy: flushed shortly by housekeeping.
+            self._registry.put(updated, durable=not healthy)
+            self._schedule_flush()
 
     def _collect(self, target: str, record: MountRecord) -> None:
         """The target is gone (pod deleted, volume unmounted): forget it, once, quietly."""
@@ -509,26 +525,40 @@ class Rotator:
             heapq.heappush(self._sweeps, (time.monotonic() + self._grace + 0.05, target))
             self._wake.notify_all()
 
+    def _schedule_flush(self) -> None:
+        with self._mu:
+            if self._flush_due is None:
+                self._flush_due = time.monotonic() + _FLUSH_DELAY
+                self._wake.notify_all()
+
     def _housekeep(self) -> None:
+        """One thread for the timed chores: sweeps after the grace period, registry flushes, GC."""
         next_gc = time.monotonic() + self._gc_interval
         while True:
-            due: list[str] = []
             with self._mu:
                 while not self._stopping:
                     now = time.monotonic()
-                    if self._sweeps and self._sweeps[0][0] <= now:
+                    until = min(
+                        self._sweeps[0][0] if self._sweeps else next_gc,
+                        self._flush_due if self._flush_due is not None else next_gc,
+                        next_gc,
+                    )
+                    if until <= now:
                         break
-                    if now >= next_gc:
-                        break
-                    until = min(self._sweeps[0][0] if self._sweeps else next_gc, next_gc)
-                    self._wake.wait(timeout=max(until - now, 0.01))
+                    self._wake.wait(timeout=until - now)
                 if self._stopping:
-                    return
+                    break
                 now = time.monotonic()
+                due: list[str] = []
                 while self._sweeps and self._sweeps[0][0] <= now:
                     _, target = heapq.heappop(self._sweeps)
                     self._sweep_set.discard(target)
                     due.append(target)
+                flush = self._flush_due is not None and self._flush_due <= now
+                if flush:
+                    self._flush_due = None
+            if flush:
+                self._flush()
             for target in due:
                 try:
                     with self.target_lock(target):
@@ -538,6 +568,13 @@ class Rotator:
             if time.monotonic() >= next_gc:
                 self.collect_garbage()
                 next_gc = time.monotonic() + self._gc_interval
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            self._registry.flush()
+        except OSError as exc:
+            log.error("cannot write mount records", extra={"error": str(exc)})
 
     def collect_garbage(self) -> int:
         """Drop every registered volume whose target directory is gone; return how many."""
@@ -554,3 +591,58 @@ class Rotator:
 
 def _pod(record: MountRecord) -> str:
     return f"{record.pod.namespace}/{record.pod.name}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Wiring into the provider process
+
+
+class RotationExtension:
+    """Plugs rotation into :class:`~csi_vso.provider.server.ProviderServer` (its ``extensions``).
+
+    ``start(server)`` loads the registry from the state dir, registers the rotator as the Mount
+    service's observer and as the Secret cache's listener, and starts it once the cache has
+    synced (so the restart reconcile sees complete state). ``stop()`` lets running rewrites
+    finish.
+    """
+
+    def __init__(self, *, workers: int = 4, gc_interval: float = 30.0) -> None:
+        self._workers = workers
+        self._gc_interval = gc_interval
+        self.rotator: Rotator | None = None
+        self._stopping = threading.Event()
+        self._starter: threading.Thread | None = None
+
+    def start(self, server: Any) -> None:
+        settings = server.settings
+        registry = Registry(settings.state_dir)
+        loaded = registry.load()
+        rotator = Rotator(
+            secrets=server.cache,
+            registry=registry,
+            version_key=versions.load_or_create_key(settings.state_dir),
+            metrics=RotationMetrics(server.metrics.registry),
+            workers=self._workers,
+            gc_interval=self._gc_interval,
+        )
+        server.service.add_observer(rotator.observe_mount)
+        self.rotator = rotator
+        log.info("mount registry loaded", extra={"mounts": loaded})
+
+        def start_after_sync() -> None:
+            while not self._stopping.is_set():
+                if server.cache.wait_for_sync(timeout=0.5):
+                    if not self._stopping.is_set():
+                        rotator.start()
+                        log.info("rotation started", extra={"mounts": len(registry)})
+                    return
+
+        self._starter = threading.Thread(target=start_after_sync, name="rotation-start", daemon=True)
+        self._starter.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._starter is not None:
+            self._starter.join()
+        if self.rotator is not None:
+            self.rotator.stop()

@@ -120,6 +120,13 @@ def test_registry_round_trip_corrupt_records_and_no_content(
     assert again.targets_for("team-a", "db") == ["/vol/a"]
     assert [r.getMessage() for r in caplog.records] == ["skipping unreadable mount record"] * 2
     assert not (mounts / "leftover.json.1.tmp").exists()
+    # A version-only update reaches the disk at the next flush, not before.
+    moved = record.with_outcome(versions=(("db/pw", "def"),))
+    again.put(moved, durable=False)
+    assert again.get("/vol/a") == moved
+    assert json.loads((mounts / record_file_name("/vol/a")).read_text())["versions"] == [["db/pw", "abc"]]
+    assert again.flush() == 1 and again.flush() == 0
+    assert json.loads((mounts / record_file_name("/vol/a")).read_text())["versions"] == [["db/pw", "def"]]
     assert again.remove("/vol/a") and again.targets_for("team-a", "db") == []
     assert not (mounts / record_file_name("/vol/a")).exists()
 
