@@ -1,15 +1,94 @@
-"""`csi-vso provider`: not built yet (see the open issues)."""
+"""``csi-vso provider``: flags -> settings -> a running :class:`ProviderServer` until SIGTERM.
+
+Only this module (with :mod:`csi_vso.cli`) sees argv. It turns the flags into
+:class:`~csi_vso.provider.settings.ProviderSettings`, builds the API client, runs the
+server, and on SIGTERM or SIGINT stops it gracefully: new Mounts are refused, in-flight
+ones finish, then the process exits 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from csi_vso.kube import api_client
+from csi_vso.provider.rotation import RotationExtension
+from csi_vso.provider.server import ProviderServer
+from csi_vso.provider.settings import (
+    DEFAULT_METRICS_ADDR,
+    DEFAULT_PROVIDER_NAME,
+    DEFAULT_SOCKET_DIR,
+    DEFAULT_STATE_DIR,
+    ProviderSettings,
+    parse_host_port,
+)
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No flags yet."""
+    parser.add_argument(
+        "--socket-dir",
+        type=Path,
+        default=DEFAULT_SOCKET_DIR,
+        help=f"directory the Secrets Store CSI driver dials providers in (default: {DEFAULT_SOCKET_DIR})",
+    )
+    parser.add_argument(
+        "--provider-name",
+        default=DEFAULT_PROVIDER_NAME,
+        help=f"socket name and SecretProviderClass spec.provider (default: {DEFAULT_PROVIDER_NAME})",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help=f"node-local state: version key and mount registry (default: {DEFAULT_STATE_DIR})",
+    )
+    parser.add_argument(
+        "--metrics-addr",
+        default=DEFAULT_METRICS_ADDR,
+        help=f"host:port for /metrics, /healthz and /readyz (default: {DEFAULT_METRICS_ADDR})",
+    )
+
+
+def settings_from(args: argparse.Namespace) -> ProviderSettings:
+    host, port = parse_host_port(args.metrics_addr)
+    return ProviderSettings(
+        socket_dir=args.socket_dir,
+        provider_name=args.provider_name,
+        state_dir=args.state_dir,
+        kubeconfig=args.kubeconfig,
+        metrics_host=host,
+        metrics_port=port,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    print("csi-vso provider is not implemented yet", file=sys.stderr)
-    return 2
+    try:
+        settings = settings_from(args)
+    except ValueError as exc:
+        print(f"csi-vso provider: {exc}", file=sys.stderr)
+        return 2
+    # The client's REST layer logs whole response bodies at debug level; for this process
+    # those are Secrets and TokenReviews. Keep it quiet whatever --log-level says.
+    logging.getLogger("kubernetes.client.rest").setLevel(logging.WARNING)
+    # Rotation (issue 4) rides on the Mount service and the Secret cache as an extension.
+    server = ProviderServer(settings, api_client(settings.kubeconfig), extensions=[RotationExtension()])
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping on signal", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    stop.wait()
+    server.stop()
+    server.wait()
+    return 0

@@ -1,0 +1,184 @@
+"""Mount, end to end: parse, validate, check identity, authorize, render, write or return.
+
+This is the provider's one use case, written as a straight line over small collaborators
+so that each step can be read and tested on its own:
+
+1. parse the request's strings and validate them, reporting every problem at once;
+2. refuse with UNAVAILABLE until the protected-Secret cache has synced (an empty cache
+   would otherwise look like NOT_FOUND);
+3. confirm the pod's identity against the API (cached per pod UID / token);
+4. for each named Secret: look it up in the cache (NOT_FOUND, identical for an
+   unprotected one), then apply the access policy (PERMISSION_DENIED);
+5. render the files and their versions;
+6. ``writeMode: provider``: write them into the volume with the atomic writer and tell
+   the observers (the rotation registry of issue 4); ``driver``: return them.
+
+Steps 4-5 are :meth:`MountService.render_for`, which rotation calls again when a Secret
+changes, so a republish and a rotation produce byte-identical volumes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from csi_vso.provider import authz
+from csi_vso.provider.atomic_writer import (
+    FileToWrite,
+    InvalidPayloadError,
+    UnsafeTargetError,
+    WriteResult,
+    write_atomically,
+)
+from csi_vso.provider.authz import VerifiedPod
+from csi_vso.provider.errors import InvalidArgument, NotFound, TargetUnsafe, Unavailable, WriteFailed
+from csi_vso.provider.params import PodClaim, parse_request
+from csi_vso.provider.render import ObjectVersion, RenderedFile, render, versions
+from csi_vso.provider.validation import MountSpec, WriteMode, validate
+
+
+class SecretSource(Protocol):
+    """What Mount needs from the Secret cache (:class:`~csi_vso.provider.secret_cache.SecretCache`)."""
+
+    def has_synced(self) -> bool: ...
+    def get(self, namespace: str, name: str) -> Any: ...
+
+
+class IdentitySource(Protocol):
+    """What Mount needs from :class:`~csi_vso.provider.identity.IdentityVerifier`."""
+
+    def verify(self, claim: PodClaim) -> VerifiedPod: ...
+
+
+Writer = Callable[[Path, Sequence[FileToWrite]], WriteResult]
+
+
+@dataclass(frozen=True)
+class RenderedMount:
+    """A volume's files and versions as the current Secrets make them."""
+
+    files: tuple[RenderedFile, ...]
+    versions: tuple[ObjectVersion, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(len(f.contents) for f in self.files)
+
+
+@dataclass(frozen=True)
+class MountResult:
+    """What the servicer returns: files only in driver mode, versions always."""
+
+    spec: MountSpec
+    files: tuple[RenderedFile, ...]
+    versions: tuple[ObjectVersion, ...]
+    bytes_served: int
+    changed: bool  # provider mode: whether the volume was rewritten; driver mode: always True
+
+
+#: Called after a provider-mode write succeeded (the rotation registry records the mount).
+MountObserver = Callable[[MountSpec, VerifiedPod, RenderedMount], None]
+
+
+def _decode(data: Mapping[str, str] | None, where: str) -> dict[str, bytes]:
+    try:
+        return {k: base64.b64decode(v or "", validate=True) for k, v in (data or {}).items()}
+    except (binascii.Error, ValueError):
+        raise NotFound(f"protected Secret {where} holds data that is not base64") from None
+
+
+class MountService:
+    """The Mount use case over a Secret source, an identity check and the atomic writer."""
+
+    def __init__(
+        self,
+        *,
+        secrets: SecretSource,
+        identity: IdentitySource,
+        version_key: bytes,
+        writer: Writer = write_atomically,
+    ) -> None:
+        self._secrets = secrets
+        self._identity = identity
+        self._key = version_key
+        self._writer = writer
+        self._observers: list[MountObserver] = []
+
+    def add_observer(self, observer: MountObserver) -> None:
+        self._observers.append(observer)
+
+    def mount(self, *, attributes: str, secrets: str, target_path: str, permission: str) -> MountResult:
+        # 1. Parse and validate.
+        spec = validate(
+            parse_request(
+                attributes=attributes, secrets=secrets, target_path=target_path, permission=permission
+            )
+        )
+        # 2. Only answer from a complete cache.
+        if not self._secrets.has_synced():
+            raise Unavailable("the protected Secret cache has not synced yet; retry shortly")
+        # 3. Identity.
+        pod = self._identity.verify(spec.pod)
+        # 4.-5. Look up, authorize, render.
+        rendered = self.render_for(pod, spec)
+        # 6. Write or return.
+        if spec.write_mode is WriteMode.DRIVER:
+            return MountResult(
+                spec=spec,
+                files=rendered.files,
+                versions=rendered.versions,
+                bytes_served=rendered.size,
+                changed=True,
+            )
+        result = self.write(spec, rendered)
+        for observer in self._observers:
+            observer(spec, pod, rendered)
+        return MountResult(
+            spec=spec,
+            files=(),
+            versions=rendered.versions,
+            bytes_served=rendered.size,
+            changed=result.changed,
+        )
+
+    def render_for(self, pod: VerifiedPod, spec: MountSpec) -> RenderedMount:
+        """Steps 4-5 for an already verified pod: the volume as the cached Secrets make it now."""
+        data: dict[tuple[str, str], dict[str, bytes]] = {}
+        for obj in spec.objects:
+            ref = (obj.secret_namespace, obj.secret_name)
+            if ref in data:
+                continue
+            secret = self._secrets.get(*ref)
+            if secret is None:
+                raise authz.not_found(*ref)
+            meta = secret.metadata
+            authz.authorize(
+                pod,
+                secret_namespace=ref[0],
+                secret_name=ref[1],
+                labels=meta.labels,
+                annotations=meta.annotations,
+            )
+            data[ref] = _decode(secret.data, f"{ref[0]}/{ref[1]}")
+        files = render(spec.objects, data, spec.permission)
+        if not files:
+            raise NotFound("the protected Secrets of this volume hold no data: nothing to mount")
+        return RenderedMount(files=files, versions=versions(self._key, files))
+
+    def write(self, spec: MountSpec, rendered: RenderedMount) -> WriteResult:
+        """Write ``rendered`` into the spec's target with the atomic writer; errors become ProviderErrors."""
+        target = spec.target_path
+        try:
+            return self._writer(Path(target), [f.to_write() for f in rendered.files])
+        except InvalidPayloadError as exc:
+            raise InvalidArgument(exc.problems) from None
+        except UnsafeTargetError as exc:
+            raise TargetUnsafe(f"refusing to write into {target}: {exc}") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise InvalidArgument([f"target_path {target} is not an existing directory"]) from None
+        except OSError as exc:
+            raise WriteFailed(f"writing into {target} failed: {exc.strerror or type(exc).__name__}") from None

@@ -1,0 +1,54 @@
+"""Process settings of ``csi-vso provider``: what the flags decide, separate from any request.
+
+Request code never sees this type; :mod:`csi_vso.provider.server` reads it to build the
+collaborators. Only :mod:`csi_vso.provider.main` builds it from argv.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SOCKET_DIR = Path("/var/run/secrets-store-csi-providers")
+DEFAULT_PROVIDER_NAME = "vso"
+DEFAULT_STATE_DIR = Path("/var/lib/csi-vso")
+DEFAULT_METRICS_ADDR = "127.0.0.1:8095"
+#: Audience of the pod token the CSIDriver's ``tokenRequests`` must ask for so the
+#: provider verifies identity with a TokenReview.
+DEFAULT_TOKEN_AUDIENCE = "csi-vso"  # noqa: S105 - an audience name
+
+# The driver only dials providers whose name matches this (DESIGN.md section 2).
+_PROVIDER_NAME = re.compile(r"^[a-zA-Z0-9_-]{0,30}$")
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    socket_dir: Path = DEFAULT_SOCKET_DIR
+    provider_name: str = DEFAULT_PROVIDER_NAME
+    state_dir: Path = DEFAULT_STATE_DIR
+    kubeconfig: str | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 8095
+    token_audience: str = DEFAULT_TOKEN_AUDIENCE
+    # Time in-flight Mounts get to finish after SIGTERM.
+    grace_seconds: float = 20.0
+    max_workers: int = 16
+
+    def __post_init__(self) -> None:
+        if not self.provider_name or not _PROVIDER_NAME.match(self.provider_name):
+            raise ValueError(
+                f"provider name {self.provider_name!r} must match {_PROVIDER_NAME.pattern} and not be empty"
+            )
+
+    @property
+    def socket_path(self) -> Path:
+        return self.socket_dir / f"{self.provider_name}.sock"
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) -> (host, port); raises ValueError when malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - ":8095" means every interface
