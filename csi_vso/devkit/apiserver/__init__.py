@@ -1,0 +1,52 @@
+"""An in-memory Kubernetes API server for tests and the demo (``csi-vso devkit apiserver``).
+
+No kube-apiserver can be installed where this project is developed, so this package serves
+the subset of the Kubernetes API that csi-vso, its tests and the official ``kubernetes``
+Python client use, over HTTP on 127.0.0.1, with the real server's semantics.
+
+Implemented:
+- core/v1 Namespaces (Terminating, content deletion, ``default`` ServiceAccount), Secrets
+  (base64 ``data``, ``stringData`` folding, key/size/type checks, ``immutable``), ConfigMaps,
+  ServiceAccounts (+ ``token`` = TokenRequest), Pods (+ ``/status``; ServiceAccount
+  admission), Events, Services, Nodes; apps/v1 Deployments, StatefulSets, DaemonSets,
+  ReplicaSets; coordination.k8s.io/v1 Leases; rbac.authorization.k8s.io/v1 objects (stored
+  only); storage.k8s.io/v1 CSIDrivers; apiextensions.k8s.io/v1 CustomResourceDefinitions
+  and the custom resources of every served version (namespaced or cluster-scoped), with
+  ``/status``, defaulting, pruning and OpenAPI v3 schema validation.
+- get, list (label selectors ``= == != in notin exists !exists``; field selectors
+  ``metadata.name``/``metadata.namespace`` and a few per-kind fields; ``limit``/``continue``),
+  create (409 AlreadyExists, ``generateName``), replace (409 Conflict on a stale
+  resourceVersion), JSON merge / strategic merge / JSON patch, ``dryRun``, delete and
+  deletecollection with finalizers, ``deletionTimestamp``, preconditions and propagation
+  (Background, Foreground, Orphan), ownerReference garbage collection.
+- watch: one resourceVersion counter across all kinds, ADDED/MODIFIED/DELETED in order
+  (selector transitions become ADDED/DELETED, as in the real watch cache), resume from a
+  resourceVersion, ``allowWatchBookmarks``, ``timeoutSeconds``, 410 Expired (an ERROR event)
+  once the version has left the retained event window (``APIServer.set_watch_window``).
+- Errors as ``Status`` objects (400/401/403/404/405/409/410/415/422) worded like the real
+  server's; discovery (``/api``, ``/apis``, ``/apis/<g>/<v>``), ``/version``, ``/healthz``,
+  ``/.well-known/openid-configuration`` and ``/openid/v1/jwks``.
+- TokenRequest (RS256 bound service-account JWTs) and TokenReview (audience, expiry,
+  service account and bound pod still present with the same uid); bearer-token
+  authentication from a static token list (users and groups) and by service-account tokens.
+
+Not implemented, or different from a real cluster:
+- RBAC is not enforced: every authenticated caller may do everything, and
+  SelfSubjectAccessReview / SubjectAccessReview always answer ``allowed: true``.
+  Unauthenticated requests get 401 except health, version and the OIDC discovery paths.
+- A service-account token authenticates API requests whatever its audience (a real server
+  requires its own audience); this lets OpenBao review a token with that same token.
+- No admission webhooks, no server-side apply field ownership (``apply-patch+yaml`` is a
+  merge patch that creates when missing), no protobuf/CBOR, no ``sendInitialEvents``,
+  no aggregated discovery, no controllers besides the garbage collector, the namespace
+  controller and CRD cleanup (Deployments never get Pods, Pods never run), pods are
+  deleted immediately (no kubelet), CRD versions share storage with conversion "None",
+  ``continue`` tokens page over current data rather than a snapshot. HTTP only, no TLS.
+"""
+
+from __future__ import annotations
+
+from csi_vso.devkit.apiserver.auth import User
+from csi_vso.devkit.apiserver.server import APIServer
+
+__all__ = ["APIServer", "User"]

@@ -1,0 +1,277 @@
+"""Who is calling, and the review APIs: TokenRequest, TokenReview, access reviews.
+
+Authentication: a bearer token is either in the server's static token list (user name +
+groups, so tests can act as different users) or a service-account JWT this server minted
+and that is still valid (signature, time window, service account — and bound pod — still
+present with the same uid). Authorization is not enforced: every authenticated user may
+do everything, and SelfSubjectAccessReview / SubjectAccessReview answer ``allowed: true``.
+
+TokenReview validates exactly the tokens TokenRequest mints, as the real server does for
+bound tokens: the token's audiences must intersect the requested ones (default: the API
+server's own audience), it must not be expired, and the service account and bound pod
+must still exist with the uids recorded in the token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from csi_vso.devkit.apiserver import errors
+from csi_vso.devkit.apiserver.operations import now_rfc3339
+from csi_vso.devkit.apiserver.store import Store
+from csi_vso.devkit.apiserver.tokens import BoundObject, Claims, TokenInvalid, TokenIssuer
+
+Obj = dict[str, Any]
+
+MIN_EXPIRATION_SECONDS = 600
+DEFAULT_EXPIRATION_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def info(self) -> Obj:
+        out: Obj = {"username": self.name, "groups": list(self.groups)}
+        if self.uid:
+            out["uid"] = self.uid
+        if self.extra:
+            out["extra"] = {k: list(v) for k, v in self.extra.items()}
+        return out
+
+
+ADMIN = User("admin", ("system:masters", "system:authenticated"))
+
+
+class Authenticator:
+    def __init__(self, store: Store, issuer: TokenIssuer, static: Mapping[str, User]) -> None:
+        self.store = store
+        self.issuer = issuer
+        self.static = dict(static)
+        self.api_audiences = [issuer.issuer]
+
+    def authenticate(self, authorization: str | None) -> User | None:
+        if not authorization or not authorization.startswith("Bearer "):
+            return None
+        token = authorization[len("Bearer ") :].strip()
+        user = self.static.get(token)
+        if user is not None:
+            return user
+        try:
+            # Any live token of ours authenticates, whatever its audience: OpenBao reviews a
+            # token using that same token as its bearer (a real server would also require the
+            # API audience; see the package docstring).
+            return self._service_account_user(self.issuer.verify(token))
+        except TokenInvalid:
+            return None
+
+    def _service_account_user(self, claims: Claims) -> User:
+        k8s = claims["kubernetes.io"]
+        namespace = k8s.get("namespace", "")
+        sa = k8s["serviceaccount"]
+        stored = self.store.get("serviceaccounts", namespace, sa.get("name", ""))
+        if stored is None:
+            raise TokenInvalid(f"service account {namespace}/{sa.get('name')} has been deleted")
+        if stored.meta.get("uid") != sa.get("uid"):
+            raise TokenInvalid(
+                f"service account UID ({sa.get('uid')}) does not match "
+                f"service account {namespace}/{sa.get('name')}"
+            )
+        extra: dict[str, tuple[str, ...]] = {
+            "authentication.kubernetes.io/credential-id": (f"JTI={claims.get('jti')}",)
+        }
+        for kind, storage in (("pod", "pods"), ("secret", "secrets")):
+            bound = k8s.get(kind)
+            if not isinstance(bound, dict):
+                continue
+            obj = self.store.get(storage, namespace, bound.get("name", ""))
+            if obj is None:
+                raise TokenInvalid(f"{kind} {namespace}/{bound.get('name')} has been deleted")
+            if obj.meta.get("uid") != bound.get("uid"):
+                raise TokenInvalid(
+                    f"{kind} UID ({bound.get('uid')}) does not match {kind} {namespace}/{bound.get('name')}"
+                )
+            if kind == "pod":
+                extra["authentication.kubernetes.io/pod-name"] = (bound["name"],)
+                extra["authentication.kubernetes.io/pod-uid"] = (bound["uid"],)
+        return User(
+            claims["sub"],
+            ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"),
+            sa.get("uid", ""),
+            extra,
+        )
+
+    # ----------------------------------------------------------- TokenRequest
+
+    def token_request(self, namespace: str, name: str, body: Any) -> Obj:
+        """POST serviceaccounts/{name}/token."""
+        if not isinstance(body, dict):
+            raise errors.bad_request("TokenRequest body must be a JSON object")
+        sa = self.store.get("serviceaccounts", namespace, name)
+        if sa is None:
+            raise errors.not_found("serviceaccounts", "", name)
+        spec = body.get("spec") or {}
+        audiences = list(spec.get("audiences") or self.api_audiences)
+        seconds = spec.get("expirationSeconds")
+        seconds = DEFAULT_EXPIRATION_SECONDS if seconds is None else seconds
+        problems = []
+        if not isinstance(seconds, int) or seconds < MIN_EXPIRATION_SECONDS:
+            problems.append(
+                errors.invalid_value(
+                    "spec.expirationSeconds", seconds, "may not specify a duration less than 10 minutes"
+                )
+            )
+        elif seconds > 2**32:
+            problems.append(
+                errors.invalid_value(
+                    "spec.expirationSeconds", seconds, "may not specify a duration larger than 2^32 seconds"
+                )
+            )
+        bound = None
+        ref = spec.get("boundObjectRef")
+        if ref:
+            kind = ref.get("kind")
+            if kind not in ("Pod", "Secret"):
+                problems.append(errors.not_supported("spec.boundObjectRef.kind", kind, ["Pod", "Secret"]))
+            elif not ref.get("name"):
+                problems.append(errors.required("spec.boundObjectRef.name"))
+            else:
+                storage = "pods" if kind == "Pod" else "secrets"
+                target = self.store.get(storage, namespace, ref["name"])
+                if target is None:
+                    raise errors.not_found(storage, "", ref["name"])
+                if ref.get("uid") and ref["uid"] != target.meta["uid"]:
+                    raise errors.conflict(
+                        "serviceaccounts",
+                        "",
+                        name,
+                        f"the UID in the bound object reference ({ref['uid']}) "
+                        "does not match the UID in record "
+                        f"({target.meta['uid']}). The object might have been deleted and then recreated",
+                    )
+                bound = BoundObject(kind, ref["name"], target.meta["uid"])
+        if problems:
+            raise errors.invalid("TokenRequest", "authentication.k8s.io", name, problems)
+        token, exp = self.issuer.issue(
+            namespace=namespace,
+            service_account=name,
+            service_account_uid=sa.meta["uid"],
+            audiences=audiences,
+            expiration_seconds=seconds,
+            bound=bound,
+        )
+        out_spec: Obj = {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": None}
+        if bound is not None:
+            out_spec["boundObjectRef"] = {
+                "kind": bound.kind,
+                "apiVersion": "v1",
+                "name": bound.name,
+                "uid": bound.uid,
+            }
+        return {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "creationTimestamp": now_rfc3339(self.issuer.clock),
+            },
+            "spec": out_spec,
+            "status": {"token": token, "expirationTimestamp": now_rfc3339(lambda: float(exp))},
+        }
+
+    # ------------------------------------------------------------ TokenReview
+
+    def token_review(self, body: Any) -> Obj:
+        if not isinstance(body, dict):
+            raise errors.bad_request("TokenReview body must be a JSON object")
+        spec = body.get("spec") or {}
+        token = spec.get("token") or ""
+        wanted = list(spec.get("audiences") or self.api_audiences)
+        status: Obj
+        static_user = self.static.get(token)
+        if static_user is not None and set(wanted) & set(self.api_audiences):
+            status = {
+                "authenticated": True,
+                "user": static_user.info(),
+                "audiences": [a for a in wanted if a in self.api_audiences],
+            }
+        else:
+            status = self._review_jwt(token, wanted)
+        return {
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": {"token": token, "audiences": list(spec.get("audiences") or [])}
+            if spec.get("audiences")
+            else {"token": token},
+            "status": status,
+        }
+
+    def _review_jwt(self, token: str, wanted: list[str]) -> Obj:
+        try:
+            claims = self.issuer.verify(token)
+            aud = claims.get("aud")
+            token_aud = [aud] if isinstance(aud, str) else list(aud or [])
+            matched = [a for a in wanted if a in token_aud]
+            if not matched:
+                raise TokenInvalid(
+                    f"token audiences {token_aud!r} is invalid for the target audiences {wanted!r}"
+                )
+            user = self._service_account_user(claims)
+        except TokenInvalid as exc:
+            return {"user": {}, "error": f"[invalid bearer token, {exc}]"}
+        return {"authenticated": True, "user": user.info(), "audiences": matched}
+
+    # ---------------------------------------------------------- access reviews
+
+    @staticmethod
+    def self_subject_access_review(body: Any) -> Obj:
+        spec = body.get("spec") if isinstance(body, dict) else None
+        return {
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": spec or {},
+            "status": {"allowed": True, "reason": "RBAC is not enforced by the csi-vso devkit API server"},
+        }
+
+    @staticmethod
+    def subject_access_review(body: Any) -> Obj:
+        spec = body.get("spec") if isinstance(body, dict) else None
+        return {
+            "kind": "SubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": spec or {},
+            "status": {"allowed": True, "reason": "RBAC is not enforced by the csi-vso devkit API server"},
+        }
+
+    @staticmethod
+    def self_subject_review(user: User) -> Obj:
+        return {
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": now_rfc3339(time.time)},
+            "status": {"userInfo": user.info()},
+        }
+
+    @staticmethod
+    def self_subject_rules_review(namespace: str) -> Obj:
+        return {
+            "kind": "SelfSubjectRulesReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": {"namespace": namespace},
+            "status": {
+                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                "incomplete": False,
+            },
+        }

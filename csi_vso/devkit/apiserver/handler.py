@@ -1,0 +1,347 @@
+"""HTTP: one request -> route -> authenticate -> operation -> JSON (or a chunked watch stream).
+
+Responses are written in one ``write`` (headers and body together; ``TCP_NODELAY`` is set
+on every connection) because small split writes on a keep-alive connection stall behind
+delayed ACKs. Watches stream ``{"type": ..., "object": ...}`` lines with chunked transfer
+encoding; an expired resourceVersion is reported as the real server does, inside the stream
+as an ERROR event carrying a 410 ``Status`` (the kubernetes client turns it into
+``ApiException(410)``). A watch ends on ``timeoutSeconds``, on server stop, or when the
+client goes away (noticed within a second without writing anything to the stream).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import select
+import socket
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from csi_vso.devkit.apiserver import errors
+from csi_vso.devkit.apiserver.auth import User
+from csi_vso.devkit.apiserver.errors import ApiError
+from csi_vso.devkit.apiserver.operations import DeleteOptions
+from csi_vso.devkit.apiserver.resources import ResourceType
+from csi_vso.devkit.apiserver.routing import Route, route
+from csi_vso.devkit.apiserver.selectors import SelectorError, parse_field_selector, parse_label_selector
+from csi_vso.devkit.apiserver.store import BOOKMARK, Expired, Stored, WatchFilter, encode
+
+if TYPE_CHECKING:
+    from csi_vso.devkit.apiserver.server import App
+
+log = logging.getLogger(__name__)
+
+_PUBLIC = frozenset({"health", "version", "openid", "jwks"})
+_MAX_WATCH_SECONDS = 1800
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "csi-vso-devkit-apiserver"
+    app: App  # set on the subclass the server creates
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.app.track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.app.track(self.connection, False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug(format % args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    # --------------------------------------------------------------- plumbing
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _json_body(self, raw: bytes) -> Any:
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise errors.bad_request(f"the body of the request could not be decoded as JSON: {exc}") from None
+
+    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+        phrase = HTTPStatus(code).phrase
+        head = (
+            f"HTTP/1.1 {code} {phrase}\r\n"
+            f"Content-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Cache-Control: no-cache, private\r\n"
+            f"Date: {self.date_time_string()}\r\n\r\n"
+        ).encode()
+        self.wfile.write(head + body)
+
+    def _send_obj(self, code: int, obj: Any) -> None:
+        self._send(code, encode(obj))
+
+    def _dispatch(self, method: str) -> None:
+        split = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        raw = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+        try:
+            target = route(split.path, self.app.registry)
+            user = self.app.auth.authenticate(self.headers.get("Authorization"))
+            if user is None and target.kind not in _PUBLIC:
+                raise errors.unauthorized()
+            self._serve(method, target, query, raw, user)
+        except ApiError as exc:
+            self._send_obj(exc.code, exc.status())
+        except SelectorError as exc:
+            self._send_obj(400, errors.bad_request(str(exc)).status())
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:
+            log.exception("internal error serving request", extra={"method": method, "path": split.path})
+            self._send_obj(
+                500, ApiError(500, "InternalError", f"Internal error occurred: {type(exc).__name__}").status()
+            )
+
+    def _serve(
+        self, method: str, target: Route, query: dict[str, str], raw: bytes, user: User | None
+    ) -> None:
+        app = self.app
+        if target.kind == "object":
+            assert target.resource is not None and user is not None
+            self._serve_object(method, target, target.resource, query, raw, user)
+            return
+        if method != "GET":
+            raise errors.method_not_allowed(method)
+        if target.kind == "health":
+            self._send(200, b"ok", "text/plain; charset=utf-8")
+        elif target.kind == "version":
+            self._send_obj(200, app.version_info())
+        elif target.kind == "openid":
+            self._send_obj(200, app.openid_configuration())
+        elif target.kind == "jwks":
+            self._send_obj(200, app.issuer.jwks())
+        elif target.kind == "api":
+            self._send_obj(200, app.registry.api_versions())
+        elif target.kind == "apis":
+            self._send_obj(200, app.registry.api_group_list())
+        elif target.kind == "group":
+            group = app.registry.api_group(target.group)
+            if group is None:
+                raise errors.path_not_found(self.path)
+            self._send_obj(200, {"kind": "APIGroup", "apiVersion": "v1", **group})
+        elif target.kind == "resources":
+            resources = app.registry.resource_list(target.group, target.version)
+            if resources is None:
+                raise errors.path_not_found(self.path)
+            self._send_obj(200, resources)
+        else:
+            raise errors.path_not_found(self.path)
+
+    # ---------------------------------------------------------------- objects
+
+    def _serve_object(
+        self, method: str, target: Route, rt: ResourceType, query: dict[str, str], raw: bytes, user: User
+    ) -> None:
+        ops = self.app.ops
+        ns = target.namespace or ""
+        name = target.name
+        sub = target.subresource
+        dry_run = bool(query.get("dryRun"))
+        if rt.virtual:
+            if method != "POST" or name is not None:
+                raise errors.method_not_allowed(method)
+            self._send_obj(201, self.app.review(rt, ns, self._json_body(raw), user))
+            return
+        if rt.namespaced and target.namespace is None and (method == "POST" or name is not None):
+            raise errors.path_not_found(self.path)
+        if sub == "token":
+            if method != "POST":
+                raise errors.method_not_allowed(method)
+            assert name is not None
+            self._send_obj(201, self.app.auth.token_request(ns, name, self._json_body(raw)))
+            return
+        if name is None:
+            if method == "GET":
+                labels = parse_label_selector(query.get("labelSelector"))
+                fields = parse_field_selector(query.get("fieldSelector"), rt.field_selectors)
+                if query.get("watch") in ("true", "1"):
+                    self._watch(rt, target.namespace, labels, fields, query)
+                else:
+                    self._list(rt, target.namespace if rt.namespaced else None, labels, fields, query)
+            elif method == "POST":
+                self._send_raw_obj(201, ops.create(rt, ns, self._json_body(raw), dry_run), rt)
+            elif method == "DELETE":
+                labels = parse_label_selector(query.get("labelSelector"))
+                fields = parse_field_selector(query.get("fieldSelector"), rt.field_selectors)
+                options = DeleteOptions.parse(self._json_body(raw), query)
+                deleted = ops.delete_collection(rt, target.namespace, labels, fields, options)
+                self._send_list(rt, deleted, ops.store.rv, "", None)
+            else:
+                raise errors.method_not_allowed(method)
+            return
+        if method == "GET":
+            self._send_raw_obj(200, ops.get(rt, ns, name), rt)
+        elif method == "PUT":
+            self._send_raw_obj(200, ops.update(rt, ns, name, self._json_body(raw), sub, dry_run), rt)
+        elif method == "PATCH":
+            content_type = self.headers.get("Content-Type") or ""
+            self._send_raw_obj(200, ops.patch(rt, ns, name, content_type, raw, sub, dry_run), rt)
+        elif method == "DELETE" and sub is None:
+            options = DeleteOptions.parse(self._json_body(raw), query)
+            stored, deleted_now = ops.delete(rt, ns, name, options)
+            if deleted_now and not rt.return_deleted_object:
+                details: dict[str, Any] = {"name": name, "kind": rt.plural, "uid": stored.meta.get("uid")}
+                if rt.group:
+                    details["group"] = rt.group
+                self._send_obj(
+                    200,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Success",
+                        "details": details,
+                    },
+                )
+            else:
+                self._send_raw_obj(200, stored, rt)
+        else:
+            raise errors.method_not_allowed(method)
+
+    def _send_raw_obj(self, code: int, stored: Stored, rt: ResourceType) -> None:
+        self._send(code, stored.raw(rt.api_version))
+
+    def _list(
+        self, rt: ResourceType, namespace: str | None, labels: Any, fields: Any, query: dict[str, str]
+    ) -> None:
+        rv = query.get("resourceVersion")
+        if rv not in (None, "") and not rv.isdigit():
+            raise errors.bad_request(f"invalid resource version: {rv!r}")
+        try:
+            limit = int(query.get("limit") or 0)
+        except ValueError:
+            raise errors.bad_request("limit must be an integer") from None
+        result = self.app.ops.list_objects(rt, namespace, labels, fields, limit, query.get("continue") or "")
+        self._send_list(rt, result.items, result.resource_version, result.continue_token, result.remaining)
+
+    def _send_list(
+        self, rt: ResourceType, items: list[Stored], rv: int, token: str, remaining: int | None
+    ) -> None:
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if token:
+            meta["continue"] = token
+            if remaining is not None:
+                meta["remainingItemCount"] = remaining
+        head = encode({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta})
+        body = head[:-1] + b',"items":[' + b",".join(s.raw(rt.api_version) for s in items) + b"]}"
+        self._send(200, body)
+
+    # ------------------------------------------------------------------ watch
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _client_gone(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return bool(self.connection.recv(1, socket.MSG_PEEK) == b"")
+        except OSError:
+            return True
+
+    def _watch(
+        self, rt: ResourceType, namespace: str | None, labels: Any, fields: Any, query: dict[str, str]
+    ) -> None:
+        app = self.app
+        rv_text = query.get("resourceVersion") or ""
+        if rv_text and not rv_text.isdigit():
+            raise errors.bad_request(f"invalid resource version: {rv_text!r}")
+        since = int(rv_text) if rv_text and rv_text != "0" else None
+        try:
+            timeout = float(query.get("timeoutSeconds") or _MAX_WATCH_SECONDS)
+        except ValueError:
+            raise errors.bad_request("timeoutSeconds must be an integer") from None
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        flt = WatchFilter(rt.storage_key, namespace if rt.namespaced else None, labels, fields)
+        self.wfile.write(
+            (
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                f"Cache-Control: no-cache, private\r\nDate: {self.date_time_string()}\r\n\r\n"
+            ).encode()
+        )
+        self.close_connection = True
+        try:
+            watcher = app.store.watch(flt, since)
+        except Expired as exc:
+            status = errors.gone(str(exc)).status()
+            self._write_chunk(encode({"type": "ERROR", "object": status}) + b"\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        api_version = rt.api_version
+        deadline = time.monotonic() + timeout
+        next_bookmark = time.monotonic() + app.bookmark_interval
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                try:
+                    item = watcher.queue.get(timeout=min(deadline - now, 1.0))
+                except queue.Empty:
+                    if self._client_gone():
+                        return
+                    if bookmarks and time.monotonic() >= next_bookmark:
+                        app.store.bookmark(watcher)
+                        next_bookmark = time.monotonic() + app.bookmark_interval
+                    continue
+                if item is None:
+                    break
+                parts: list[bytes] = []
+                while item is not None:
+                    kind, payload = item
+                    if kind == BOOKMARK:
+                        obj = {
+                            "kind": rt.kind,
+                            "apiVersion": api_version,
+                            "metadata": {"resourceVersion": str(payload), "creationTimestamp": None},
+                        }
+                        parts.append(b'{"type":"BOOKMARK","object":' + encode(obj) + b"}\n")
+                    else:
+                        parts.append(
+                            b'{"type":"' + kind.encode() + b'","object":' + payload.raw(api_version) + b"}\n"
+                        )
+                    try:
+                        item = watcher.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                self._write_chunk(b"".join(parts))
+                if item is None:
+                    break
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            return
+        finally:
+            app.store.unwatch(watcher)

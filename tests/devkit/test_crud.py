@@ -1,0 +1,130 @@
+"""Conformance: CRUD semantics and Status errors, through the official kubernetes client.
+
+Written against the real API server's behaviour; runs unchanged against a cluster when
+CSI_VSO_TEST_KUBECONFIG is set.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from kubernetes import client
+
+
+def _status(exc: client.ApiException) -> dict:
+    return json.loads(exc.body)
+
+
+def test_secret_create_get_replace_delete(core: client.CoreV1Api, namespace: str) -> None:
+    created = core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "s1"}, "data": {"a": base64.b64encode(b"one").decode()}}
+    )
+    assert created.type == "Opaque"
+    assert created.metadata.uid
+    got = core.read_namespaced_secret("s1", namespace)
+    assert got.metadata.resource_version == created.metadata.resource_version
+    got.data["b"] = base64.b64encode(b"two").decode()
+    replaced = core.replace_namespaced_secret("s1", namespace, got)
+    assert int(replaced.metadata.resource_version) > int(created.metadata.resource_version)
+    assert replaced.metadata.uid == created.metadata.uid
+    core.delete_namespaced_secret("s1", namespace)
+    with pytest.raises(client.ApiException) as err:
+        core.read_namespaced_secret("s1", namespace)
+    assert err.value.status == 404
+    status = _status(err.value)
+    assert (status["kind"], status["reason"], status["code"]) == ("Status", "NotFound", 404)
+    assert status["details"] == {"name": "s1", "kind": "secrets"}
+    assert status["message"] == 'secrets "s1" not found'
+
+
+def test_string_data_is_folded_into_data(core: client.CoreV1Api, namespace: str) -> None:
+    created = core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "s"},
+            "data": {"a": base64.b64encode(b"old").decode()},
+            "stringData": {"a": "new", "b": "bee"},
+        },
+    )
+    assert created.string_data is None
+    assert {k: base64.b64decode(v) for k, v in created.data.items()} == {"a": b"new", "b": b"bee"}
+
+
+def test_bad_base64_is_400(core: client.CoreV1Api, namespace: str) -> None:
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_secret(namespace, {"metadata": {"name": "s"}, "data": {"a": "%%%not base64"}})
+    assert err.value.status == 400
+    assert _status(err.value)["reason"] == "BadRequest"
+
+
+def test_already_exists_is_409(core: client.CoreV1Api, namespace: str) -> None:
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "c"}})
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": "c"}})
+    status = _status(err.value)
+    assert (err.value.status, status["reason"]) == (409, "AlreadyExists")
+    assert status["message"] == 'configmaps "c" already exists'
+
+
+def test_stale_resource_version_is_409_conflict(core: client.CoreV1Api, namespace: str) -> None:
+    first = core.create_namespaced_config_map(namespace, {"metadata": {"name": "c"}, "data": {"k": "1"}})
+    core.patch_namespaced_config_map("c", namespace, {"data": {"k": "2"}})
+    first.data = {"k": "3"}
+    with pytest.raises(client.ApiException) as err:
+        core.replace_namespaced_config_map("c", namespace, first)
+    status = _status(err.value)
+    assert (err.value.status, status["reason"]) == (409, "Conflict")
+    assert "the object has been modified" in status["message"]
+    assert core.read_namespaced_config_map("c", namespace).data == {"k": "2"}
+
+
+def test_generate_name(core: client.CoreV1Api, namespace: str) -> None:
+    a = core.create_namespaced_config_map(namespace, {"metadata": {"generateName": "gen-"}})
+    b = core.create_namespaced_config_map(namespace, {"metadata": {"generateName": "gen-"}})
+    assert a.metadata.name.startswith("gen-") and len(a.metadata.name) == len("gen-") + 5
+    assert a.metadata.name != b.metadata.name
+
+
+def test_missing_name_and_bad_label_are_422(core: client.CoreV1Api, namespace: str) -> None:
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_config_map(namespace, {"metadata": {}})
+    status = _status(err.value)
+    assert (err.value.status, status["reason"]) == (422, "Invalid")
+    assert status["details"]["causes"][0]["field"] == "metadata.name"
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": "c", "labels": {"a": "-bad-"}}})
+    status = _status(err.value)
+    assert (err.value.status, status["reason"]) == (422, "Invalid")
+    assert status["details"]["causes"][0]["field"] == "metadata.labels"
+
+
+def test_resource_versions_increase_across_kinds(core: client.CoreV1Api, namespace: str) -> None:
+    versions = [
+        int(
+            core.create_namespaced_config_map(
+                namespace, {"metadata": {"name": "c"}}
+            ).metadata.resource_version
+        ),
+        int(core.create_namespaced_secret(namespace, {"metadata": {"name": "s"}}).metadata.resource_version),
+        int(
+            core.create_namespaced_service_account(
+                namespace, {"metadata": {"name": "sa"}}
+            ).metadata.resource_version
+        ),
+    ]
+    assert versions == sorted(versions) and len(set(versions)) == 3
+
+
+def test_noop_update_keeps_resource_version(core: client.CoreV1Api, namespace: str) -> None:
+    created = core.create_namespaced_config_map(namespace, {"metadata": {"name": "c"}, "data": {"k": "v"}})
+    again = core.patch_namespaced_config_map("c", namespace, {"data": {"k": "v"}})
+    assert again.metadata.resource_version == created.metadata.resource_version
+
+
+def test_create_in_missing_namespace_is_404(core: client.CoreV1Api) -> None:
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_config_map("no-such-namespace-x", {"metadata": {"name": "c"}})
+    assert err.value.status == 404
+    assert _status(err.value)["details"]["kind"] == "namespaces"
