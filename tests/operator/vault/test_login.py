@@ -188,3 +188,22 @@ def test_cache_reuses_per_key_and_replaces_older_generations(
         assert cache.keys() == []  # failed logins are not cached
     finally:
         cache.close()
+
+
+def test_cache_thread_keeps_tokens_alive(
+    root: hvac.Client, unique_path: str, connection: ConnectionSettings
+) -> None:
+    """Without any request, the upkeep thread renews a 3s token so it outlives its first TTL."""
+    mount, policy = _kv_with_policy(root, unique_path)
+    approle = configure_approle(
+        root, prefix=unique_path, policy_hcl=policy, token_ttl="3s", token_max_ttl="1m"
+    )
+    cache = SessionCache(interval=0.2)
+    cache.start()
+    try:
+        session = cache.get(SessionKey("a", 1, "c", 1), connection=connection, auth=approle.auth())
+        time.sleep(4.0)
+        assert session.read_kv(mount, "app", kv_version=2).data == {"k": "value-1"}
+        assert session.login_count == 1  # the first token is still the one in use
+    finally:
+        cache.close()
