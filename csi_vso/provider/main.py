@@ -74,9 +74,6 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"csi-vso provider: {exc}", file=sys.stderr)
         return 2
-    # The client's REST layer logs whole response bodies at debug level; for this process
-    # those are Secrets and TokenReviews. Keep it quiet whatever --log-level says.
-    logging.getLogger("kubernetes.client.rest").setLevel(logging.WARNING)
     # Rotation (issue 4) rides on the Mount service and the Secret cache as an extension.
     server = ProviderServer(settings, api_client(settings.kubeconfig), extensions=[RotationExtension()])
     stop = threading.Event()
@@ -87,7 +84,12 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server.start()
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        log.error("provider could not start", extra={"error": str(exc)})
+        server.stop(0)
+        return 1
     stop.wait()
     server.stop()
     server.wait()

@@ -84,9 +84,10 @@ class MetricsServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which may never have run
+            self._httpd.shutdown()
+            self._thread.join()
         self._httpd.server_close()
-        self._thread.join()
 
 
 def _handler(metrics: ProviderMetrics, ready: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:

@@ -1,0 +1,149 @@
+"""The Secret watch cache and the pod identity check, against the real (in-memory) API server."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from csi_vso.provider.errors import PermissionDenied
+from csi_vso.provider.identity import IdentityVerifier, KubeIdentityAPI, PodFacts, TokenFacts
+from csi_vso.provider.params import PodClaim
+from csi_vso.provider.secret_cache import SecretCache
+from tests.provider.driver_support import Cluster, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def cluster(kube: Any) -> Iterator[Cluster]:
+    c = Cluster(kube.api_client())
+    try:
+        yield c
+    finally:
+        c.cleanup()
+
+
+@pytest.fixture
+def cache(kube: Any) -> Iterator[SecretCache]:
+    c = SecretCache(kube.api_client())
+    c.start()
+    try:
+        assert c.wait_for_sync(30)
+        yield c
+    finally:
+        c.stop()
+
+
+def _value(secret: client.V1Secret | None, key: str) -> bytes | None:
+    if secret is None:
+        return None
+    return base64.b64decode(secret.data[key])
+
+
+def test_cache_holds_only_protected_secrets_and_tells_listeners_after_updating(
+    cluster: Cluster, cache: SecretCache
+) -> None:
+    ns = cluster.namespace("cache")
+    seen: list[tuple[str, str, bytes | None]] = []
+    lock = threading.Lock()
+
+    def listener(namespace: str, name: str) -> None:
+        # Called after the cache holds the new state: what we read here is what changed.
+        with lock:
+            seen.append((namespace, name, _value(cache.get(namespace, name), "v")))
+
+    cache.add_listener(listener)
+    cluster.secret(ns, "plain", {"v": b"unprotected"}, protect=False)
+    cluster.secret(ns, "guarded", {"v": b"one"})
+    wait_for(lambda: cache.get(ns, "guarded") is not None, what="protected Secret cached")
+    # Watch events arrive in order: the unprotected Secret, written first, was never delivered.
+    assert cache.get(ns, "plain") is None
+    assert cache.has_synced()
+
+    cluster.secret(ns, "guarded", {"v": b"two"})
+    wait_for(lambda: _value(cache.get(ns, "guarded"), "v") == b"two", what="update cached")
+    cluster.core.delete_namespaced_secret("guarded", ns)
+    wait_for(lambda: cache.get(ns, "guarded") is None, what="delete applied")
+    wait_for(lambda: len([s for s in seen if s[1] == "guarded"]) >= 3, what="listener calls")
+    with lock:
+        mine = [s for s in seen if s[0] == ns]
+    assert mine == [(ns, "guarded", b"one"), (ns, "guarded", b"two"), (ns, "guarded", None)]
+
+
+def test_removing_the_protected_label_drops_the_secret(cluster: Cluster, cache: SecretCache) -> None:
+    ns = cluster.namespace("cache")
+    cluster.secret(ns, "s", {"v": b"x"})
+    wait_for(lambda: cache.get(ns, "s") is not None, what="cached")
+    cluster.secret(ns, "s", {"v": b"x"}, protect=False)
+    wait_for(lambda: cache.get(ns, "s") is None, what="unlabelled Secret dropped from the cache")
+
+
+class CountingAPI:
+    """The real KubeIdentityAPI, counting its calls (to show what the caches save)."""
+
+    def __init__(self, real: KubeIdentityAPI) -> None:
+        self.real = real
+        self.pod_reads = 0
+        self.reviews = 0
+
+    def get_pod(self, namespace: str, name: str) -> PodFacts | None:
+        self.pod_reads += 1
+        return self.real.get_pod(namespace, name)
+
+    def review_token(self, token: str, audience: str) -> TokenFacts:
+        self.reviews += 1
+        return self.real.review_token(token, audience)
+
+
+def test_identity_is_checked_against_the_api_once_per_pod_uid(cluster: Cluster, kube: Any) -> None:
+    ns = cluster.namespace("ident")
+    pod = cluster.pod(ns)
+    api = CountingAPI(KubeIdentityAPI(kube.api_client()))
+    verifier = IdentityVerifier(api, audience="csi-vso")
+    claim = PodClaim(name=pod.name, namespace=ns, uid=pod.uid, service_account="app")
+    for _ in range(3):
+        verified = verifier.verify(claim)
+    assert (verified.namespace, verified.name, verified.uid, verified.service_account) == (
+        ns,
+        pod.name,
+        pod.uid,
+        "app",
+    )
+    assert api.pod_reads == 1
+    # A failed check is never cached: the same wrong claim asks the API each time.
+    wrong = PodClaim(name=pod.name, namespace=ns, uid="not-it", service_account="app")
+    for _ in range(2):
+        with pytest.raises(PermissionDenied, match="has a different UID"):
+            verifier.verify(wrong)
+    assert api.pod_reads == 3
+
+
+def test_token_is_reviewed_once_and_must_match_the_claim(cluster: Cluster, kube: Any) -> None:
+    ns = cluster.namespace("ident")
+    pod = cluster.pod(ns)
+    token = cluster.token(pod, "csi-vso")
+    api = CountingAPI(KubeIdentityAPI(kube.api_client()))
+    verifier = IdentityVerifier(api, audience="csi-vso")
+    claim = PodClaim(
+        name=pod.name, namespace=ns, uid=pod.uid, service_account="app", tokens={"csi-vso": token}
+    )
+    verifier.verify(claim)
+    verifier.verify(claim)
+    assert api.reviews == 1
+    # The same valid token offered for another service account's claim is refused.
+    other = PodClaim(
+        name=pod.name, namespace=ns, uid=pod.uid, service_account="admin", tokens={"csi-vso": token}
+    )
+    with pytest.raises(PermissionDenied, match="another identity than service account 'admin'") as err:
+        verifier.verify(other)
+    assert token not in str(err.value)
+    garbage = PodClaim(
+        name=pod.name, namespace=ns, uid=pod.uid, service_account="app", tokens={"csi-vso": "x.y.z"}
+    )
+    with pytest.raises(PermissionDenied, match="was not accepted by a TokenReview"):
+        verifier.verify(garbage)

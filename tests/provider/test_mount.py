@@ -1,0 +1,537 @@
+"""Mount end to end, acting as the driver: gRPC over the real unix socket, kubelet's exact
+attribute keys, the in-memory API server (or a real cluster), a real tmpfs target as root.
+
+The last test greps everything this module made the provider produce (log lines at debug
+level, error messages returned to the driver, the /metrics page) for every secret value
+and token the module used, and must find none.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+import socket
+import stat
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from csi_vso import __version__, logs, protected
+from csi_vso.provider.server import ProviderServer, remove_stale_socket
+from csi_vso.provider.settings import ProviderSettings
+from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request, wait_for
+from tests.provider.tmpfs_support import tmpfs_fixture  # noqa: F401  (the tmpfs fixture)
+
+pytestmark = pytest.mark.slow
+
+AUDIENCE = "csi-vso"
+# Every secret value and token this module hands to the provider; the last test greps for them.
+SENSITIVE: list[str] = []
+# Every error message the provider returned to the "driver".
+ERRORS: list[str] = []
+
+
+def secret_value(label: str) -> bytes:
+    value = f"{label}-{secrets.token_hex(8)}"
+    SENSITIVE.append(value)
+    return value.encode()
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logs.JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(scope="module")
+def captured() -> Iterator[_Capture]:
+    handler = _Capture()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+class Env:
+    def __init__(self, server: ProviderServer, driver: DriverClient, cluster: Cluster) -> None:
+        self.server = server
+        self.driver = driver
+        self.cluster = cluster
+        self.ns = cluster.namespace("team")
+        self.other_ns = cluster.namespace("other")
+        self.pod = cluster.pod(self.ns)
+        self.other_pod = cluster.pod(self.other_ns, name="other-0", service_account="other")
+        self.db = {"password": secret_value("db-password"), "user": secret_value("db-user")}
+        self.put(self.ns, "db", self.db)
+
+    def put(self, namespace: str, name: str, data: dict[str, bytes], **kwargs: Any) -> None:
+        self.cluster.secret(namespace, name, data, **kwargs)
+        want = dict(data)
+
+        def cached() -> bool:
+            got = self.server.cache.get(namespace, name)
+            if not kwargs.get("protect", True):
+                return True
+            if got is None:
+                return False
+            return {k: base64.b64decode(v) for k, v in (got.data or {}).items()} == want and dict(
+                got.metadata.annotations or {}
+            ) == dict(kwargs.get("annotations") or {})
+
+        wait_for(cached, what=f"Secret {namespace}/{name} in the provider's cache")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.server.metrics_port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+
+@pytest.fixture(scope="module")
+def env(kube: Any, tmp_path_factory: pytest.TempPathFactory, captured: _Capture) -> Iterator[Env]:
+    base = tmp_path_factory.mktemp("provider")
+    settings = ProviderSettings(
+        socket_dir=base / "sockets",
+        provider_name="vso",
+        state_dir=base / "state",
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        grace_seconds=5,
+        token_audience=AUDIENCE,
+    )
+    server = ProviderServer(settings, kube.api_client())
+    server.start()
+    driver = DriverClient(str(settings.socket_path))
+    cluster = Cluster(kube.api_client())
+    try:
+        assert server.cache.wait_for_sync(30)
+        wait_for(server.ready, what="provider ready")
+        yield Env(server, driver, cluster)
+    finally:
+        driver.close()
+        server.stop(5)
+        cluster.cleanup()
+
+
+def target_in(root: Path, pod: Pod) -> Path:
+    """A volume target shaped like kubelet's: <root>/pods/<uid>/volumes/kubernetes.io~csi/<vol>/mount."""
+    path = root / "pods" / pod.uid / "volumes" / "kubernetes.io~csi" / secrets.token_hex(3) / "mount"
+    path.mkdir(parents=True)
+    return path
+
+
+def visible(target: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file a reader sees through the visible names (following our symlinks), with its mode."""
+    out: dict[str, tuple[int, bytes]] = {}
+    for dirpath, _dirs, files in os.walk(target, followlinks=True):
+        rel = os.path.relpath(dirpath, target)
+        if rel.split(os.sep)[0].startswith(".."):
+            continue
+        for name in files:
+            path = Path(dirpath) / name
+            key = os.path.normpath(os.path.join(rel, name))
+            out[key] = (stat.S_IMODE(path.stat().st_mode), path.read_bytes())
+    return out
+
+
+def snapshot(target: Path) -> dict[str, str]:
+    """Names, types and link targets directly in ``target``: what 'nothing new' is checked against."""
+    out = {}
+    for entry in sorted(os.listdir(target)):
+        st = os.lstat(target / entry)
+        out[entry] = os.readlink(target / entry) if stat.S_ISLNK(st.st_mode) else oct(st.st_mode)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Version, health, readiness
+
+
+def test_version(env: Env) -> None:
+    response = env.driver.version()
+    assert (response.version, response.runtime_name, response.runtime_version) == (
+        "v1alpha1",
+        "csi-vso",
+        __version__,
+    )
+
+
+def test_health_and_http_endpoints(env: Env) -> None:
+    health = health_pb2_grpc.HealthStub(env.driver.channel)
+    for service in ("", "v1alpha1.CSIDriverProvider"):
+        status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+    for path in ("/healthz", "/readyz"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{env.server.metrics_port}{path}", timeout=5) as r:
+            assert r.status == 200
+    assert stat.S_IMODE(os.stat(env.server.socket_path).st_mode) == 0o600
+
+
+# --------------------------------------------------------------------------------------------
+# Happy paths
+
+HAPPY = {
+    "one-key": (
+        [{"secretName": "db", "key": "password"}],
+        None,
+        {"password": (0o644, "password")},
+    ),
+    "all-keys": (
+        [{"secretName": "db"}],
+        None,
+        {"password": (0o644, "password"), "user": (0o644, "user")},
+    ),
+    "nested-fileName-and-modes": (
+        [
+            {"secretName": "db", "key": "password", "fileName": "db/password", "mode": "0400"},
+            {"secretName": "db", "key": "user", "fileName": "db/user"},
+        ],
+        None,
+        {"db/password": (0o400, "password"), "db/user": (0o640, "user")},
+    ),
+    "yaml-objects": (
+        "- secretName: db\n  key: password\n  fileName: pw\n  mode: '0600'\n",
+        None,
+        {"pw": (0o600, "password")},
+    ),
+}
+
+
+@pytest.mark.parametrize("write_mode", ["provider", "driver", None])
+@pytest.mark.parametrize("case", sorted(HAPPY))
+def test_happy_paths(env: Env, tmpfs: Path, case: str, write_mode: str | None) -> None:
+    objects, _, expected = HAPPY[case]
+    target = target_in(tmpfs, env.pod)
+    permission = "416" if case == "nested-fileName-and-modes" else "420"  # 0640 as default
+    response = env.driver.mount(
+        mount_request(env.pod, objects, str(target), write_mode=write_mode, permission=permission)
+    )
+    want = {path: (mode, env.db[key]) for path, (mode, key) in expected.items()}
+    assert sorted(v.id for v in response.object_version) == sorted(want)
+    assert all(len(v.version) == 32 for v in response.object_version)
+    if write_mode == "driver":
+        assert {f.path: (f.mode, f.contents) for f in response.files} == want
+        assert os.listdir(target) == []
+    else:
+        assert list(response.files) == []
+        assert visible(target) == want
+        assert os.path.islink(target / "..data")
+
+
+def test_repeated_mount_is_idempotent_and_keeps_mtimes(env: Env, tmpfs: Path) -> None:
+    target = target_in(tmpfs, env.pod)
+    request = mount_request(env.pod, [{"secretName": "db"}], str(target))
+    first = env.driver.mount(request)
+    data_dir = os.readlink(target / "..data")
+    mtimes = {name: os.stat(target / name).st_mtime_ns for name in ("password", "user")}
+    second = env.driver.mount(request)
+    assert list(second.object_version) == list(first.object_version)
+    assert os.readlink(target / "..data") == data_dir
+    assert {name: os.stat(target / name).st_mtime_ns for name in mtimes} == mtimes
+
+
+def test_version_changes_iff_content_changes(env: Env, tmpfs: Path) -> None:
+    env.put(env.ns, "rotating", {"a": secret_value("rot-a1"), "b": secret_value("rot-b")})
+    target = target_in(tmpfs, env.pod)
+    request = mount_request(env.pod, [{"secretName": "rotating"}], str(target))
+    before = {v.id: v.version for v in env.driver.mount(request).object_version}
+    b_value = env.server.cache.get(env.ns, "rotating").data["b"]
+    env.put(env.ns, "rotating", {"a": secret_value("rot-a2"), "b": base64.b64decode(b_value)})
+    after = {v.id: v.version for v in env.driver.mount(request).object_version}
+    assert after["a"] != before["a"]
+    assert after["b"] == before["b"]
+    assert visible(target)["a"][1].startswith(b"rot-a2")
+
+
+def test_cross_namespace_mount_allowed_by_policy(env: Env, tmpfs: Path) -> None:
+    policy = {
+        protected.ALLOWED_NAMESPACES_ANNOTATION: protected.encode_list([env.other_ns]),
+        protected.ALLOWED_SERVICE_ACCOUNTS_ANNOTATION: protected.encode_list([f"{env.other_ns}/other"]),
+    }
+    env.put(env.ns, "shared", {"token": secret_value("shared")}, annotations=policy)
+    target = target_in(tmpfs, env.other_pod)
+    objects = [{"secretName": "shared", "secretNamespace": env.ns, "key": "token"}]
+    env.driver.mount(mount_request(env.other_pod, objects, str(target)))
+    assert visible(target)["token"][1].startswith(b"shared-")
+
+
+def test_pod_token_for_the_configured_audience_is_verified(env: Env, tmpfs: Path) -> None:
+    token = env.cluster.token(env.pod, AUDIENCE)
+    SENSITIVE.append(token)
+    target = target_in(tmpfs, env.pod)
+    response = env.driver.mount(
+        mount_request(env.pod, [{"secretName": "db", "key": "user"}], str(target), tokens={AUDIENCE: token})
+    )
+    assert [v.id for v in response.object_version] == ["user"]
+    assert visible(target)["user"][1] == env.db["user"]
+
+
+# --------------------------------------------------------------------------------------------
+# Bad inputs: each has its code and a message naming the problem; nothing new appears in the
+# target, and the provider serves the next good Mount.
+
+
+def _bad_cases(env: Env, tmpfs: Path) -> dict[str, tuple[Any, grpc.StatusCode, str]]:
+    pod = env.pod
+    cases: dict[str, tuple[Any, grpc.StatusCode, str]] = {}
+
+    def req(objects: Any, **kw: Any) -> Any:
+        return mount_request(kw.pop("pod", pod), objects, kw.pop("target", "TARGET"), **kw)
+
+    bad_attrs = req([{"secretName": "db"}])
+    bad_attrs.attributes = bad_attrs.attributes[:-1]  # cut the closing brace
+    cases["malformed-attributes"] = (
+        bad_attrs,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "attributes is not valid JSON",
+    )
+    cases["objects-not-a-list"] = (
+        req({"secretName": "db"}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "objects must be a list, not a mapping",
+    )
+    cases["missing-secretName"] = (
+        req([{"key": "password"}]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "objects[0].secretName is required",
+    )
+    cases["absolute-fileName"] = (
+        req([{"secretName": "db", "key": "password", "fileName": "/etc/passwd"}]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "objects[0].fileName: path '/etc/passwd' is absolute",
+    )
+    cases["dotdot-fileName"] = (
+        req([{"secretName": "db", "key": "password", "fileName": "../escape"}]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "objects[0].fileName: path '../escape' contains a '..' element",
+    )
+    cases["symlink-escape"] = (
+        req([{"secretName": "db", "key": "password", "fileName": "db/password"}]),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "/db' exists and was not created by the writer",
+    )
+    cases["two-objects-one-path"] = (
+        req([{"secretName": "db", "key": "password", "fileName": "x"}, {"secretName": "db", "key": "x"}]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "objects[0] and objects[1] both write 'x'",
+    )
+    cases["invalid-mode"] = (
+        req([{"secretName": "db", "key": "password", "mode": "rw-r--r--"}]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "objects[0].mode must be an octal file mode",
+    )
+    cases["unknown-key"] = (
+        req([{"secretName": "db", "objectName": "password"}]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "objects[0] has unknown key 'objectName'",
+    )
+    cases["unprotected-secret"] = (
+        req([{"secretName": "plain"}]),
+        grpc.StatusCode.NOT_FOUND,
+        f"protected Secret {env.ns}/plain not found",
+    )
+    cases["nonexistent-secret"] = (
+        req([{"secretName": "nothing"}]),
+        grpc.StatusCode.NOT_FOUND,
+        f"protected Secret {env.ns}/nothing not found",
+    )
+    cases["missing-key"] = (
+        req([{"secretName": "db", "key": "nope"}]),
+        grpc.StatusCode.NOT_FOUND,
+        f"key 'nope' not found in protected Secret {env.ns}/db",
+    )
+    cases["other-namespace-without-policy"] = (
+        req([{"secretName": "db", "secretNamespace": env.ns}], pod=env.other_pod),
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"pod {env.other_ns}/other-0 may not mount protected Secret {env.ns}/db: namespace",
+    )
+    cases["service-account-not-allowed"] = (
+        req([{"secretName": "narrow"}]),
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"may not mount protected Secret {env.ns}/narrow: service account 'app' is not in",
+    )
+    cases["pod-uid-mismatch"] = (
+        req(
+            [{"secretName": "db"}], pod=Pod(pod.namespace, pod.name, "0000-not-the-uid", pod.service_account)
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"pod {env.ns}/app-0 has a different UID in the API than the mount claims",
+    )
+    cases["service-account-mismatch"] = (
+        req([{"secretName": "db"}], pod=Pod(pod.namespace, pod.name, pod.uid, "default")),
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"pod {env.ns}/app-0 runs as service account 'app' in the API, not 'default'",
+    )
+    cases["pod-does-not-exist"] = (
+        req([{"secretName": "db"}], pod=Pod(pod.namespace, "ghost", pod.uid, pod.service_account)),
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"pod {env.ns}/ghost does not exist in the API",
+    )
+    wrong = env.cluster.token(pod, "some-other-audience")
+    SENSITIVE.append(wrong)
+    cases["token-wrong-audience"] = (
+        req([{"secretName": "db"}], tokens={AUDIENCE: wrong}),
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"pod {env.ns}/app-0: its service-account token for audience 'csi-vso' was not accepted",
+    )
+    cases["over-4-MiB"] = (
+        req([{"secretName": "big", "key": "blob", "fileName": f"f{i}"} for i in range(5)]),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "over the 4194304-byte limit",
+    )
+    return cases
+
+
+BAD_CASES = [
+    "malformed-attributes",
+    "objects-not-a-list",
+    "missing-secretName",
+    "absolute-fileName",
+    "dotdot-fileName",
+    "symlink-escape",
+    "two-objects-one-path",
+    "invalid-mode",
+    "unknown-key",
+    "unprotected-secret",
+    "nonexistent-secret",
+    "missing-key",
+    "other-namespace-without-policy",
+    "service-account-not-allowed",
+    "pod-uid-mismatch",
+    "service-account-mismatch",
+    "pod-does-not-exist",
+    "token-wrong-audience",
+    "over-4-MiB",
+]
+
+
+@pytest.fixture(scope="module")
+def bad_setup(env: Env) -> None:
+    env.put(env.ns, "plain", {"password": secret_value("plain")}, protect=False)
+    env.put(
+        env.ns,
+        "narrow",
+        {"k": secret_value("narrow")},
+        annotations={protected.ALLOWED_SERVICE_ACCOUNTS_ANNOTATION: '["someone-else"]'},
+    )
+    env.put(env.ns, "big", {"blob": b"B" * (900 * 1024)})
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input(env: Env, tmpfs: Path, bad_setup: None, case: str) -> None:
+    request, code, message = _bad_cases(env, tmpfs)[case]
+    target = target_in(tmpfs, env.pod)
+    outside = tmpfs / "outside"
+    outside.mkdir()
+    if case == "symlink-escape":
+        (target / "db").symlink_to(outside)
+    request.target_path = str(target)
+    before = snapshot(target)
+    with pytest.raises(grpc.RpcError) as err:
+        env.driver.mount(request)
+    ERRORS.append(err.value.details())
+    assert err.value.code() == code, err.value.details()
+    assert message in err.value.details()
+    assert snapshot(target) == before
+    assert os.listdir(outside) == []
+    # The provider still serves the next good Mount.
+    good = target_in(tmpfs, env.pod)
+    env.driver.mount(mount_request(env.pod, [{"secretName": "db", "key": "user"}], str(good)))
+    assert visible(good) == {"user": (0o644, env.db["user"])}
+
+
+def test_unprotected_and_missing_secrets_are_indistinguishable(
+    env: Env, bad_setup: None, tmpfs: Path
+) -> None:
+    details = []
+    for name in ("plain", "nothing"):
+        with pytest.raises(grpc.RpcError) as err:
+            env.driver.mount(mount_request(env.pod, [{"secretName": name}], str(target_in(tmpfs, env.pod))))
+        details.append((err.value.code(), err.value.details().replace(name, "NAME")))
+    assert details[0] == details[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Readiness before the cache syncs, stale sockets, graceful stop
+
+
+def test_unsynced_provider_answers_unavailable_and_is_not_ready(tmp_path: Path) -> None:
+    from kubernetes import client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]  # nothing listens here once closed
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{dead_port}"
+    settings = ProviderSettings(
+        socket_dir=tmp_path / "s", state_dir=tmp_path / "state", metrics_port=0, grace_seconds=1
+    )
+    server = ProviderServer(settings, client.ApiClient(configuration))
+    server.start()
+    driver = DriverClient(str(settings.socket_path))
+    try:
+        pod = Pod("ns", "p", "uid", "sa")
+        with pytest.raises(grpc.RpcError) as err:
+            driver.mount(mount_request(pod, [{"secretName": "db"}], str(tmp_path)))
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "has not synced" in err.value.details()
+        health = health_pb2_grpc.HealthStub(driver.channel)
+        status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(urllib.error.HTTPError) as http_err:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/readyz", timeout=5)
+        assert http_err.value.code == 503
+    finally:
+        driver.close()
+        server.stop(1)
+    assert not settings.socket_path.exists()
+
+
+def test_stale_socket_is_replaced_but_other_files_are_not(tmp_path: Path) -> None:
+    path = tmp_path / "vso.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))  # left behind, like after a crash
+    remove_stale_socket(path)
+    assert not path.exists()
+    path.write_text("not a socket")
+    with pytest.raises(RuntimeError, match="exists and is not a socket"):
+        remove_stale_socket(path)
+    assert path.read_text() == "not a socket"
+
+
+# --------------------------------------------------------------------------------------------
+# Must run last: nothing sensitive escaped.
+
+
+def test_no_secret_or_token_in_logs_errors_or_metrics(env: Env, captured: _Capture) -> None:
+    metrics = env.metrics()
+    assert 'csi_vso_provider_mounts_total{code="OK",mode="provider"}' in metrics
+    assert 'csi_vso_provider_mounts_total{code="PERMISSION_DENIED",mode="unknown"}' in metrics
+    assert "csi_vso_provider_cached_secrets" in metrics
+    assert len(ERRORS) == len(BAD_CASES)
+    assert any("mount refused" in line for line in captured.lines)  # the capture did see the provider
+    assert len(SENSITIVE) >= 10
+    haystack = "\n".join([*captured.lines, *ERRORS, metrics])
+    leaked = [
+        value
+        for value in SENSITIVE
+        if value in haystack or base64.b64encode(value.encode()).decode() in haystack
+    ]
+    assert leaked == []
+    json.dumps(captured.lines)  # every line is plain text
