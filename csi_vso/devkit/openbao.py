@@ -16,6 +16,7 @@ captured output for secrets.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import os
@@ -152,6 +153,7 @@ class OpenBaoDevServer:
             cwd=self._workdir,
             start_new_session=True,  # a Ctrl-C in the test terminal is ours to handle, not bao's
         )
+        atexit.register(self.stop)  # an interrupted test run must not leave the server behind
         try:
             self._wait_until_active()
         except BaseException:
@@ -161,6 +163,7 @@ class OpenBaoDevServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout``); keeps the port for ``start()``."""
         proc, self._proc = self._proc, None
+        atexit.unregister(self.stop)
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -17,6 +17,7 @@ test output.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import pwd
@@ -145,6 +146,7 @@ class PostgresServer:
             cwd=self._workdir,
             start_new_session=True,
         )
+        atexit.register(self.stop)  # an interrupted test run must not leave the server behind
         try:
             self._wait_until_ready()
         except BaseException:
@@ -154,6 +156,7 @@ class PostgresServer:
     def stop(self, timeout: float = 15.0) -> None:
         """Fast shutdown (SIGINT: roll back sessions, then exit); SIGKILL after ``timeout``."""
         proc, self._proc = self._proc, None
+        atexit.unregister(self.stop)
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
