@@ -61,6 +61,10 @@ Things to know
   alive and for how long; ``renew_lease`` works with the new token (sys/leases/renew is policy-
   based, not tied to the issuing token), but the lease still ends when the token that issued it
   expires.
+- Vault answers 403 both for a dead token and for a policy that forbids the path; the session
+  cannot tell them apart, so a policy denial costs one extra login before ``VaultDenied`` is raised.
+- The default mount for ``appRole`` is ``approle`` (lower case, Vault's default); pass ``mount=""``
+  to get it — Vault paths are case-sensitive, ``auth/appRole/login`` would be a different mount.
 - Metrics: ``metrics.VAULT_REQUESTS`` counter ``csi_vso_vault_requests_total{operation,outcome}``.
 """
 

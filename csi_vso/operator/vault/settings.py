@@ -43,7 +43,7 @@ class ConnectionSettings:
     """
 
     address: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may carry credentials
     tls_server_name: str | None = None
     ca_cert_pem: str | None = field(default=None, repr=False)
     skip_tls_verify: bool = False
@@ -77,7 +77,7 @@ class AuthSettings:
     vault_namespace: str | None = None
     role: str = ""
     params: Mapping[str, str] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may carry credentials
     audiences: tuple[str, ...] = ()
     token_expiration_seconds: int = 600
     app_role_id: str = ""

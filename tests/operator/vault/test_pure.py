@@ -58,8 +58,13 @@ def test_auth_default_mounts(method: Any, mount: str, expected: str) -> None:
 
 def test_secret_fields_hidden_from_repr() -> None:
     auth = AuthSettings(method="appRole", app_role_id="id", app_role_secret_id="the-secret-id")
-    conn = ConnectionSettings(address="https://v:8200/", ca_cert_pem="-----BEGIN CERTIFICATE-----")
+    conn = ConnectionSettings(
+        address="https://v:8200/",
+        ca_cert_pem="-----BEGIN CERTIFICATE-----",
+        headers={"Authorization": "Bearer hdr"},
+    )
     assert "the-secret-id" not in repr(auth)
+    assert "hdr" not in repr(conn)
     assert "BEGIN" not in repr(conn)
     assert conn.address == "https://v:8200"
 
