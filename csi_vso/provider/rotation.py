@@ -487,9 +487,12 @@ class Rotator:
                 log.warning("cannot write the volume", extra={"target": target, "error": str(exc)})
                 self._registry.put(record.with_outcome(failing=kind))
             return
+        if result.changed or trigger.secret is None:
+            # After a swap the old directory waits out the grace period; after a reconcile a
+            # crash may have left directories the write could not remove yet (same rule).
+            self._schedule_sweep(target)
         if result.changed:
             self._metrics.rewrites.inc()
-            self._schedule_sweep(target)
             if trigger.secret is not None:
                 self._metrics.propagation.labels(source="watch").observe(time.monotonic() - trigger.monotonic)
                 stamped = written_at(views.get(trigger.secret))

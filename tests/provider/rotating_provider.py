@@ -1,0 +1,29 @@
+"""`csi-vso provider` with rotation plugged in, for the end-to-end rotation tests and the bench.
+
+``python -m tests.provider.rotating_provider provider --kubeconfig ... --socket-dir ...`` runs
+the real CLI (same flags, logging, signal handling, ProviderServer). While
+``csi_vso.provider.main`` does not pass ``extensions=[RotationExtension()]`` itself, this
+wrapper adds it; once it does, the wrapper changes nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any
+
+from csi_vso import cli
+from csi_vso.provider import main as provider_main
+from csi_vso.provider.rotation import RotationExtension
+from csi_vso.provider.server import ProviderServer
+
+
+def _with_rotation(settings: Any, api: Any, **kwargs: Any) -> ProviderServer:
+    kwargs.setdefault("extensions", [RotationExtension()])
+    return ProviderServer(settings, api, **kwargs)
+
+
+if __name__ == "__main__":
+    if "RotationExtension" not in inspect.getsource(provider_main):
+        provider_main.ProviderServer = _with_rotation  # type: ignore[assignment,misc]
+    sys.exit(cli.main(sys.argv[1:]))

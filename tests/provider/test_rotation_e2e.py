@@ -1,0 +1,207 @@
+"""Rotation end to end: the real provider process (gRPC over its unix socket, the real Secret
+cache watching the in-memory API server), volumes on a real tmpfs, Secrets changed through
+the API. Torn reads under 300 rotations, SIGKILL during rotations, changes while stopped,
+access revoked and regained."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from csi_vso import protected
+from csi_vso.provider.atomic_writer import DATA_LINK, read_current
+from tests.provider.crash_writer import payload
+from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request
+from tests.provider.provider_process import ROOT, ProviderProcess
+from tests.provider.tmpfs_support import tmpfs_fixture  # noqa: F401  (the tmpfs fixture)
+from tests.provider.torn_reader import parse
+
+pytestmark = [pytest.mark.slow, pytest.mark.root]
+
+NAMES = ("username", "password", "db/host", "db/port")
+OBJECTS = [{"secretName": "db", "key": n.replace("/", "-"), "fileName": n} for n in NAMES]
+
+
+def secret_data(version: int, pad: int = 256) -> dict[str, bytes]:
+    return {f.path.replace("/", "-"): f.contents for f in payload(version, NAMES, pad=pad)}
+
+
+def volume_version(target: Path) -> int | None:
+    """The one version a volume holds, None when empty; fails on a mixed or torn volume.
+
+    A rotation may swap ..data while this reads; then it reads again (as an application would).
+    """
+    while True:
+        before = os.readlink(target / DATA_LINK) if os.path.lexists(target / DATA_LINK) else None
+        current = read_current(target)
+        if current is None:
+            return None
+        visible = {name: parse(name, (target / name).read_bytes()) for name in NAMES}
+        if before == os.readlink(target / DATA_LINK):
+            break
+    versions = {parse(p, data) for p, (_, data) in current.items()}
+    assert len(versions) == 1 and None not in versions, versions
+    assert set(current) == set(NAMES)
+    (version,) = versions
+    assert set(visible.values()) == {version}  # every visible name resolves into that version
+    return version
+
+
+def wait_version(targets: list[Path], version: int, timeout: float = 10.0) -> float:
+    start = time.monotonic()
+    while not all(volume_version(t) == version for t in targets):
+        if time.monotonic() - start > timeout:
+            raise AssertionError(
+                f"volumes did not reach version {version}: {[volume_version(t) for t in targets]}"
+            )
+        time.sleep(0.002)
+    return time.monotonic()
+
+
+def leftovers(target: Path) -> set[str]:
+    """Dot-dot entries besides ..data and the directory it points to."""
+    current = os.readlink(target / DATA_LINK)
+    return {e for e in os.listdir(target) if e.startswith("..")} - {DATA_LINK, current}
+
+
+def wait_clean(targets: list[Path], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(leftovers(t) for t in targets):
+        assert time.monotonic() < deadline, {str(t): leftovers(t) for t in targets}
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def env(kube: Any, tmpfs: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    api = kube.api_client()
+    cluster = Cluster(api)
+    ns = cluster.namespace("rot")
+    pod = cluster.pod(ns)
+    socket_dir = tmp_path / "sockets"
+    socket_dir.mkdir()
+    provider = ProviderProcess(kube.kubeconfig, socket_dir, tmp_path / "state")
+    try:
+        yield {"cluster": cluster, "ns": ns, "pod": pod, "provider": provider, "tmpfs": tmpfs}
+    finally:
+        provider.stop()
+        cluster.cleanup()
+        api.close()
+
+
+def mount_volumes(provider: ProviderProcess, pod: Pod, targets: list[Path]) -> None:
+    driver = DriverClient(provider.socket_path)
+    try:
+        for t in targets:
+            t.mkdir(exist_ok=True)
+            response = driver.mount(mount_request(pod, OBJECTS, str(t)))
+            assert not response.error.code and len(response.files) == 0
+    finally:
+        driver.close()
+
+
+def test_torn_reads_through_the_provider(env: dict[str, Any]) -> None:
+    cluster, ns, pod, provider = env["cluster"], env["ns"], env["pod"], env["provider"]
+    cluster.secret(ns, "db", secret_data(0, pad=2048))
+    provider.start().wait_for_log("rotation started")
+    vol = env["tmpfs"] / "vol"
+    mount_volumes(provider, pod, [vol])
+    stop = env["tmpfs"] / "stop"
+    readers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.provider.torn_reader", str(vol), str(stop), *NAMES],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    try:
+        time.sleep(0.3)
+        for v in range(1, 301):
+            cluster.secret(ns, "db", secret_data(v, pad=2048))
+            wait_version([vol], v)
+    finally:
+        stop.touch()
+        outs = [json.loads(r.communicate(timeout=30)[0]) for r in readers]
+    for counts in outs:
+        assert counts["mixed"] == 0 and counts["enoent"] == 0 and counts["torn"] == 0, counts
+        assert counts["backwards"] == 0 and counts["distinct_versions"] > 50, counts
+    print("torn-read (provider, 300 API rotations):", outs)
+    # Access revoked through the policy annotation: files go; regained: they come back.
+    deny = {protected.ALLOWED_SERVICE_ACCOUNTS_ANNOTATION: '["someone-else"]'}
+    cluster.secret(ns, "db", secret_data(301), annotations=deny)
+    deadline = time.monotonic() + 10
+    while any(not n.startswith("..") for n in os.listdir(vol)) or os.path.lexists(vol / DATA_LINK):
+        assert time.monotonic() < deadline, os.listdir(vol)
+        time.sleep(0.01)
+    cluster.secret(ns, "db", secret_data(302))
+    wait_version([vol], 302)
+    text = "".join(provider.lines)
+    assert text.count("access revoked: removed the volume's files") == 1
+    assert "xxxxxxxx" not in text  # no file content in any log line
+
+
+def test_sigkill_during_rotations(env: dict[str, Any]) -> None:
+    cluster, ns, pod, provider = env["cluster"], env["ns"], env["pod"], env["provider"]
+    rng = random.Random(7)
+    cluster.secret(ns, "db", secret_data(0))
+    provider.start().wait_for_log("rotation started")
+    vols = [env["tmpfs"] / f"vol{i}" for i in range(3)]
+    mount_volumes(provider, pod, vols)
+    latest = 0
+    kills = 0
+    for _ in range(30):
+        stop = threading.Event()
+        written: list[int] = []
+
+        def rotate(start: int, stop: threading.Event = stop, written: list[int] = written) -> None:
+            v = start
+            while not stop.is_set():
+                v += 1
+                cluster.secret(ns, "db", secret_data(v))
+                written.append(v)
+
+        writer = threading.Thread(target=rotate, args=(latest,))
+        writer.start()
+        time.sleep(rng.uniform(0.05, 0.4))
+        provider.kill()
+        kills += 1
+        stop.set()
+        writer.join()
+        latest = written[-1] if written else latest
+        for v in vols:  # whatever step the kill hit, each volume holds one whole version
+            seen = volume_version(v)
+            assert seen is not None and seen <= latest
+        provider.start()
+        provider.wait_for_log("rotation started")
+        wait_version(vols, latest)
+        wait_clean(vols)
+    assert kills == 30 and latest > 30
+
+
+def test_changes_while_down_arrive_after_readiness(env: dict[str, Any]) -> None:
+    cluster, ns, pod, provider = env["cluster"], env["ns"], env["pod"], env["provider"]
+    cluster.secret(ns, "db", secret_data(1))
+    provider.start().wait_for_log("rotation started")
+    vols = [env["tmpfs"] / f"vol{i}" for i in range(5)]
+    mount_volumes(provider, pod, vols)
+    assert provider.stop() == 0
+    cluster.secret(ns, "db", secret_data(2))
+    cluster.secret(ns, "db", secret_data(3))
+    assert all(volume_version(v) == 1 for v in vols)
+    provider.start()
+    ready = provider.wait_ready()
+    done = wait_version(vols, 3)
+    print(
+        f"down-time: latest version in all {len(vols)} volumes {1000 * (done - ready):.0f} ms after readiness"
+    )
+    wait_clean(vols)
