@@ -151,7 +151,7 @@ class DynamicSecretSpec:
     renewal_percent: int
     revoke: bool
     refresh_after: float | None
-    revocation_duration: float
+    revocation_duration: float | None  # None: old leases are left to expire
     rollout_pods: bool
     destination: Destination
     secret_type: str
@@ -474,7 +474,7 @@ def parse_dynamic_secret(obj: Mapping[str, Any]) -> DynamicSecretSpec:
         renewal_percent=renewal_percent if renewal_percent is not None else 67,
         revoke=revoke,
         refresh_after=refresh or None,
-        revocation_duration=revocation or 0.0,
+        revocation_duration=revocation,
         rollout_pods=rollout == "pods",
         destination=destination,
         secret_type=_secret_type(None, destination),

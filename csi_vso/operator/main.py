@@ -1,15 +1,146 @@
-"""`csi-vso operator`: not built yet (see the open issues)."""
+"""`csi-vso operator`: flags, then run the controllers (under leader election by default).
+
+The only operator module that reads the environment or the filesystem for settings: the
+operator namespace defaults to the pod's own (the service-account namespace file), and the
+leader identity to ``$POD_NAME`` (else host name and pid). Everything below gets explicit values.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
+import os
+import signal
+import socket
+import threading
+import types
+from pathlib import Path
+
+from kubernetes import client
+
+from csi_vso import kube
+from csi_vso.operator import hmac, metrics
+from csi_vso.operator.controller import Controller, ControllerSettings
+from csi_vso.operator.leader import ElectionSettings, run_elected
+
+log = logging.getLogger(__name__)
+
+SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+FALLBACK_NAMESPACE = "vault-secrets-operator"
+
+
+def _default_namespace() -> str:
+    try:
+        return SA_NAMESPACE_FILE.read_text().strip() or FALLBACK_NAMESPACE
+    except OSError:
+        return FALLBACK_NAMESPACE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No flags yet."""
+    parser.add_argument(
+        "--operator-namespace",
+        default=None,
+        help="namespace for unqualified references' fallback, the HMAC key and the leader Lease "
+        f"(default: the pod's namespace, else {FALLBACK_NAMESPACE})",
+    )
+    parser.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run controllers only while holding the leader Lease (default: on)",
+    )
+    parser.add_argument("--leader-election-id", default="csi-vso-operator", help="name of the leader Lease")
+    parser.add_argument("--leader-election-identity", default=None, help="this replica's identity")
+    parser.add_argument("--leader-elect-lease-duration", type=int, default=15, help="seconds (default 15)")
+    parser.add_argument("--leader-elect-renew-deadline", type=int, default=10, help="seconds (default 10)")
+    parser.add_argument("--leader-elect-retry-period", type=int, default=2, help="seconds (default 2)")
+    parser.add_argument(
+        "--metrics-addr",
+        default="127.0.0.1:8096",
+        help="host:port for /metrics, /healthz, /readyz ('0': off)",
+    )
+    parser.add_argument(
+        "--max-concurrent-reconciles",
+        type=int,
+        default=10,
+        help="objects reconciled in parallel (default 10)",
+    )
+    parser.add_argument(
+        "--hmac-key-secret",
+        default=hmac.DEFAULT_KEY_SECRET,
+        help="Secret in the operator namespace holding the MAC key (created if missing)",
+    )
+    parser.add_argument(
+        "--backoff-base", type=float, default=5.0, help="first retry delay, seconds (default 5)"
+    )
+    parser.add_argument(
+        "--backoff-max", type=float, default=60.0, help="longest retry delay, seconds (default 60)"
+    )
+    parser.add_argument(
+        "--informer-resync", type=float, default=300.0, help="full re-list of the watch caches, seconds"
+    )
+    parser.add_argument(
+        "--rollout-debounce", type=float, default=2.0, help="minimum seconds between restarts of one workload"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    print("csi-vso operator is not implemented yet", file=sys.stderr)
-    return 2
+    namespace = args.operator_namespace or _default_namespace()
+    identity = (
+        args.leader_election_identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    )
+    api_client = kube.api_client(args.kubeconfig)
+    health = metrics.Health()
+    server = metrics.serve(args.metrics_addr, health)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: types.FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    key = hmac.load_or_create_key(client.CoreV1Api(api_client), namespace, args.hmac_key_secret)
+    controller = Controller(
+        api_client,
+        ControllerSettings(
+            operator_namespace=namespace,
+            max_concurrent_reconciles=args.max_concurrent_reconciles,
+            informer_resync=args.informer_resync,
+            backoff_base=args.backoff_base,
+            backoff_cap=args.backoff_max,
+            rollout_debounce=args.rollout_debounce,
+        ),
+        hmac_key=key,
+    )
+    lost = threading.Event()
+    try:
+        if args.leader_elect:
+            health.ready.set()  # a standby is a healthy, ready replica
+            run_elected(
+                api_client,
+                ElectionSettings(
+                    namespace=namespace,
+                    name=args.leader_election_id,
+                    identity=identity,
+                    lease_duration=args.leader_elect_lease_duration,
+                    renew_deadline=args.leader_elect_renew_deadline,
+                    retry_period=args.leader_elect_retry_period,
+                ),
+                on_started=controller.start,
+                on_stopped=lost.set,
+            )
+            return 1 if lost.is_set() else 0
+        controller.start()
+        health.ready.set()
+        stop.wait()
+        return 0
+    except SystemExit:
+        return 0
+    finally:
+        health.ready.clear()
+        controller.stop()
+        if server is not None:
+            server.shutdown()

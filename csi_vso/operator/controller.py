@@ -1,0 +1,339 @@
+"""The controller loop: watch caches feed a work queue, workers reconcile one object at a time.
+
+- Watch caches (:mod:`watch`): one informer per kind across all namespaces, plus destination
+  Secrets selected by our managed-by label (drift: an edit or delete of a Secret re-queues its
+  owner, found by the owner-uid label).
+- Work queue (:mod:`workqueue`): a key is never reconciled by two workers at once; different
+  keys run in parallel on ``max_concurrent_reconciles`` threads. Each reconcile returns when to
+  look again (jittered refresh); failures re-queue with exponential backoff 5 s -> 60 s.
+- Failures are classified in one place (:func:`classify`): every outcome becomes a condition on
+  the object and a (deduplicated) Warning event; the destination Secret is left as it was. A
+  spec error is not retried (the next edit re-queues it); everything else is, with backoff, so
+  a bad custom resource never becomes a hot loop or a crash.
+- A change to a VaultAuth or VaultConnection re-queues every secret (they may refer to it, and
+  a fix there must heal them without waiting for their next refresh).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from csi_vso import protected
+from csi_vso.operator import api, metrics
+from csi_vso.operator.conditions import READY, SECRET_SYNCED, set_condition
+from csi_vso.operator.destination import DestinationError
+from csi_vso.operator.dynamic import DynamicReconciler
+from csi_vso.operator.events import EventRecorder
+from csi_vso.operator.refs import RefError
+from csi_vso.operator.render import RenderError
+from csi_vso.operator.rollout import Rollouts
+from csi_vso.operator.runtime import Conflict, Runtime, generation_of
+from csi_vso.operator.sessions import Sessions
+from csi_vso.operator.static import KVVersionCache, SyncState, reconcile_static
+from csi_vso.operator.vault.cache import SessionCache
+from csi_vso.operator.vault.errors import VaultError
+from csi_vso.operator.watch import Informer, custom_object_informer, secret_informer
+from csi_vso.operator.workqueue import Backoff, WorkQueue
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, str]  # (kind, namespace, name)
+SECRET_KINDS = ("VaultStaticSecret", "VaultSecret", "VaultDynamicSecret")
+REF_KINDS = ("VaultConnection", "VaultAuth")
+CONFLICT_RETRY = 1.0
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    operator_namespace: str
+    max_concurrent_reconciles: int = 10
+    informer_resync: float = 300.0
+    backoff_base: float = 5.0
+    backoff_cap: float = 60.0
+    rollout_debounce: float = 2.0
+    token_upkeep_interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    message: str
+    retry: bool
+    warning: bool = True
+
+
+def classify(exc: BaseException) -> Failure:
+    """Map an exception from a reconcile to a condition reason, message and retry decision.
+
+    Messages come from our own exceptions, which carry names and paths only. Kubernetes API
+    errors are reduced to status and reason: their bodies may echo a request (a Secret's data).
+    """
+    if isinstance(exc, api.SpecError):
+        return Failure("InvalidSpec", str(exc), retry=False)
+    if isinstance(exc, RefError | DestinationError):
+        return Failure(exc.reason, str(exc), retry=True)
+    if isinstance(exc, RenderError):
+        return Failure("InvalidSecretData", str(exc), retry=True)
+    if isinstance(exc, VaultError):
+        return Failure(type(exc).__name__, str(exc), retry=True)
+    if isinstance(exc, ApiException):
+        return Failure("KubernetesAPIError", f"Kubernetes API answered {exc.status} {exc.reason}", retry=True)
+    return Failure("InternalError", f"unexpected {type(exc).__name__}; see the operator log", retry=True)
+
+
+class Controller:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        settings: ControllerSettings,
+        *,
+        hmac_key: bytes,
+        session_cache: SessionCache | None = None,
+    ) -> None:
+        self.settings = settings
+        custom = client.CustomObjectsApi(api_client)
+        core = client.CoreV1Api(api_client)
+        self.informers: dict[str, Informer] = {
+            kind: custom_object_informer(
+                custom, api.GROUP, api.VERSION, api.PLURALS[kind], resync_period=settings.informer_resync
+            )
+            for kind in (*REF_KINDS, *SECRET_KINDS)
+        }
+        self.informers["Secret"] = secret_informer(
+            core,
+            label_selector=f"{protected.MANAGED_BY_LABEL}={protected.MANAGED_BY_VALUE}",
+            resync_period=settings.informer_resync,
+        )
+        self.session_cache = session_cache or SessionCache(interval=settings.token_upkeep_interval)
+        self.rt = Runtime(
+            api_client=api_client,
+            operator_namespace=settings.operator_namespace,
+            hmac_key=hmac_key,
+            informers=self.informers,
+            sessions=Sessions(
+                cache=self.session_cache,
+                core=core,
+                get_auth=lambda ns, name: self.rt.cached("VaultAuth", ns, name),
+                get_connection=lambda ns, name: self.rt.cached("VaultConnection", ns, name),
+                operator_namespace=settings.operator_namespace,
+            ),
+            events=EventRecorder(core),
+            rollouts=Rollouts(client.AppsV1Api(api_client), debounce=settings.rollout_debounce),
+        )
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.backoff: Backoff[Key] = Backoff(settings.backoff_base, settings.backoff_cap)
+        self._static_memory: dict[str, SyncState] = {}
+        self._kv_versions = KVVersionCache()
+        self._kv_lock = threading.Lock()
+        self.dynamic = DynamicReconciler(self.rt)
+        self._uid_to_key: dict[str, Key] = {}
+        self._ref_generations: dict[Key, int] = {}
+        self._lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
+        self._stopped = threading.Event()
+        for kind in (*REF_KINDS, *SECRET_KINDS):
+            self.informers[kind].on_change(self._cr_handler(kind))
+        self.informers["Secret"].on_change(self._on_secret)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, sync_timeout: float = 60.0) -> None:
+        for informer in self.informers.values():
+            informer.start()
+        for kind, informer in self.informers.items():
+            if not informer.wait_for_sync(sync_timeout):
+                raise TimeoutError(f"the {kind} watch cache did not sync within {sync_timeout}s")
+        self.session_cache.start()
+        self.dynamic.start()
+        for index in range(self.settings.max_concurrent_reconciles):
+            worker = threading.Thread(target=self._work, name=f"reconcile-{index}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        log.info("controller started", extra={"workers": self.settings.max_concurrent_reconciles})
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.queue.shutdown()
+        for worker in self._workers:
+            worker.join(timeout=30)
+        self.dynamic.stop()
+        for informer in self.informers.values():
+            informer.stop()
+        self.rt.rollouts.close()
+        self.session_cache.close()
+
+    # -- event handlers -------------------------------------------------------------------------
+
+    def _cr_handler(self, kind: str) -> Callable[[str, Any], None]:
+        def handle(event_type: str, obj: Any) -> None:
+            if not isinstance(obj, dict):
+                return
+            metadata = obj.get("metadata") or {}
+            key: Key = (kind, str(metadata.get("namespace")), str(metadata.get("name")))
+            uid = str(metadata.get("uid"))
+            if event_type == "DELETED":
+                self.queue.forget(key)
+                with self._lock:
+                    self._uid_to_key.pop(uid, None)
+                    self._ref_generations.pop(key, None)
+                if kind in REF_KINDS:
+                    self._requeue_all_secrets()
+                return
+            with self._lock:
+                self._uid_to_key[uid] = key
+            self.queue.add(key)
+            if kind in REF_KINDS:
+                generation = generation_of(obj)
+                with self._lock:
+                    changed = self._ref_generations.get(key) != generation
+                    self._ref_generations[key] = generation
+                if changed:
+                    self._requeue_all_secrets()
+
+        return handle
+
+    def _requeue_all_secrets(self) -> None:
+        for kind in SECRET_KINDS:
+            for obj in self.informers[kind].list():
+                metadata = obj.get("metadata") or {}
+                self.queue.add((kind, str(metadata.get("namespace")), str(metadata.get("name"))))
+
+    def _on_secret(self, event_type: str, secret: Any) -> None:
+        labels = (getattr(secret, "metadata", None) and secret.metadata.labels) or {}
+        uid = labels.get(protected.OWNER_UID_LABEL)
+        if not uid:
+            return
+        with self._lock:
+            key = self._uid_to_key.get(uid)
+        if key is not None:
+            self.queue.add(key)
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stopped.is_set():
+            key = self.queue.get(timeout=1.0)
+            if key is None:
+                continue
+            try:
+                self.process(key)
+            except Exception:  # never let a worker die
+                log.exception("reconcile crashed", extra={"key": "/".join(key)})
+            finally:
+                self.queue.done(key)
+
+    def process(self, key: Key) -> None:
+        """Reconcile one key now (also used directly by tests)."""
+        kind, namespace, name = key
+        obj = self.rt.cached(kind, namespace, name)
+        if obj is None:
+            return
+        started = time.monotonic()
+        try:
+            delay = self._reconcile(kind, obj)
+        except Conflict:
+            metrics.RECONCILES.labels(kind=kind, outcome="conflict").inc()
+            self.queue.add_after(key, CONFLICT_RETRY)
+            return
+        except Exception as exc:
+            failure = classify(exc)
+            metrics.RECONCILES.labels(kind=kind, outcome="error").inc()
+            metrics.ERRORS.labels(kind=kind, reason=failure.reason).inc()
+            if failure.reason == "InternalError":
+                log.exception("reconcile failed", extra={"key": "/".join(key)})
+            else:
+                log.warning(
+                    "reconcile failed",
+                    extra={"key": "/".join(key), "reason": failure.reason, "error": failure.message},
+                )
+            self._report_failure(kind, obj, failure)
+            if failure.retry:
+                self.queue.add_after(key, self.backoff.next_delay(key))
+            return
+        finally:
+            metrics.RECONCILE_SECONDS.labels(kind=kind).observe(time.monotonic() - started)
+        metrics.RECONCILES.labels(kind=kind, outcome="ok").inc()
+        self.backoff.reset(key)
+        if delay is not None:
+            self.queue.add_after(key, delay)
+
+    def _reconcile(self, kind: str, obj: dict[str, Any]) -> float | None:
+        if kind in ("VaultStaticSecret", "VaultSecret"):
+            return reconcile_static(self.rt, obj, self._static_memory, self._kv_versions)
+        if kind == "VaultDynamicSecret":
+            return self.dynamic.reconcile(obj)
+        if kind == "VaultConnection":
+            api.parse_connection(obj)
+            self._report_valid(obj, "VaultConnection is valid")
+            return None
+        if kind == "VaultAuth":
+            spec = api.parse_auth(obj)
+            namespace = str((obj.get("metadata") or {}).get("namespace"))
+            # The connection must exist where the secrets will look for it.
+            from csi_vso.operator import refs
+
+            refs.resolve(
+                "VaultConnection",
+                spec.connection_ref,
+                namespace,
+                self.settings.operator_namespace,
+                self.rt.getter("VaultConnection"),
+            )
+            self._report_valid(obj, "VaultAuth is valid")
+            return None
+        raise ValueError(f"unknown kind {kind}")
+
+    # -- status on failure / validity -----------------------------------------------------------
+
+    def _report_valid(self, obj: dict[str, Any], message: str) -> None:
+        generation = generation_of(obj)
+        conditions = set_condition(
+            (obj.get("status") or {}).get("conditions") or [],
+            type=READY,
+            status="True",
+            reason="Valid",
+            message=message,
+            generation=generation,
+        )
+        self.rt.patch_status(
+            obj, {"valid": True, "error": None, "observedGeneration": generation, "conditions": conditions}
+        )
+        self.rt.events.clear(str((obj.get("metadata") or {}).get("uid")))
+
+    def _report_failure(self, kind: str, obj: dict[str, Any], failure: Failure) -> None:
+        generation = generation_of(obj)
+        conditions = list((obj.get("status") or {}).get("conditions") or [])
+        conditions = set_condition(
+            conditions,
+            type=READY,
+            status="False",
+            reason=failure.reason,
+            message=failure.message,
+            generation=generation,
+        )
+        status: dict[str, Any] = {"observedGeneration": generation}
+        if kind in SECRET_KINDS:
+            conditions = set_condition(
+                conditions,
+                type=SECRET_SYNCED,
+                status="False",
+                reason=failure.reason,
+                message=failure.message,
+                generation=generation,
+            )
+        else:
+            status.update(valid=False, error=failure.message)
+        status["conditions"] = conditions
+        try:
+            self.rt.patch_status(obj, status)
+        except Exception as exc:  # reporting must not mask the original failure
+            log.warning("could not write failure status", extra={"error": type(exc).__name__})
+        self.rt.events.record(obj, "Warning", failure.reason, failure.message)

@@ -1,0 +1,285 @@
+"""VaultDynamicSecret reconcile: issue, renew, rotate and revoke leased credentials.
+
+The decision is pure (:func:`csi_vso.operator.leases.plan_dynamic`); this module performs it:
+
+- ISSUE: read new credentials (GET, or PUT with ``params``), write the protected Secret, record
+  the lease; the previous lease is revoked after ``revocationDuration`` (absent: it is left to
+  expire on its TTL, as VSO does). Workloads are restarted when credentials *rotate* (not on
+  first issue): ``rolloutRestartTargets`` and, with ``rollout: pods``, every workload whose pod
+  template consumes the Secret via env or a secret volume.
+- RENEW: ``sys/leases/renew`` with the lease's duration as increment. A truncated, failed or
+  non-renewable renewal means new credentials now, while the old ones still work
+  (:func:`csi_vso.operator.vault.leases.judge_renewal`). Vault being down is not a reason to
+  rotate: the error is raised, the controller backs off, the lease is retried before it ends.
+- After a restart, the first reconcile of a lease read back from status looks it up in Vault
+  once: a lease Vault no longer knows is replaced; a live one is kept and renewed on schedule.
+- Deletion (our finalizer holds it): with ``revoke: true`` the current lease and any pending
+  old ones are revoked, then the finalizer is removed; the garbage collector deletes the
+  destination Secret through its ownerReference.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from csi_vso.operator import api, destination, metrics
+from csi_vso.operator.conditions import LEASE_RENEWAL, READY, SECRET_SYNCED, set_condition
+from csi_vso.operator.hmac import compute_mac, macs_equal
+from csi_vso.operator.leases import Action, DynamicPlan, LeaseState, due_revocations, plan_dynamic
+from csi_vso.operator.render import render
+from csi_vso.operator.runtime import Runtime, generation_of, owner_of
+from csi_vso.operator.sessions import Resolved
+from csi_vso.operator.static import destination_drift
+from csi_vso.operator.vault import leases as vault_leases
+from csi_vso.operator.vault.errors import VaultError, VaultNotFound, VaultUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class DynamicReconciler:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._memory: dict[str, LeaseState] = {}
+        self._verified: set[str] = set()  # leases confirmed with Vault by this process
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Nothing runs in the background: renewals are scheduled through the work queue."""
+
+    def stop(self) -> None:
+        """See :meth:`start`."""
+
+    def _state(self, uid: str, obj: dict[str, Any]) -> LeaseState:
+        with self._lock:
+            state = self._memory.get(uid)
+        return state if state is not None else LeaseState.from_storage(obj.get("status"))
+
+    def _remember(self, uid: str, state: LeaseState) -> None:
+        with self._lock:
+            self._memory[uid] = state
+
+    def reconcile(self, obj: dict[str, Any]) -> float | None:
+        rt = self.rt
+        owner = owner_of(obj)
+        metadata = obj.get("metadata") or {}
+        if metadata.get("deletionTimestamp"):
+            self._finalize(obj)
+            return None
+        spec = api.parse_dynamic_secret(obj)
+        rt.ensure_finalizer(obj)
+        generation = generation_of(obj)
+        state = self._state(owner.uid, obj)
+        now = rt.clock()
+
+        existing = rt.read_destination(owner.namespace, spec.destination.name)
+        drift = None
+        if state.secret_mac is not None:
+            drift = destination_drift(
+                existing,
+                key=rt.hmac_key,
+                owner_uid=owner.uid,
+                secret_type=spec.secret_type,
+                stored_mac=state.secret_mac,
+            )
+            if drift is not None and existing is not None:
+                existing = rt.read_destination_live(owner.namespace, spec.destination.name)
+                drift = destination_drift(
+                    existing,
+                    key=rt.hmac_key,
+                    owner_uid=owner.uid,
+                    secret_type=spec.secret_type,
+                    stored_mac=state.secret_mac,
+                )
+        plan = plan_dynamic(spec=spec, state=state, generation=generation, drift=drift, now=now)
+        resolved: Resolved | None = None
+
+        def session() -> Resolved:
+            nonlocal resolved
+            if resolved is None:
+                resolved = rt.sessions.session_for(owner.namespace, spec.auth_ref)
+            return resolved
+
+        vault_ns = spec.vault_namespace
+        if plan.action is not Action.ISSUE and state.lease_id and state.lease_id not in self._verified:
+            # First look at this lease in this process (a restart): does Vault still know it?
+            try:
+                info = session().session.lookup_lease(state.lease_id, namespace=vault_ns)
+                self._verified.add(state.lease_id)
+                if info.ttl <= 0:
+                    plan = _issue("Vault reports the lease expired")
+            except VaultNotFound:
+                plan = _issue("Vault no longer knows the lease")
+
+        if plan.action is Action.RENEW:
+            requested = state.duration
+            try:
+                granted = session().session.renew_lease(state.lease_id, requested, namespace=vault_ns)
+            except VaultUnavailable:
+                metrics.LEASE_RENEWALS.labels(outcome="unavailable").inc()
+                raise
+            except VaultError:
+                granted = None
+            verdict = vault_leases.judge_renewal(
+                lease=state.as_lease(), requested_increment=requested, granted=granted
+            )
+            if verdict.verdict is vault_leases.Verdict.KEEP:
+                assert granted is not None
+                metrics.LEASE_RENEWALS.labels(outcome="renewed").inc()
+                state = state.renewed(granted, now)
+            else:
+                metrics.LEASE_RENEWALS.labels(outcome="replaced").inc()
+                plan = _issue(verdict.reason)
+
+        if plan.action is Action.ISSUE:
+            state = self._issue(obj, spec, state, existing, session(), now, plan.reason)
+
+        state = self._revoke_due(state, now, session if state.pending else None, vault_ns)
+        self._remember(owner.uid, state)
+        self._report(obj, spec, state, generation)
+        replan = plan_dynamic(spec=spec, state=state, generation=generation, drift=None, now=rt.clock())
+        return replan.delay if replan.action is Action.WAIT else 0.5
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def _issue(
+        self,
+        obj: dict[str, Any],
+        spec: api.DynamicSecretSpec,
+        state: LeaseState,
+        existing: dict[str, Any] | None,
+        resolved: Resolved,
+        now: datetime,
+        reason: str,
+    ) -> LeaseState:
+        rt = self.rt
+        owner = owner_of(obj)
+        destination.check_writable(existing, spec.destination, owner)  # before creating a lease
+        params = dict(spec.params) if spec.params else None
+        secret = resolved.session.read_dynamic(
+            spec.mount, spec.path, method=spec.method, params=params, namespace=spec.vault_namespace
+        )
+        data = render(secret.data)
+        mac = compute_mac(rt.hmac_key, owner.uid, data, spec.secret_type)
+        desired = destination.build(
+            owner=owner,
+            destination=spec.destination,
+            secret_type=spec.secret_type,
+            data=data,
+            mac=mac,
+            access=spec.access,
+            written_at=now,
+        )
+        rt.write_destination(existing, desired, owner)
+        metrics.SYNCS.labels(kind=owner.kind).inc()
+        rotated = existing is not None and destination.is_owned_by(existing, owner.uid)
+        previous_mac = (
+            compute_mac(rt.hmac_key, owner.uid, destination.decode_data(existing), spec.secret_type)
+            if existing is not None
+            else None
+        )
+        new_state = state.issued(secret.lease, "", mac, generation_of(obj), now, spec.revocation_duration)
+        self._verified.add(secret.lease.id)
+        self._remember(owner.uid, new_state)  # before anything else can fail: the lease is ours now
+        verb = "rotated" if rotated else "issued"
+        rt.events.record(
+            obj,
+            "Normal",
+            "CredentialsRotated" if rotated else "CredentialsIssued",
+            f"Secret {owner.namespace}/{spec.destination.name}: credentials {verb} from "
+            f"{spec.mount}/{spec.path} ({reason}); lease TTL {secret.lease.duration}s",
+            dedupe=False,
+        )
+        if rotated and not macs_equal(previous_mac, mac):
+            targets = [(t.kind, owner.namespace, t.name) for t in spec.rollout_targets]
+            if spec.rollout_pods:
+                targets += rt.rollouts.consumers(owner.namespace, spec.destination.name)
+            if targets:
+                rt.rollouts.request(targets)
+        return new_state
+
+    def _revoke_due(self, state: LeaseState, now: datetime, session: Any, vault_ns: str | None) -> LeaseState:
+        due = due_revocations(state, now)
+        if not due:
+            return state
+        done: set[str] = set()
+        for lease_id in due:
+            try:
+                session().session.revoke_lease(lease_id, namespace=vault_ns)
+                metrics.LEASE_REVOCATIONS.labels(cause="rotation").inc()
+                done.add(lease_id)
+            except VaultNotFound:
+                done.add(lease_id)  # already gone
+            except VaultUnavailable:
+                break  # keep it pending; the next reconcile retries
+        return state.without_pending(done)
+
+    def _finalize(self, obj: dict[str, Any]) -> None:
+        rt = self.rt
+        owner = owner_of(obj)
+        try:
+            spec: api.DynamicSecretSpec | None = api.parse_dynamic_secret(obj)
+        except api.SpecError:
+            spec = None
+        state = self._state(owner.uid, obj)
+        if spec is not None and spec.revoke:
+            lease_ids = [p.lease_id for p in state.pending]
+            if state.lease_id:
+                lease_ids.append(state.lease_id)
+            if lease_ids:
+                resolved = rt.sessions.session_for(owner.namespace, spec.auth_ref)
+                for lease_id in lease_ids:
+                    try:
+                        resolved.session.revoke_lease(lease_id, namespace=spec.vault_namespace)
+                        metrics.LEASE_REVOCATIONS.labels(cause="deleted").inc()
+                    except VaultNotFound:
+                        pass
+        # The destination Secret goes with the CR through its ownerReference (garbage collector).
+        rt.remove_finalizer(obj)
+        with self._lock:
+            self._memory.pop(owner.uid, None)
+        rt.events.forget(owner.uid)
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def _report(
+        self, obj: dict[str, Any], spec: api.DynamicSecretSpec, state: LeaseState, generation: int
+    ) -> None:
+        owner = owner_of(obj)
+        where = f"{owner.namespace}/{spec.destination.name}"
+        message = f"Secret {where} holds credentials from {spec.mount}/{spec.path}"
+        conditions = list((obj.get("status") or {}).get("conditions") or [])
+        conditions = set_condition(
+            conditions, type=READY, status="True", reason="Synced", message=message, generation=generation
+        )
+        conditions = set_condition(
+            conditions,
+            type=SECRET_SYNCED,
+            status="True",
+            reason="SecretSynced",
+            message=message,
+            generation=generation,
+        )
+        if state.lease_id:
+            # Derived from the state only, so an idle reconcile rewrites nothing.
+            expires = state.expires_at()
+            lease_message = f"lease {state.duration}s, renewable: {str(state.renewable).lower()}"
+            if expires is not None:
+                lease_message += f", valid until {expires.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+            conditions = set_condition(
+                conditions,
+                type=LEASE_RENEWAL,
+                status="True",
+                reason="LeaseValid",
+                message=lease_message,
+                generation=generation,
+            )
+        status = {**state.for_storage(), "observedGeneration": generation, "conditions": conditions}
+        self.rt.patch_status(obj, status)
+        self.rt.events.clear(owner.uid)
+
+
+def _issue(reason: str) -> DynamicPlan:
+    return DynamicPlan(Action.ISSUE, reason)

@@ -1,0 +1,73 @@
+"""Leader election on a ``coordination.k8s.io`` Lease, with the kubernetes client's own elector.
+
+Only the leader runs the controllers (so only the leader writes Secrets and talks to Vault);
+standbys wait in :meth:`LeaderElection.run`. When the leader stops renewing (crash, SIGKILL,
+partition) a standby takes over once the lease duration has passed since it last saw the
+lease change.
+
+When this process *loses* the lease it must stop writing at once, and a controller cannot be
+trusted to have no request in flight: :func:`run_elected` returns so the process exits and is
+restarted as a fresh standby (client-go operators do the same).
+
+The library's ``LeaseLock`` builds its API object from the global default configuration; ours
+comes from ``--kubeconfig``, so the lock's client is replaced right after construction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kubernetes import client
+from kubernetes.leaderelection import electionconfig, leaderelection
+from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ElectionSettings:
+    namespace: str
+    name: str = "csi-vso-operator"
+    identity: str = ""
+    lease_duration: int = 15
+    renew_deadline: int = 10
+    retry_period: int = 2
+
+
+def run_elected(
+    api_client: client.ApiClient,
+    settings: ElectionSettings,
+    *,
+    on_started: Callable[[], None],
+    on_stopped: Callable[[], None],
+) -> None:
+    """Block: wait to become leader, call ``on_started`` (non-blocking), renew until the lease is lost.
+
+    Returns after ``on_stopped`` once leadership is lost; never returns while leading.
+    """
+    lock = LeaseLock(settings.name, settings.namespace, settings.identity)
+    lock.api_instance = client.CoordinationV1Api(api_client)
+    leading = threading.Event()
+
+    def started() -> None:
+        leading.set()
+        log.info("became leader", extra={"identity": settings.identity, "lease": settings.name})
+        on_started()
+
+    def stopped() -> None:
+        log.warning("lost leadership", extra={"identity": settings.identity, "lease": settings.name})
+        on_stopped()
+
+    config = electionconfig.Config(
+        lock,
+        lease_duration=settings.lease_duration,
+        renew_deadline=settings.renew_deadline,
+        retry_period=settings.retry_period,
+        onstarted_leading=started,
+        onstopped_leading=stopped,
+    )
+    log.info("waiting for leadership", extra={"identity": settings.identity, "lease": settings.name})
+    leaderelection.LeaderElection(config).run()

@@ -1,0 +1,200 @@
+"""What a reconcile may touch, in one object, plus the Kubernetes edges every reconciler shares.
+
+:class:`Runtime` bundles the API clients, the watch caches, the Vault sessions, the HMAC key and
+the operator's settings, so reconcilers take one argument and tests can build one against the
+devkit API server. The shared edges live here too: reading the destination Secret (cache first),
+writing it after the ownership check, patching a custom resource's status only when it changed,
+and adding/removing our finalizer.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from csi_vso.operator import api, destination, metrics
+from csi_vso.operator.events import EventRecorder
+from csi_vso.operator.rollout import Rollouts
+from csi_vso.operator.sessions import Sessions
+from csi_vso.operator.watch import Informer
+
+log = logging.getLogger(__name__)
+
+FINALIZER = "csi-vso.io/finalizer"
+
+
+class Conflict(Exception):
+    """Someone else changed the object between our read and our write: retry soon (temporary)."""
+
+
+@dataclass
+class Runtime:
+    api_client: client.ApiClient
+    operator_namespace: str
+    hmac_key: bytes
+    informers: dict[str, Informer]  # kind -> informer; "Secret" for destination Secrets
+    sessions: Sessions
+    events: EventRecorder
+    rollouts: Rollouts
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    rng: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        self.core = client.CoreV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+
+    # -- caches ---------------------------------------------------------------------------------
+
+    def cached(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        obj = self.informers[kind].get(namespace, name)
+        return obj if isinstance(obj, dict) else None
+
+    def getter(self, kind: str) -> Callable[[str, str], dict[str, Any] | None]:
+        return lambda namespace, name: self.cached(kind, namespace, name)
+
+    # -- destination Secret ---------------------------------------------------------------------
+
+    def read_destination(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Secret as a wire dict: from the cache when it is one of ours, else a live GET.
+
+        The cache only holds Secrets labelled as managed by us; a foreign Secret with the same
+        name must still be found (to refuse overwriting it), hence the GET on a cache miss.
+        """
+        cached = self.informers["Secret"].get(namespace, name)
+        if cached is not None:
+            return dict(self.api_client.sanitize_for_serialization(cached))
+        return self.read_destination_live(namespace, name)
+
+    def read_destination_live(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            live = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(self.api_client.sanitize_for_serialization(live))
+
+    def write_destination(
+        self, existing: Mapping[str, Any] | None, desired: dict[str, Any], owner: destination.Owner
+    ) -> None:
+        """Create, replace or (type change) recreate the destination Secret."""
+        namespace = owner.namespace
+        name = desired["metadata"]["name"]
+        try:
+            if existing is not None and destination.needs_recreate(existing, desired):
+                self.core.delete_namespaced_secret(name, namespace)
+                existing = None
+            if existing is None:
+                self.core.create_namespaced_secret(namespace, desired)
+            else:
+                body = dict(desired)
+                body["metadata"] = {
+                    **desired["metadata"],
+                    "resourceVersion": (existing.get("metadata") or {}).get("resourceVersion"),
+                }
+                self.core.replace_namespaced_secret(name, namespace, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(f"Secret {namespace}/{name} changed while writing it; retrying") from None
+            raise
+        metrics.SECRET_WRITES.labels(kind=owner.kind).inc()
+        log.info(
+            "wrote destination Secret",
+            extra={"secret": f"{namespace}/{name}", "owner": f"{owner.kind}/{owner.name}"},
+        )
+
+    def delete_destination_if_owned(self, namespace: str, name: str, owner_uid: str) -> bool:
+        existing = self.read_destination(namespace, name)
+        if existing is None or not destination.is_owned_by(existing, owner_uid):
+            return False
+        try:
+            self.core.delete_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        return True
+
+    # -- custom resources -----------------------------------------------------------------------
+
+    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+        """Merge ``status`` into the object's status unless that changes nothing; returns whether it wrote."""
+        current = obj.get("status") or {}
+        if all(current.get(k) == v for k, v in status.items()):
+            return False
+        metadata = obj.get("metadata") or {}
+        kind = str(obj.get("kind"))
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                api.GROUP,
+                api.VERSION,
+                metadata["namespace"],
+                api.PLURALS[kind],
+                metadata["name"],
+                {"status": dict(status)},
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False  # deleted meanwhile
+            raise
+        return True
+
+    def _patch_finalizers(self, obj: Mapping[str, Any], finalizers: list[str]) -> None:
+        metadata = obj.get("metadata") or {}
+        kind = str(obj.get("kind"))
+        # resourceVersion makes this a compare-and-swap: finalizers is a list, and a merge
+        # patch replaces lists whole, so we must not clobber someone else's concurrent change.
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": metadata.get("resourceVersion")}}
+        try:
+            self.custom.patch_namespaced_custom_object(
+                api.GROUP, api.VERSION, metadata["namespace"], api.PLURALS[kind], metadata["name"], patch
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(
+                    f"{kind} {metadata.get('namespace')}/{metadata.get('name')} changed; retrying"
+                ) from None
+            if exc.status != 404:
+                raise
+
+    def ensure_finalizer(self, obj: Mapping[str, Any]) -> bool:
+        """Add our finalizer; True when a patch was sent (the watch will bring the new object)."""
+        finalizers = list((obj.get("metadata") or {}).get("finalizers") or [])
+        if FINALIZER in finalizers:
+            return False
+        self._patch_finalizers(obj, [*finalizers, FINALIZER])
+        return True
+
+    def remove_finalizer(self, obj: Mapping[str, Any]) -> None:
+        finalizers = list((obj.get("metadata") or {}).get("finalizers") or [])
+        if FINALIZER in finalizers:
+            self._patch_finalizers(obj, [f for f in finalizers if f != FINALIZER])
+
+
+def owner_of(obj: Mapping[str, Any]) -> destination.Owner:
+    metadata = obj.get("metadata") or {}
+    return destination.Owner(
+        api_version=str(obj.get("apiVersion") or api.API_VERSION),
+        kind=str(obj.get("kind")),
+        name=str(metadata.get("name")),
+        namespace=str(metadata.get("namespace")),
+        uid=str(metadata.get("uid")),
+    )
+
+
+def generation_of(obj: Mapping[str, Any]) -> int:
+    return int((obj.get("metadata") or {}).get("generation") or 0)
+
+
+def rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_micro(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

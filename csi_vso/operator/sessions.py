@@ -1,0 +1,237 @@
+"""From a secret custom resource to a logged-in Vault session.
+
+Resolves ``vaultAuthRef`` and the VaultAuth's ``vaultConnectionRef`` (:mod:`refs`), enforces the
+VaultAuth's ``allowedNamespaces``, reads what the settings need from Kubernetes (the CA bundle
+Secret, an AppRole secret id or JWT Secret, the ServiceAccount's uid) and asks the Vault layer's
+:class:`SessionCache` for the session of (auth uid+generation, connection uid+generation,
+ServiceAccount uid).
+
+The Kubernetes reads happen only when a session is first built for a key: settings are
+remembered per key, so a steady-state reconcile costs no API call here beyond the watch caches.
+The ServiceAccount's uid is remembered for a minute (it changes only when the account is
+recreated, which must mean a new login).
+
+Kubernetes auth: the JWT is a TokenRequest for the named ServiceAccount in the *secret's*
+namespace (VSO's rule: the consumer's identity, not the operator's), with the VaultAuth's
+audiences and expiry; a fresh one is minted at every login.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from csi_vso.operator import api, refs
+from csi_vso.operator.vault.cache import SessionCache, SessionKey
+from csi_vso.operator.vault.session import JwtSource, VaultSession
+from csi_vso.operator.vault.settings import AuthSettings, ConnectionSettings
+
+SA_UID_TTL = 60.0
+CA_KEYS = ("ca.crt", "ca.pem", "tls.crt")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    session: VaultSession
+    auth_name: str  # namespace/name, for messages
+    vault_namespace: str | None
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj.get("metadata") or {}
+
+
+class Sessions:
+    def __init__(
+        self,
+        *,
+        cache: SessionCache,
+        core: client.CoreV1Api,
+        get_auth: refs.Getter,
+        get_connection: refs.Getter,
+        operator_namespace: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cache = cache
+        self._core = core
+        self._get_auth = get_auth
+        self._get_connection = get_connection
+        self._operator_namespace = operator_namespace
+        self._clock = clock
+        self._settings: dict[SessionKey, tuple[ConnectionSettings, AuthSettings, JwtSource | None]] = {}
+        self._sa_uids: dict[tuple[str, str], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def resolve_auth(
+        self, secret_namespace: str, auth_ref: api.ObjectRef
+    ) -> tuple[dict[str, Any], api.AuthSpec]:
+        """The VaultAuth object and spec a secret uses, or RefError (missing, invalid, not allowed)."""
+        auth_obj = refs.resolve(
+            "VaultAuth", auth_ref, secret_namespace, self._operator_namespace, self._get_auth
+        )
+        auth_where = f"{_meta(auth_obj).get('namespace')}/{_meta(auth_obj).get('name')}"
+        try:
+            auth_spec = api.parse_auth(auth_obj)
+        except api.SpecError as exc:
+            raise refs.RefError("VaultAuthInvalid", f"VaultAuth {auth_where} is invalid: {exc}") from None
+        if not api.auth_allows_namespace(auth_spec, str(_meta(auth_obj).get("namespace")), secret_namespace):
+            raise refs.RefError(
+                "VaultAuthNotAllowed",
+                f"VaultAuth {auth_where} does not allow namespace {secret_namespace!r} "
+                "(see its allowedNamespaces)",
+            )
+        return auth_obj, auth_spec
+
+    def session_for(self, secret_namespace: str, auth_ref: api.ObjectRef) -> Resolved:
+        auth_obj, auth_spec = self.resolve_auth(secret_namespace, auth_ref)
+        auth_ns = str(_meta(auth_obj).get("namespace"))
+        connection_obj = refs.resolve(
+            "VaultConnection",
+            auth_spec.connection_ref,
+            auth_ns,
+            self._operator_namespace,
+            self._get_connection,
+        )
+        connection_ns = str(_meta(connection_obj).get("namespace"))
+        connection_where = f"{connection_ns}/{_meta(connection_obj).get('name')}"
+        try:
+            connection_spec = api.parse_connection(connection_obj)
+        except api.SpecError as exc:
+            raise refs.RefError(
+                "VaultConnectionInvalid", f"VaultConnection {connection_where} is invalid: {exc}"
+            ) from None
+        login = auth_spec.kubernetes or auth_spec.jwt
+        sa_uid = ""
+        if login is not None and login.service_account:
+            sa_uid = self._service_account_uid(secret_namespace, login.service_account)
+        key = SessionKey(
+            auth_uid=str(_meta(auth_obj).get("uid")),
+            auth_generation=int(_meta(auth_obj).get("generation") or 0),
+            connection_uid=str(_meta(connection_obj).get("uid")),
+            connection_generation=int(_meta(connection_obj).get("generation") or 0),
+            service_account_uid=sa_uid,
+        )
+        with self._lock:
+            settings = self._settings.get(key)
+        if settings is None:
+            settings = (
+                self._connection_settings(connection_spec, connection_ns, connection_where),
+                *self._auth_settings(auth_spec, auth_ns, secret_namespace),
+            )
+            with self._lock:
+                self._settings[key] = settings
+        connection, auth, jwt_source = settings
+        session = self._cache.get(key, connection=connection, auth=auth, jwt_source=jwt_source)
+        return Resolved(
+            session=session,
+            auth_name=f"{auth_ns}/{_meta(auth_obj).get('name')}",
+            vault_namespace=auth_spec.vault_namespace,
+        )
+
+    # -- Kubernetes reads (first use of a key only) ---------------------------------------------
+
+    def _service_account_uid(self, namespace: str, name: str) -> str:
+        now = self._clock()
+        with self._lock:
+            cached = self._sa_uids.get((namespace, name))
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        try:
+            account = self._core.read_namespaced_service_account(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise refs.RefError(
+                    "ServiceAccountNotFound", f"ServiceAccount {namespace}/{name} not found"
+                ) from None
+            raise
+        uid = str(account.metadata.uid)
+        with self._lock:
+            self._sa_uids[(namespace, name)] = (uid, now + SA_UID_TTL)
+        return uid
+
+    def _secret_value(self, namespace: str, name: str, keys: tuple[str, ...], what: str) -> str:
+        try:
+            secret = self._core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise refs.RefError(
+                    "SecretNotFound", f"Secret {namespace}/{name} ({what}) not found"
+                ) from None
+            raise
+        data = secret.data or {}
+        for key in keys:
+            if data.get(key):
+                return base64.b64decode(data[key]).decode()
+        raise refs.RefError(
+            "SecretKeyMissing", f"Secret {namespace}/{name} ({what}) has none of the keys {', '.join(keys)}"
+        )
+
+    def _connection_settings(
+        self, spec: api.ConnectionSpec, namespace: str, where: str
+    ) -> ConnectionSettings:
+        ca_pem = None
+        if spec.ca_cert_secret and spec.address.startswith("https://"):
+            # Plain http has no certificate to check; the article's tlsSecretRef is then unused.
+            ca_pem = self._secret_value(
+                namespace, spec.ca_cert_secret, CA_KEYS, f"CA of VaultConnection {where}"
+            )
+        return ConnectionSettings(
+            address=spec.address,
+            headers=spec.headers,
+            tls_server_name=spec.tls_server_name,
+            ca_cert_pem=ca_pem,
+            skip_tls_verify=spec.skip_tls_verify,
+            timeout=spec.timeout,
+        )
+
+    def _auth_settings(
+        self, spec: api.AuthSpec, auth_namespace: str, secret_namespace: str
+    ) -> tuple[AuthSettings, JwtSource | None]:
+        jwt_source: JwtSource | None = None
+        login = spec.kubernetes or spec.jwt
+        if login is not None and login.service_account:
+            jwt_source = self._token_request(secret_namespace, login)
+        elif spec.jwt_secret:
+            secret_name = spec.jwt_secret
+
+            def jwt_from_secret() -> str:
+                return self._secret_value(auth_namespace, secret_name, ("jwt",), "JWT")
+
+            jwt_source = jwt_from_secret
+        secret_id = ""
+        if spec.approle_secret:
+            secret_id = self._secret_value(auth_namespace, spec.approle_secret, ("id",), "AppRole secret id")
+        method: Any = spec.method
+        settings = AuthSettings(
+            method=method,
+            mount=spec.mount,
+            vault_namespace=spec.vault_namespace,
+            role=login.role if login else "",
+            params=spec.params,
+            headers=spec.headers,
+            audiences=login.audiences if login else (),
+            token_expiration_seconds=login.token_expiration_seconds if login else 600,
+            app_role_id=spec.approle_role_id or "",
+            app_role_secret_id=secret_id,
+        )
+        return settings, jwt_source
+
+    def _token_request(self, namespace: str, login: api.ServiceAccountLogin) -> JwtSource:
+        core = self._core
+
+        def mint() -> str:
+            spec: dict[str, Any] = {"expirationSeconds": login.token_expiration_seconds}
+            if login.audiences:
+                spec["audiences"] = list(login.audiences)
+            body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+            answer = core.create_namespaced_service_account_token(login.service_account, namespace, body)
+            return str(answer.status.token)
+
+        return mint

@@ -1,0 +1,93 @@
+"""Watch caches: ``kubernetes.informer.SharedInformer`` for custom resources and Secrets.
+
+The informer lists, then watches from the list's resourceVersion, re-lists on 410 and keeps a
+thread-safe cache; two gaps are filled here:
+
+- Custom objects come back from ``CustomObjectsApi`` as plain dicts, and the informer reads a
+  list's ``.items`` / ``.metadata.resource_version`` as attributes: :class:`_ListView` adapts.
+  The watch decodes events by the ``:rtype:`` line of the list function's docstring; ours says
+  ``object``, so events carry the dicts as they are (and their resourceVersion is tracked).
+- The informer has no "has synced": every list function here sets an Event after its first
+  successful list, which is what :meth:`Informer.wait_for_sync` waits on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+from kubernetes import client
+from kubernetes.informer import ADDED, DELETED, MODIFIED, SharedInformer
+
+Handler = Callable[[str, Any], None]
+
+
+class _ListView:
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.items = body.get("items") or []
+        self.metadata = SimpleNamespace(resource_version=(body.get("metadata") or {}).get("resourceVersion"))
+
+
+class Informer:
+    """A SharedInformer plus a synced flag and a typed getter."""
+
+    def __init__(
+        self, list_func: Callable[..., Any], *, resync_period: float, label_selector: str | None = None
+    ):
+        self.synced = threading.Event()
+        self._informer = SharedInformer(list_func, resync_period=resync_period, label_selector=label_selector)
+
+    def on_change(self, handler: Handler) -> None:
+        """``handler(event_type, obj)`` for ADDED, MODIFIED and DELETED."""
+        for event_type in (ADDED, MODIFIED, DELETED):
+            self._informer.add_event_handler(event_type, lambda obj, t=event_type: handler(t, obj))
+
+    def get(self, namespace: str, name: str) -> Any:
+        return self._informer.cache.get_by_key(f"{namespace}/{name}")
+
+    def list(self) -> list[Any]:
+        return list(self._informer.cache.list())
+
+    def start(self) -> None:
+        self._informer.start()
+
+    def stop(self) -> None:
+        self._informer.stop()
+
+    def wait_for_sync(self, timeout: float) -> bool:
+        return self.synced.wait(timeout)
+
+
+def custom_object_informer(
+    custom: client.CustomObjectsApi, group: str, version: str, plural: str, *, resync_period: float
+) -> Informer:
+    holder: list[Informer] = []
+
+    def list_custom_objects(**kwargs: Any) -> Any:
+        if kwargs.get("watch"):
+            return custom.list_cluster_custom_object(group, version, plural, **kwargs)
+        view = _ListView(custom.list_cluster_custom_object(group, version, plural, **kwargs))
+        holder[0].synced.set()
+        return view
+
+    list_custom_objects.__doc__ = "List or watch custom objects.\n\n:rtype: object\n"
+    informer = Informer(list_custom_objects, resync_period=resync_period)
+    holder.append(informer)
+    return informer
+
+
+def secret_informer(core: client.CoreV1Api, *, label_selector: str, resync_period: float) -> Informer:
+    holder: list[Informer] = []
+
+    def list_secrets(**kwargs: Any) -> Any:
+        answer = core.list_secret_for_all_namespaces(**kwargs)
+        if not kwargs.get("watch"):
+            holder[0].synced.set()
+        return answer
+
+    list_secrets.__doc__ = "List or watch Secrets.\n\n:rtype: V1SecretList\n"
+    informer = Informer(list_secrets, resync_period=resync_period, label_selector=label_selector)
+    holder.append(informer)
+    return informer

@@ -1,0 +1,309 @@
+"""VaultStaticSecret end to end: real OpenBao, the devkit API server, the operator's controller."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from csi_vso import protected
+from csi_vso.devkit.openbao import OpenBaoDevServer
+from csi_vso.operator import api
+from tests.operator.conftest import Cluster, OperatorFactory, VaultAuthSetup, static_secret, wait_for
+
+
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_kv2_sync_update_noop_and_drift(
+    openbao: OpenBaoDevServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    kv_mount: str,
+    operator: OperatorFactory,
+) -> None:
+    ns = k8s_vault.namespace
+    root = openbao.client()
+    root.secrets.kv.v2.create_or_update_secret(
+        mount_point=kv_mount, path="app/db", secret={"password": "s3cret-1"}
+    )
+    operator()
+    cr = cluster.apply(
+        static_secret(
+            ns,
+            "db",
+            mount=kv_mount,
+            path="app/db",
+            destination="db-secret",
+            type="kv-v2",
+            refreshAfter="2s",
+            allowedKubernetesNamespaces=["team-b"],
+            allowedServiceAccounts=["reader"],
+        )
+    )
+    uid = cr["metadata"]["uid"]
+    assert wait_for(lambda: cluster.secret_data(ns, "db-secret"), what="destination Secret") == {
+        "password": "s3cret-1"
+    }
+
+    secret = cluster.secret(ns, "db-secret")
+    assert secret is not None
+    assert secret.metadata.labels == protected.protected_labels(uid)
+    annotations = secret.metadata.annotations
+    assert json.loads(annotations[protected.ALLOWED_NAMESPACES_ANNOTATION]) == ["team-b"]
+    assert json.loads(annotations[protected.ALLOWED_SERVICE_ACCOUNTS_ANNOTATION]) == ["reader"]
+    protected.parse_written_at(annotations[protected.WRITTEN_AT_ANNOTATION])
+    [ref] = secret.metadata.owner_references
+    assert (ref.kind, ref.name, ref.uid, ref.controller) == ("VaultStaticSecret", "db", uid, True)
+
+    status = wait_for(
+        lambda: (cluster.get_cr("VaultStaticSecret", ns, "db") or {}).get("status", {}).get("secretMAC")
+    )
+    assert status == annotations[protected.CONTENT_MAC_ANNOTATION]
+    assert "s3cret" not in json.dumps(cluster.get_cr("VaultStaticSecret", ns, "db"))
+    ready = cluster.condition("VaultStaticSecret", ns, "db", "Ready")
+    assert ready is not None and ready["status"] == "True" and ready["observedGeneration"] == 1
+
+    # Idle refreshes: Vault is read again, nothing is written.
+    writes = counter("csi_vso_secret_writes_total", kind="VaultStaticSecret")
+    skipped = counter("csi_vso_secret_writes_skipped_total", kind="VaultStaticSecret")
+    wait_for(
+        lambda: counter("csi_vso_secret_writes_skipped_total", kind="VaultStaticSecret") >= skipped + 2,
+        timeout=10,
+        what="two no-op refreshes",
+    )
+    assert counter("csi_vso_secret_writes_total", kind="VaultStaticSecret") == writes
+    assert cluster.secret(ns, "db-secret").metadata.resource_version == secret.metadata.resource_version
+
+    # A new version in OpenBao reaches the Secret within the refresh interval.
+    root.secrets.kv.v2.create_or_update_secret(
+        mount_point=kv_mount, path="app/db", secret={"password": "s3cret-2"}
+    )
+    wait_for(
+        lambda: cluster.secret_data(ns, "db-secret") == {"password": "s3cret-2"}, timeout=5, what="update"
+    )
+
+    # Drift: an edit is healed, a deletion is healed.
+    cluster.core.patch_namespaced_secret(
+        "db-secret", ns, {"data": {"password": base64.b64encode(b"tampered").decode()}}
+    )
+    wait_for(
+        lambda: cluster.secret_data(ns, "db-secret") == {"password": "s3cret-2"},
+        timeout=5,
+        what="edit healed",
+    )
+    cluster.core.delete_namespaced_secret("db-secret", ns)
+    wait_for(
+        lambda: cluster.secret_data(ns, "db-secret") == {"password": "s3cret-2"},
+        timeout=5,
+        what="delete healed",
+    )
+
+
+@pytest.mark.parametrize(
+    ("engine_version", "declared_type", "secret_type"),
+    [
+        ("1", "kv-v1", "Opaque"),
+        ("1", "kubernetes.io/basic-auth", "kubernetes.io/basic-auth"),  # the article's meaning of `type`
+        ("2", "Opaque", "Opaque"),
+    ],
+)
+def test_kv_versions_and_type_as_secret_type(
+    openbao: OpenBaoDevServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    operator: OperatorFactory,
+    unique_path: str,
+    engine_version: str,
+    declared_type: str,
+    secret_type: str,
+) -> None:
+    ns = k8s_vault.namespace
+    root = openbao.client()
+    root.sys.enable_secrets_engine("kv", path=unique_path, options={"version": engine_version})
+    data = {"username": "app", "password": "pw-" + unique_path}
+    if engine_version == "1":
+        root.secrets.kv.v1.create_or_update_secret(mount_point=unique_path, path="creds", secret=data)
+    else:
+        root.secrets.kv.v2.create_or_update_secret(mount_point=unique_path, path="creds", secret=data)
+    operator()
+    cluster.apply(
+        static_secret(ns, "creds", mount=unique_path, path="creds", destination="creds", type=declared_type)
+    )
+    assert wait_for(lambda: cluster.secret_data(ns, "creds")) == data
+    assert cluster.secret(ns, "creds").type == secret_type
+    root.sys.disable_secrets_engine(unique_path)
+
+
+def test_kv2_version_pin(
+    openbao: OpenBaoDevServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    kv_mount: str,
+    operator: OperatorFactory,
+) -> None:
+    ns = k8s_vault.namespace
+    root = openbao.client()
+    for value in ("v1", "v2", "v3"):
+        root.secrets.kv.v2.create_or_update_secret(
+            mount_point=kv_mount, path="pinned", secret={"value": value}
+        )
+    operator()
+    cluster.apply(
+        static_secret(
+            ns, "pinned", mount=kv_mount, path="pinned", destination="pinned", type="kv-v2", version=2
+        )
+    )
+    assert wait_for(lambda: cluster.secret_data(ns, "pinned")) == {"value": "v2"}
+
+
+def test_refuses_to_overwrite_a_secret_it_does_not_own(
+    openbao: OpenBaoDevServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    kv_mount: str,
+    operator: OperatorFactory,
+) -> None:
+    ns = k8s_vault.namespace
+    openbao.client().secrets.kv.v2.create_or_update_secret(
+        mount_point=kv_mount, path="x", secret={"k": "from-vault"}
+    )
+    cluster.core.create_namespaced_secret(ns, {"metadata": {"name": "theirs"}, "stringData": {"k": "mine"}})
+    operator()
+    cluster.apply(static_secret(ns, "grab", mount=kv_mount, path="x", destination="theirs", type="kv-v2"))
+    ready = wait_for(
+        lambda: (
+            (c := cluster.condition("VaultStaticSecret", ns, "grab", "Ready"))
+            and c["status"] == "False"
+            and c
+        ),
+        what="SecretNotOwned condition",
+    )
+    assert ready["reason"] == "SecretNotOwned"
+    assert ready["message"] == (
+        f"Secret {ns}/theirs exists and is not managed by this VaultStaticSecret; "
+        "set destination.overwrite: true to take it over"
+    )
+    assert cluster.secret_data(ns, "theirs") == {"k": "mine"}
+    assert any(e.reason == "SecretNotOwned" and e.type == "Warning" for e in cluster.events(ns, "grab"))
+
+    # overwrite: true takes it over and marks it protected.
+    cluster.patch_spec(
+        "VaultStaticSecret", ns, "grab", {"destination": {"name": "theirs", "overwrite": True}}
+    )
+    wait_for(lambda: cluster.secret_data(ns, "theirs") == {"k": "from-vault"}, what="takeover")
+    assert protected.is_protected(cluster.secret(ns, "theirs").metadata.labels)
+
+
+def test_vaultsecret_kind_and_destination_metadata(
+    openbao: OpenBaoDevServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    kv_mount: str,
+    operator: OperatorFactory,
+) -> None:
+    ns = k8s_vault.namespace
+    openbao.client().secrets.kv.v2.create_or_update_secret(
+        mount_point=kv_mount, path="cfg", secret={"n": 3, "flag": True}
+    )
+    operator()
+    manifest: dict[str, Any] = static_secret(
+        ns, "cfg", mount=kv_mount, path="cfg", destination="cfg", kind="VaultSecret"
+    )
+    manifest["spec"]["destination"].update(
+        labels={"team": "a", protected.PROTECTED_LABEL: "false"},
+        annotations={"note": "x", protected.ALLOWED_NAMESPACES_ANNOTATION: '["*"]'},
+    )
+    cluster.apply(manifest)
+    assert wait_for(lambda: cluster.secret_data(ns, "cfg")) == {"n": "3", "flag": "true"}
+    secret = cluster.secret(ns, "cfg")
+    assert secret.metadata.labels["team"] == "a"
+    assert secret.metadata.labels[protected.PROTECTED_LABEL] == "true"  # ours win
+    assert secret.metadata.annotations["note"] == "x"
+    assert secret.metadata.annotations[protected.ALLOWED_NAMESPACES_ANNOTATION] == "[]"
+    assert secret.metadata.owner_references[0].kind == "VaultSecret"
+
+
+@pytest.mark.parametrize(
+    ("auth_spec", "secret_spec", "reason", "message"),
+    [
+        (
+            {"method": "ldap"},
+            {},
+            "VaultAuthInvalid",
+            "VaultAuth {ns}/bad is invalid: invalid VaultAuth: method 'ldap' is not supported "
+            "(use one of: kubernetes, jwt, appRole)",
+        ),
+        (None, {"path": "does/not/exist"}, "VaultNotFound", None),
+        (
+            {
+                "method": "kubernetes",
+                "kubernetes": {"role": "app", "serviceAccount": "app"},
+                "allowedNamespaces": ["nobody"],
+            },
+            {"vaultAuthRef": "{other}/bad"},
+            "VaultAuthNotAllowed",
+            "VaultAuth {other}/bad does not allow namespace '{ns}' (see its allowedNamespaces)",
+        ),
+        (
+            None,
+            {"destination": {"name": "Bad_Name", "create": True}},
+            "InvalidSpec",
+            "invalid VaultStaticSecret: destination.name 'Bad_Name' is not a valid Secret name",
+        ),
+    ],
+)
+def test_bad_custom_resources_get_a_condition_and_an_event(
+    openbao: OpenBaoDevServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    kv_mount: str,
+    operator: OperatorFactory,
+    auth_spec: dict[str, Any] | None,
+    secret_spec: dict[str, Any],
+    reason: str,
+    message: str | None,
+) -> None:
+    ns = k8s_vault.namespace
+    other = ns + "-o"
+    cluster.ensure_namespace(other)
+    try:
+        spec: dict[str, Any] = {"vaultAuthRef": "default"}
+        if auth_spec is not None:
+            auth_ns = other if "{other}" in str(secret_spec.get("vaultAuthRef", "")) else ns
+            cluster.apply(
+                {
+                    "apiVersion": api.API_VERSION,
+                    "kind": "VaultAuth",
+                    "metadata": {"name": "bad", "namespace": auth_ns},
+                    "spec": auth_spec,
+                }
+            )
+            spec["vaultAuthRef"] = "bad"
+        spec.update(
+            {k: v.format(ns=ns, other=other) if isinstance(v, str) else v for k, v in secret_spec.items()}
+        )
+        manifest = static_secret(ns, "broken", mount=kv_mount, path="p", destination="broken", type="kv-v2")
+        manifest["spec"].update(spec)
+        controller = operator()
+        cluster.apply(manifest)
+        condition = wait_for(
+            lambda: (
+                (c := cluster.condition("VaultStaticSecret", ns, "broken", "Ready"))
+                and c["status"] == "False"
+                and c
+            ),
+            what=f"{reason} condition",
+        )
+        assert condition["reason"] == reason
+        if message is not None:
+            assert condition["message"] == message.format(ns=ns, other=other)
+        wait_for(lambda: any(e.reason == reason for e in cluster.events(ns, "broken")), what="event")
+        assert cluster.secret(ns, "broken") is None and cluster.secret(ns, "Bad_Name") is None
+        assert all(w.is_alive() for w in controller._workers)  # no crash
+    finally:
+        cluster.core.delete_namespace(other)
