@@ -287,7 +287,8 @@ def operator(kube: Kube, crds: None, namespace: str) -> Iterator[OperatorFactory
             backoff_cap=overrides.pop("backoff_cap", 4.0),
             rollout_debounce=overrides.pop("rollout_debounce", 0.5),
         )
-        controller = Controller(kube.api_client(), settings, hmac_key=secrets.token_bytes(32), **overrides)
+        key = overrides.pop("hmac_key", None) or secrets.token_bytes(32)
+        controller = Controller(kube.api_client(), settings, hmac_key=key, **overrides)
         controller.start(sync_timeout=20)
         started.append(controller)
         return controller

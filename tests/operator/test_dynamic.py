@@ -1,0 +1,207 @@
+"""VaultDynamicSecret end to end with OpenBao's database engine and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from csi_vso.devkit.openbao import OpenBaoDevServer
+from csi_vso.devkit.postgres import PostgresServer
+from csi_vso.operator import api
+from tests.operator.conftest import Cluster, OperatorFactory, VaultAuthSetup, wait_for
+
+CREATE = [
+    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
+    'GRANT CONNECT ON DATABASE postgres TO "{{name}}";',
+]
+
+
+def can_log_in(postgres: PostgresServer, creds: dict[str, str] | None) -> bool:
+    if not creds:
+        return False
+    try:
+        with psycopg.connect(postgres.dsn(user=creds["username"], password=creds["password"])) as conn:
+            return conn.execute("select current_user").fetchone() == (creds["username"],)
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture
+def database(openbao: OpenBaoDevServer, postgres: PostgresServer) -> Iterator[str]:
+    root = openbao.client()
+    mount = "db-" + secrets.token_hex(3)
+    root.sys.enable_secrets_engine("database", path=mount)
+    root.write(
+        f"{mount}/config/pg",
+        plugin_name="postgresql-database-plugin",
+        connection_url=postgres.vault_connection_url(),
+        username=postgres.superuser,
+        password=postgres.password,
+        allowed_roles="*",
+    )
+    yield mount
+    root.sys.disable_secrets_engine(mount)
+    root.adapter.close()
+
+
+def db_role(openbao: OpenBaoDevServer, mount: str, name: str, default_ttl: str, max_ttl: str) -> None:
+    openbao.client().write(
+        f"{mount}/roles/{name}",
+        db_name="pg",
+        creation_statements=CREATE,
+        default_ttl=default_ttl,
+        max_ttl=max_ttl,
+    )
+
+
+def dynamic_secret(
+    namespace: str, name: str, *, mount: str, path: str, destination: str, **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": "VaultDynamicSecret",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"mount": mount, "path": path, "destination": {"name": destination, "create": True}, **spec},
+    }
+
+
+def lease_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return dict(
+        ((cluster.get_cr("VaultDynamicSecret", namespace, name) or {}).get("status") or {}).get("secretLease")
+        or {}
+    )
+
+
+def test_renewal_then_truncation_rotates(
+    openbao: OpenBaoDevServer,
+    postgres: PostgresServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    database: str,
+    operator: OperatorFactory,
+) -> None:
+    ns = k8s_vault.namespace
+    db_role(openbao, database, "short", default_ttl="4s", max_ttl="11s")
+    operator()
+    cluster.apply(
+        dynamic_secret(ns, "app", mount=database, path="creds/short", destination="app-db", renewalPercent=40)
+    )
+    first = wait_for(lambda: cluster.secret_data(ns, "app-db"), what="credentials")
+    assert can_log_in(postgres, first)
+    lease = wait_for(lambda: lease_status(cluster, ns, "app").get("id"), what="lease in status")
+    assert lease.startswith(f"{database}/creds/short/")
+    issued = lease_status(cluster, ns, "app")
+    expire_before = openbao.client().sys.read_lease(lease)["data"]["expire_time"]
+
+    # Renewed: same lease, later expiry in OpenBao, same credentials.
+    wait_for(
+        lambda: lease_status(cluster, ns, "app").get("renewedAt", "") > issued["renewedAt"], what="renewal"
+    )
+    assert lease_status(cluster, ns, "app")["id"] == lease
+    assert openbao.client().sys.read_lease(lease)["data"]["expire_time"] > expire_before
+    assert cluster.secret_data(ns, "app-db") == first
+    renewal = cluster.condition("VaultDynamicSecret", ns, "app", "LeaseRenewal")
+    assert renewal is not None and renewal["status"] == "True"
+
+    # The max TTL truncates a renewal: new credentials, while the old ones still worked.
+    second = wait_for(
+        lambda: (d := cluster.secret_data(ns, "app-db")) and d["username"] != first["username"] and d,
+        timeout=20,
+        what="rotation after truncation",
+    )
+    assert can_log_in(postgres, second)
+    assert lease_status(cluster, ns, "app")["id"] != lease
+    rotated = [e for e in cluster.events(ns, "app") if e.reason == "CredentialsRotated"]
+    assert rotated and "truncated" in rotated[0].message
+    assert first["password"] not in str(cluster.get_cr("VaultDynamicSecret", ns, "app"))
+
+
+def test_revocation_grace_and_revoke_on_delete(
+    openbao: OpenBaoDevServer,
+    postgres: PostgresServer,
+    cluster: Cluster,
+    kube: Any,
+    k8s_vault: VaultAuthSetup,
+    database: str,
+    operator: OperatorFactory,
+) -> None:
+    ns = k8s_vault.namespace
+    db_role(openbao, database, "long", default_ttl="5m", max_ttl="10m")
+    operator()
+    cluster.apply(
+        dynamic_secret(
+            ns,
+            "app",
+            mount=database,
+            path="creds/long",
+            destination="app-db",
+            revocationDuration="4s",
+            revoke=True,
+        )
+    )
+    first = wait_for(lambda: cluster.secret_data(ns, "app-db"), what="credentials")
+    old_lease = wait_for(lambda: lease_status(cluster, ns, "app").get("id"), what="lease")
+
+    # A spec change rotates; the old credentials keep working during revocationDuration...
+    cluster.patch_spec(
+        "VaultDynamicSecret",
+        ns,
+        "app",
+        {"destination": {"name": "app-db", "create": True, "labels": {"rev": "2"}}},
+    )
+    second = wait_for(
+        lambda: (d := cluster.secret_data(ns, "app-db")) and d["username"] != first["username"] and d,
+        what="rotation",
+    )
+    assert can_log_in(postgres, first)
+    pending = (cluster.get_cr("VaultDynamicSecret", ns, "app") or {})["status"]["pendingRevocations"]
+    assert [p["id"] for p in pending] == [old_lease]
+    # ...and are refused after it (their own TTL is 5 minutes: this is the revocation).
+    wait_for(lambda: not can_log_in(postgres, first), timeout=20, what="old credentials revoked")
+    assert can_log_in(postgres, second)
+    assert not (cluster.get_cr("VaultDynamicSecret", ns, "app") or {})["status"].get("pendingRevocations")
+
+    # revoke: true -> deleting the CR revokes the current lease; the Secret goes with the CR.
+    cluster.delete_cr("VaultDynamicSecret", ns, "app")
+    wait_for(
+        lambda: cluster.get_cr("VaultDynamicSecret", ns, "app") is None, what="CR gone (finalizer removed)"
+    )
+    assert not can_log_in(postgres, second)
+    wait_for(lambda: cluster.secret(ns, "app-db") is None, what="Secret garbage-collected")
+
+
+def test_restart_keeps_a_valid_lease(
+    openbao: OpenBaoDevServer,
+    postgres: PostgresServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    database: str,
+    operator: OperatorFactory,
+) -> None:
+    ns = k8s_vault.namespace
+    db_role(openbao, database, "steady", default_ttl="6s", max_ttl="10m")
+    key = secrets.token_bytes(32)
+    first_operator = operator(hmac_key=key)
+    cluster.apply(
+        dynamic_secret(
+            ns, "app", mount=database, path="creds/steady", destination="app-db", renewalPercent=30
+        )
+    )
+    creds = wait_for(lambda: cluster.secret_data(ns, "app-db"), what="credentials")
+    lease = wait_for(lambda: lease_status(cluster, ns, "app").get("id"), what="lease")
+    first_operator.stop()
+
+    restarted = datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    operator(hmac_key=key)
+    wait_for(
+        lambda: lease_status(cluster, ns, "app").get("renewedAt", "") > restarted,
+        what="renewal by the new process",
+    )
+    assert lease_status(cluster, ns, "app")["id"] == lease
+    assert cluster.secret_data(ns, "app-db") == creds
+    assert can_log_in(postgres, creds)
