@@ -33,6 +33,10 @@ class FieldError:
             return "Forbidden" + (f": {self.detail}" if self.detail else "")
         if self.reason == "FieldValueTooLong":
             return "Too long" + (f": {self.detail}" if self.detail else "")
+        if self.reason == "FieldValueTooMany":
+            return "Too many" + (f": {self.detail}" if self.detail else "")
+        if self.reason == "FieldValueDuplicate":
+            return f"Duplicate value: {_show(self.value)}"
         if self.reason == "FieldValueNotSupported":
             return f"Unsupported value: {_show(self.value)}" + (f": {self.detail}" if self.detail else "")
         shown = f": {_show(self.value)}" if self.has_value else ""

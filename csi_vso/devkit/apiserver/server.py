@@ -180,6 +180,10 @@ class APIServer:
         """Retain only the newest ``events`` watch events; older resumes get 410 Expired."""
         self.app.store.set_window(events)
 
+    def drop_watches(self) -> None:
+        """End every open watch stream now, as when an API server restarts (clients resume)."""
+        self.app.store.close_watchers()
+
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until the garbage collector / namespace controller have no queued work."""
         return self.app.controllers.wait_idle(timeout)

@@ -97,7 +97,9 @@ def validate_metadata(rt: ResourceType, obj: Obj) -> list[FieldError]:
     return out
 
 
-_STANDARD_FINALIZERS = frozenset({"kubernetes", "orphan", "foregroundDeletion"})
+_STANDARD_FINALIZERS = frozenset(
+    {"kubernetes", "orphan", "foregroundDeletion", "customresourcecleanup.apiextensions.k8s.io"}
+)
 
 
 def decode_base64_map(kind: str, data: Any) -> None:
