@@ -17,6 +17,7 @@ changed or deleted). They must be quick or hand work to their own threads.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -37,6 +38,30 @@ Listener = Callable[[str, str], None]
 _WATCH_TIMEOUT_SECONDS = 240
 
 
+class _QuietWhileStopping(logging.Filter):
+    """Drop the informer's log records from threads that are being stopped.
+
+    ``SharedInformer.stop()`` ends its watch by shutting the socket down, and the informer then
+    logs the resulting read error as an unexpected failure, with a traceback, on every clean
+    shutdown. Those records (and only those threads') are not worth an operator's attention.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopping: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread not in self.stopping
+
+
+_QUIET = _QuietWhileStopping()
+logging.getLogger("kubernetes.informer.informer").addFilter(_QUIET)
+
+
+class _Stopped(Exception):
+    """Raised into the informer's loop when it tries to list or watch after stop()."""
+
+
 class SecretCache:
     """Protected Secrets by (namespace, name), kept current by one label-selected watch."""
 
@@ -45,6 +70,9 @@ class SecretCache:
         self._synced = threading.Event()
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        self._thread_ident: int | None = None  # the informer's thread, learnt from its first call
+        self._stopping = threading.Event()
+        self._watch_response: Any = None  # the open watch stream, so stop() can cut it
         self._informer = SharedInformer(
             self._list_func(),
             label_selector=label_selector,
@@ -58,13 +86,20 @@ class SecretCache:
         # wraps() keeps the docstring the Watch reads to learn the item type (V1Secret).
         @functools.wraps(list_all)
         def list_secrets(**kwargs: Any) -> Any:
-            if kwargs.get("watch"):
-                kwargs.setdefault("timeout_seconds", _WATCH_TIMEOUT_SECONDS)
-                kwargs.setdefault("allow_watch_bookmarks", True)
-                if not self._synced.is_set():
-                    self._synced.set()
-                    log.info("protected Secret cache synced", extra={"secrets": self.count()})
-            return list_all(**kwargs)
+            self._thread_ident = threading.get_ident()
+            if self._stopping.is_set():
+                raise _Stopped()
+            if not kwargs.get("watch"):
+                return list_all(**kwargs)
+            kwargs.setdefault("timeout_seconds", _WATCH_TIMEOUT_SECONDS)
+            kwargs.setdefault("allow_watch_bookmarks", True)
+            if not self._synced.is_set():
+                self._synced.set()
+                log.info("protected Secret cache synced", extra={"secrets": self.count()})
+            self._watch_response = list_all(**kwargs)
+            if self._stopping.is_set():
+                self._cut_watch()
+            return self._watch_response
 
         return list_secrets
 
@@ -87,9 +122,32 @@ class SecretCache:
         """Start the informer thread (list, then watch)."""
         self._informer.start()
 
+    def _cut_watch(self) -> None:
+        response = self._watch_response
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.shutdown()
+
     def stop(self) -> None:
-        """Stop the informer and wait for its thread."""
-        self._informer.stop()
+        """Stop the informer and wait for its thread.
+
+        ``SharedInformer.stop()`` can only interrupt a watch whose response it already holds;
+        one still being opened would block until the next event or bookmark. So the stream is
+        also cut from here (and a watch opened after this point is cut at once).
+        """
+        ident = self._thread_ident
+        if ident is not None:
+            _QUIET.stopping.add(ident)
+        self._stopping.set()
+        self._cut_watch()
+        stopper = threading.Thread(target=self._informer.stop, name="secret-cache-stop", daemon=True)
+        stopper.start()
+        try:
+            while stopper.is_alive():
+                stopper.join(0.1)
+                self._cut_watch()
+        finally:
+            _QUIET.stopping.discard(ident or -1)
 
     def has_synced(self) -> bool:
         return self._synced.is_set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -147,3 +148,12 @@ def test_token_is_reviewed_once_and_must_match_the_claim(cluster: Cluster, kube:
     )
     with pytest.raises(PermissionDenied, match="was not accepted by a TokenReview"):
         verifier.verify(garbage)
+
+
+def test_clean_stop_logs_no_error(kube: Any, caplog: pytest.LogCaptureFixture) -> None:
+    cache = SecretCache(kube.api_client())
+    cache.start()
+    assert cache.wait_for_sync(30)
+    with caplog.at_level(logging.DEBUG):
+        cache.stop()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
