@@ -20,6 +20,7 @@ The caller decides *whether* (data changed, not the first sync); this module dec
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -107,11 +108,13 @@ class Rollouts:
         """Workloads in ``namespace`` whose pod templates consume ``secret_name`` (not via CSI)."""
         found: list[Workload] = []
         for kind in ("Deployment", "StatefulSet", "DaemonSet"):
-            answer = self._lister(kind)(namespace)
-            for item in answer.items or []:
-                spec = self._apps.api_client.sanitize_for_serialization(item.spec.template.spec)
-                if consumes_secret(spec or {}, secret_name):
-                    found.append((kind, namespace, item.metadata.name))
+            # Raw JSON: only the pod templates matter, and the typed models reject objects whose
+            # status a controller has not filled in yet.
+            answer = self._lister(kind)(namespace, _preload_content=False)
+            for item in json.loads(answer.data).get("items") or []:
+                spec = ((item.get("spec") or {}).get("template") or {}).get("spec") or {}
+                if consumes_secret(spec, secret_name):
+                    found.append((kind, namespace, item["metadata"]["name"]))
         return found
 
     def request(self, workloads: Iterable[Workload]) -> None:
@@ -145,6 +148,7 @@ class Rollouts:
                 namespace,
                 restart_patch(datetime.now(UTC)),
                 _content_type="application/merge-patch+json",
+                _preload_content=False,
             )
         except ApiException as exc:
             log.warning(
