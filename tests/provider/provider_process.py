@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 class ProviderProcess:
     """One `csi-vso provider` process; its JSON log lines are collected from stderr."""
 
-    def __init__(self, kubeconfig: str, socket_dir: Path, state_dir: Path) -> None:
+    def __init__(self, kubeconfig: str, socket_dir: Path, state_dir: Path, *, rotation: bool = True) -> None:
+        self.rotation = rotation
         self.kubeconfig = kubeconfig
         self.socket_dir = socket_dir
         self.state_dir = state_dir
@@ -37,6 +38,7 @@ class ProviderProcess:
                 sys.executable,
                 "-m",
                 "tests.provider.rotating_provider",
+                *([] if self.rotation else ["--without-rotation"]),
                 "provider",
                 "--kubeconfig",
                 self.kubeconfig,
@@ -87,6 +89,11 @@ class ProviderProcess:
 
     def wait_ready(self, timeout: float = 30.0) -> float:
         return self.wait_for_log("provider ready", timeout)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def kill(self) -> None:
         """SIGKILL: no chance to clean up, like an OOM kill or a node crash."""

@@ -4,6 +4,9 @@
 the real CLI (same flags, logging, signal handling, ProviderServer). While
 ``csi_vso.provider.main`` does not pass ``extensions=[RotationExtension()]`` itself, this
 wrapper adds it; once it does, the wrapper changes nothing.
+
+``--without-rotation`` as the first argument runs the provider with no extensions at all:
+the polling alternative in bench/rotation_bench.py (the driver re-Mounts every volume).
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ def _with_rotation(settings: Any, api: Any, **kwargs: Any) -> ProviderServer:
     return ProviderServer(settings, api, **kwargs)
 
 
+def _without_rotation(settings: Any, api: Any, **kwargs: Any) -> ProviderServer:
+    kwargs["extensions"] = []
+    return ProviderServer(settings, api, **kwargs)
+
+
 if __name__ == "__main__":
-    if "RotationExtension" not in inspect.getsource(provider_main):
+    argv = sys.argv[1:]
+    if argv[:1] == ["--without-rotation"]:
+        argv = argv[1:]
+        provider_main.ProviderServer = _without_rotation  # type: ignore[assignment,misc]
+    elif "RotationExtension" not in inspect.getsource(provider_main):
         provider_main.ProviderServer = _with_rotation  # type: ignore[assignment,misc]
-    sys.exit(cli.main(sys.argv[1:]))
+    sys.exit(cli.main(argv))
