@@ -1,0 +1,196 @@
+"""Conformance: TokenRequest, TokenReview and who the API server thinks the caller is.
+
+TokenReview must accept exactly the tokens TokenRequest mints and refuse them once their
+audience, expiry, service account or bound pod no longer match — the contract OpenBao's
+kubernetes auth relies on (it reviews a token using that same token as its bearer).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from typing import Any
+
+import jwt
+import pytest
+from kubernetes import client, config
+
+from csi_vso.devkit.apiserver import User
+from tests.devkit.conftest import needs_server, wait_for
+from tests.fixtures.kube import Kube
+
+AUDIENCE = "vault"
+
+
+def _client_with_token(kube: Kube, token: str) -> client.ApiClient:
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=kube.kubeconfig, client_configuration=cfg)
+    cfg.refresh_api_key_hook = None  # it would put the kubeconfig's own token back
+    cfg.api_key = {"BearerToken": f"Bearer {token}"}
+    return client.ApiClient(cfg)
+
+
+def _token(core: client.CoreV1Api, namespace: str, sa: str, audiences: list[str], **spec: Any) -> str:
+    request = core.create_namespaced_service_account_token(
+        sa, namespace, {"spec": {"audiences": audiences, "expirationSeconds": 600, **spec}}
+    )
+    token: str = request.status.token
+    return token
+
+
+def _review(api: client.ApiClient, token: str, audiences: list[str] | None) -> Any:
+    spec: dict[str, Any] = {"token": token}
+    if audiences is not None:
+        spec["audiences"] = audiences
+    return client.AuthenticationV1Api(api).create_token_review({"spec": spec}).status
+
+
+@pytest.fixture
+def sa(core: client.CoreV1Api, namespace: str) -> Any:
+    return core.create_namespaced_service_account(namespace, {"metadata": {"name": "app"}})
+
+
+def test_token_request_mints_a_bound_service_account_jwt(
+    core: client.CoreV1Api, namespace: str, sa: Any
+) -> None:
+    request = core.create_namespaced_service_account_token(
+        "app", namespace, {"spec": {"audiences": [AUDIENCE], "expirationSeconds": 600}}
+    )
+    token = request.status.token
+    header = jwt.get_unverified_header(token)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert header["alg"] == "RS256" and header["kid"]
+    assert claims["sub"] == f"system:serviceaccount:{namespace}:app"
+    assert claims["aud"] == [AUDIENCE]
+    assert claims["exp"] - claims["iat"] == 600 and claims["nbf"] == claims["iat"]
+    assert claims["iss"]
+    assert claims["kubernetes.io"]["namespace"] == namespace
+    assert claims["kubernetes.io"]["serviceaccount"] == {"name": "app", "uid": sa.metadata.uid}
+    assert abs(request.status.expiration_timestamp.timestamp() - claims["exp"]) < 2
+
+
+def test_token_review_checks_the_audience(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str, sa: Any
+) -> None:
+    token = _token(core, namespace, "app", [AUDIENCE, "other"])
+    ok = _review(api, token, [AUDIENCE])
+    assert ok.authenticated is True
+    assert ok.audiences == [AUDIENCE]
+    assert ok.user.username == f"system:serviceaccount:{namespace}:app"
+    assert ok.user.uid == sa.metadata.uid
+    assert {"system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"} <= set(
+        ok.user.groups
+    )
+    wrong = _review(api, token, ["not-vault"])
+    assert wrong.authenticated is not True and wrong.error
+
+
+def test_default_audience_is_the_api_server(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str, sa: Any
+) -> None:
+    token = core.create_namespaced_service_account_token("app", namespace, {"spec": {}}).status.token
+    assert _review(api, token, None).authenticated is True
+    assert _review(api, _token(core, namespace, "app", [AUDIENCE]), None).authenticated is not True
+
+
+def test_review_fails_once_the_service_account_is_gone(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str, sa: Any
+) -> None:
+    token = _token(core, namespace, "app", [AUDIENCE])
+    core.delete_namespaced_service_account("app", namespace)
+    assert _review(api, token, [AUDIENCE]).authenticated is not True
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "app"}})  # same name, new uid
+    assert _review(api, token, [AUDIENCE]).authenticated is not True
+
+
+def test_pod_bound_token(api: client.ApiClient, core: client.CoreV1Api, namespace: str, sa: Any) -> None:
+    pod = core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "p"},
+            "spec": {"serviceAccountName": "app", "containers": [{"name": "c", "image": "i"}]},
+        },
+    )
+    ref = {"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": pod.metadata.uid}
+    token = _token(core, namespace, "app", [AUDIENCE], boundObjectRef=ref)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["kubernetes.io"]["pod"] == {"name": "p", "uid": pod.metadata.uid}
+    review = _review(api, token, [AUDIENCE])
+    assert review.authenticated is True
+    assert review.user.extra["authentication.kubernetes.io/pod-name"] == ["p"]
+    assert review.user.extra["authentication.kubernetes.io/pod-uid"] == [pod.metadata.uid]
+    core.delete_namespaced_pod("p", namespace, grace_period_seconds=0)
+    wait_for(lambda: not core.list_namespaced_pod(namespace, field_selector="metadata.name=p").items)
+    assert _review(api, token, [AUDIENCE]).authenticated is not True
+
+
+def test_token_request_validation(core: client.CoreV1Api, namespace: str, sa: Any) -> None:
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_service_account_token(
+            "app", namespace, {"spec": {"audiences": [AUDIENCE], "expirationSeconds": 60}}
+        )
+    assert err.value.status == 422
+    assert "may not specify a duration less than 10 minutes" in json.loads(err.value.body)["message"]
+    with pytest.raises(client.ApiException) as err:
+        _token(core, namespace, "missing", [AUDIENCE])
+    assert err.value.status == 404
+
+
+def test_a_service_account_token_may_review_itself(
+    kube: Kube, core: client.CoreV1Api, namespace: str, sa: Any
+) -> None:
+    """What OpenBao does: TokenReview of a JWT, authenticated by that same JWT.
+
+    A real API server accepts a token as a bearer token only when it carries the server's own
+    audience; the in-memory server accepts any live token of its own (see its docstring).
+    """
+    needs_server(kube)
+    token = _token(core, namespace, "app", [AUDIENCE])
+    with _client_with_token(kube, token) as as_sa:
+        caller = client.AuthenticationV1Api(as_sa).create_self_subject_review({})
+        review = _review(as_sa, token, [AUDIENCE])
+    assert caller.status.user_info.username == f"system:serviceaccount:{namespace}:app"
+    assert review.authenticated is True
+    assert review.user.username == f"system:serviceaccount:{namespace}:app"
+
+
+def test_unauthenticated_requests_are_401(kube: Kube) -> None:
+    with _client_with_token(kube, "not-a-token") as anonymous, pytest.raises(client.ApiException) as err:
+        client.CoreV1Api(anonymous).list_namespace()
+    assert err.value.status == 401
+
+
+def test_static_users_and_access_reviews(kube: Kube) -> None:
+    server = needs_server(kube)
+    server.add_token("alice-token", User("alice", ("devs", "system:authenticated")))
+    with _client_with_token(kube, "alice-token") as alice:
+        me = client.AuthenticationV1Api(alice).create_self_subject_review({})
+        assert me.status.user_info.username == "alice"
+        assert me.status.user_info.groups == ["devs", "system:authenticated"]
+        access = client.AuthorizationV1Api(alice).create_self_subject_access_review(
+            {"spec": {"resourceAttributes": {"verb": "get", "resource": "secrets", "namespace": "default"}}}
+        )
+        assert access.status.allowed is True
+
+
+def test_expired_token_is_refused(kube: Kube, api: client.ApiClient, namespace: str, sa: Any) -> None:
+    server = needs_server(kube)
+    token = server.mint_token(
+        namespace, "app", [AUDIENCE], expiration_seconds=600, issued_at=time.time() - 3600
+    )
+    review = _review(api, token, [AUDIENCE])
+    assert review.authenticated is not True
+    assert "expired" in review.error
+
+
+def test_tokens_verify_against_the_published_jwks(
+    kube: Kube, core: client.CoreV1Api, namespace: str, sa: Any
+) -> None:
+    server = needs_server(kube)
+    token = _token(core, namespace, "app", [AUDIENCE])
+    with urllib.request.urlopen(f"{server.url}/openid/v1/jwks") as resp:
+        keys = json.load(resp)["keys"]
+    key = jwt.PyJWK(keys[0])
+    claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=AUDIENCE)
+    assert claims["sub"] == f"system:serviceaccount:{namespace}:app"
