@@ -54,7 +54,7 @@ from csi_vso.provider.authz import VerifiedPod
 from csi_vso.provider.errors import NotFound, PermissionDenied, ProviderError
 from csi_vso.provider.registry import MountRecord, Registry
 from csi_vso.provider.render import RenderedFile
-from csi_vso.provider.validation import MountSpec
+from csi_vso.provider.validation import MountSpec, ObjectSpec
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ SecretKey = tuple[str, str]
 
 # How long version-only registry updates wait, so one rotation's thousand records go in one batch.
 _FLUSH_DELAY = 0.5
+# Entries in each of the rotator's caches before they are dropped wholesale (cheap, bounded).
+_CACHE_SIZE = 256
 
 
 # Stands in for data that is not base64 (a broken Secret); decide() refuses to render it.
@@ -114,11 +116,31 @@ class Fail:
 Decision = Write | KeepMissing | Revoke | Fail
 
 
-def decide(record: MountRecord, secrets: Mapping[SecretKey, SecretView | None], key: bytes) -> Decision:
+def decide(
+    record: MountRecord,
+    secrets: Mapping[SecretKey, SecretView | None],
+    key: bytes,
+    *,
+    render_volume: Callable[[], Write | Fail] | None = None,
+) -> Decision:
     """What to do with one volume given the current state of the Secrets it reads.
 
-    A denial anywhere wins over a missing Secret: when in doubt, stop serving.
+    Access first (per pod), then the files (the same for every volume with these objects and
+    these Secret states, so the rotator may pass a cached ``render_volume``). A denial anywhere
+    wins over a missing Secret: when in doubt, stop serving.
     """
+    access = check_access(record, secrets)
+    if access is not None:
+        return access
+    if render_volume is not None:
+        return render_volume()
+    return render_files(record.objects, record.permission, secrets, key)
+
+
+def check_access(
+    record: MountRecord, secrets: Mapping[SecretKey, SecretView | None]
+) -> Revoke | KeepMissing | None:
+    """None when every Secret is there and admits the pod; else what to do instead of writing."""
     missing: list[str] = []
     for (namespace, name), view in sorted(secrets.items()):
         if view is None:
@@ -136,20 +158,37 @@ def decide(record: MountRecord, secrets: Mapping[SecretKey, SecretView | None], 
             return Revoke(exc.message)
         except NotFound:
             missing.append(f"{namespace}/{name}")
-    if missing:
-        return KeepMissing(tuple(missing))
+    return KeepMissing(tuple(missing)) if missing else None
+
+
+def render_files(
+    objects: tuple[ObjectSpec, ...],
+    permission: int,
+    secrets: Mapping[SecretKey, SecretView | None],
+    key: bytes,
+) -> Write | Fail:
+    """The volume's files and versions from Secrets already known to be present and admitted."""
     data = {k: v.data for k, v in secrets.items() if v is not None}
     for (namespace, name), values in sorted(data.items()):
         if any(value is _UNDECODABLE for value in values.values()):
             return Fail("NotFound", f"protected Secret {namespace}/{name} holds data that is not base64")
     try:
-        files = render.render(record.objects, data, record.permission)
+        files = render.render(objects, data, permission)
     except ProviderError as exc:
         return Fail(type(exc).__name__, exc.message)
     if not files:
         return Fail("NotFound", "the protected Secrets of this volume hold no data: nothing to mount")
     versions = tuple((v.id, v.version) for v in render.versions(key, files))
     return Write(files, versions)
+
+
+def resource_version(secret: Any) -> str | None:
+    """The Secret's resourceVersion (None for None or when absent): what the caches key on."""
+    if secret is None:
+        return None
+    if isinstance(secret, Mapping):
+        return (secret.get("metadata") or {}).get("resourceVersion") or None
+    return getattr(secret.metadata, "resource_version", None) or None
 
 
 def secret_view(secret: Any) -> SecretView | None:
@@ -278,6 +317,9 @@ class Rotator:
         self._sweeps: list[tuple[float, str]] = []
         self._sweep_set: set[str] = set()
         self._flush_due: float | None = None
+        # Keyed by resourceVersion, which changes with every write of a Secret: never stale.
+        self._view_cache: dict[tuple[SecretKey, str], SecretView | None] = {}
+        self._render_cache: dict[tuple[Any, ...], Write | Fail] = {}
         self._started = False
         self._stopping = False
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rotation")
@@ -365,8 +407,10 @@ class Rotator:
             versions=mounted,
         )
         with self.target_lock(target):
-            views = {key: secret_view(self._secrets.get(*key)) for key in sorted(record.secrets())}
-            decision = decide(record, views, self._key)
+            views, versions_key = self._views(record)
+            decision = decide(
+                record, views, self._key, render_volume=self._cached_render(record, views, versions_key)
+            )
             if isinstance(decision, Write) and decision.versions != mounted:
                 atomic_writer.write_atomically(
                     Path(target), [f.to_write() for f in decision.files], grace=self._grace
@@ -418,6 +462,62 @@ class Rotator:
                     "rotation of a volume failed", extra={"target": target, "error": type(exc).__name__}
                 )
 
+    # -- caches: a thousand volumes of one Secret decode and render it once -------------------
+
+    def _views(
+        self, record: MountRecord
+    ) -> tuple[dict[SecretKey, SecretView | None], tuple[tuple[SecretKey, str], ...] | None]:
+        """The record's Secrets as views, and their resourceVersions (None: not cacheable)."""
+        views: dict[SecretKey, SecretView | None] = {}
+        rvs: list[tuple[SecretKey, str]] = []
+        cacheable = True
+        for key in sorted(record.secrets()):
+            secret = self._secrets.get(*key)
+            rv = resource_version(secret)
+            if rv is None:
+                cacheable = False
+                views[key] = secret_view(secret)
+                continue
+            rvs.append((key, rv))
+            with self._mu:
+                cached = self._view_cache.get((key, rv))
+            if cached is None:
+                cached = secret_view(secret)
+                with self._mu:
+                    if len(self._view_cache) >= _CACHE_SIZE:
+                        self._view_cache.clear()
+                    self._view_cache[(key, rv)] = cached
+            views[key] = cached
+        return views, (tuple(rvs) if cacheable else None)
+
+    def _cached_render(
+        self,
+        record: MountRecord,
+        views: Mapping[SecretKey, SecretView | None],
+        rvs: tuple[tuple[SecretKey, str], ...] | None,
+    ) -> Callable[[], Write | Fail]:
+        """render_files for ``record``, memoised by (objects, permission, Secret resourceVersions)."""
+
+        def compute() -> Write | Fail:
+            return render_files(record.objects, record.permission, views, self._key)
+
+        if rvs is None:
+            return compute
+        cache_key = (record.objects, record.permission, rvs)
+
+        def cached() -> Write | Fail:
+            with self._mu:
+                hit = self._render_cache.get(cache_key)
+            if hit is None:
+                hit = compute()
+                with self._mu:
+                    if len(self._render_cache) >= _CACHE_SIZE:
+                        self._render_cache.clear()
+                    self._render_cache[cache_key] = hit
+            return hit
+
+        return cached
+
     # -- one volume -------------------------------------------------------------------------
 
     def _rotate(self, target: str, trigger: _Trigger) -> None:
@@ -428,8 +528,10 @@ class Rotator:
             if not os.path.isdir(target):
                 self._collect(target, record)
                 return
-            views = {key: secret_view(self._secrets.get(*key)) for key in sorted(record.secrets())}
-            decision = decide(record, views, self._key)
+            views, versions_key = self._views(record)
+            decision = decide(
+                record, views, self._key, render_volume=self._cached_render(record, views, versions_key)
+            )
             if isinstance(decision, Write):
                 self._write(record, decision, trigger, views)
             elif isinstance(decision, KeepMissing):

@@ -53,6 +53,7 @@ class MemorySecrets:
         self._items: dict[tuple[str, str], client.V1Secret] = {}
         self._listeners: list[Callable[[str, str], None]] = []
         self._lock = threading.Lock()
+        self._rv = 0
 
     def get(self, namespace: str, name: str) -> client.V1Secret | None:
         with self._lock:
@@ -62,8 +63,11 @@ class MemorySecrets:
         self._listeners.append(callback)
 
     def set(self, secret: client.V1Secret, *, notify: bool = True) -> None:
+        """Store ``secret`` with a fresh resourceVersion, as the API server would."""
         key = (secret.metadata.namespace, secret.metadata.name)
         with self._lock:
+            self._rv += 1
+            secret.metadata.resource_version = str(self._rv)
             self._items[key] = secret
         if notify:
             for cb in self._listeners:

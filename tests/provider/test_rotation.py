@@ -147,8 +147,12 @@ def test_rotation_rewrites_only_changed_volumes(tmpfs: Path) -> None:
         vols = [tmpfs / f"v{i}" for i in range(4)]
         for v in vols:
             v.mkdir()
-        for v in vols[:3]:
+        for v in vols[:2]:
             mount(rotator, secrets, make_spec(v, ALL_KEYS))
+        # Same Secret, other objects: the rotator's render cache must not hand it their files.
+        mount(
+            rotator, secrets, make_spec(vols[2], [{"secretName": "db", "key": "password", "fileName": "pw"}])
+        )
         mount(rotator, secrets, make_spec(vols[3], [{"secretName": "other"}]))
         wait_idle(rotator)
         untouched = os.stat(vols[3] / "k").st_mtime_ns
@@ -160,15 +164,17 @@ def test_rotation_rewrites_only_changed_volumes(tmpfs: Path) -> None:
             )
         )
         wait_idle(rotator)
-        for v in vols[:3]:
+        for v in vols[:2]:
             assert _versions(v) == {"user": b"u1", "password": b"p2"}
             assert (v / "password").read_bytes() == b"p2"
+        assert _versions(vols[2]) == {"pw": b"p2"}
         assert os.stat(vols[3] / "k").st_mtime_ns == untouched
         assert sample(prom, "csi_vso_rotation_rewrites_total") == 3
         assert sample(prom, "csi_vso_rotation_propagation_seconds_count", {"source": "watch"}) == 3
         assert sample(prom, "csi_vso_rotation_propagation_seconds_count", {"source": "written_at"}) == 3
         # An event that changes nothing in the files (annotation only) rewrites nothing.
         mtime = os.stat(vols[0] / "password").st_mtime_ns
+        assert os.listdir(vols[2]) and (vols[2] / "pw").read_bytes() == b"p2"
         secrets.set(make_secret("db", {"user": b"u1", "password": b"p2"}, annotations={"x": "y"}))
         wait_idle(rotator)
         assert sample(prom, "csi_vso_rotation_skipped_unchanged_total") == 3
