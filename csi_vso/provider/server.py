@@ -33,10 +33,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from kubernetes import client
 
+from csi_vso.provider.atomic_writer import write_atomically
 from csi_vso.provider.identity import IdentityVerifier, KubeIdentityAPI
 from csi_vso.provider.metrics import MetricsServer, ProviderMetrics
 from csi_vso.provider.secret_cache import SecretCache
-from csi_vso.provider.service import MountService
+from csi_vso.provider.service import MountService, Writer
 from csi_vso.provider.servicer import ProviderServicer
 from csi_vso.provider.settings import ProviderSettings
 from csi_vso.provider.versions import load_or_create_key
@@ -79,6 +80,7 @@ class ProviderServer:
         api: client.ApiClient,
         *,
         extensions: Sequence[Extension] = (),
+        writer: Writer = write_atomically,
     ) -> None:
         self.settings = settings
         self.metrics = ProviderMetrics()
@@ -89,6 +91,7 @@ class ProviderServer:
             secrets=self.cache,
             identity=self.identity,
             version_key=load_or_create_key(settings.state_dir),
+            writer=writer,
         )
         self._extensions = list(extensions)
         self._health = health.HealthServicer()

@@ -7,16 +7,21 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from csi_vso.cli import build_parser
+from csi_vso.provider.atomic_writer import FileToWrite, WriteResult, write_atomically
 from csi_vso.provider.main import settings_from
+from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import ProviderSettings, parse_host_port
-from tests.provider.driver_support import DriverClient
+from tests.provider.driver_support import Cluster, DriverClient, mount_request, wait_for
 
 
 def test_flags_and_defaults() -> None:
@@ -108,3 +113,63 @@ def test_process_serves_then_stops_on_sigterm(kube: Any, tmp_path: Path) -> None
     assert proc.returncode == 0, err
     assert "stopping on signal" in err and "provider stopped" in err
     assert not os.path.exists(stale)
+
+
+@pytest.mark.slow
+def test_stop_lets_in_flight_mounts_finish_and_refuses_new_ones(kube: Any, tmp_path: Path) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    def slow_writer(target: Path, files: Sequence[FileToWrite]) -> WriteResult:
+        entered.set()
+        release.wait(20)
+        return write_atomically(target, files)
+
+    settings = ProviderSettings(
+        socket_dir=tmp_path / "s", state_dir=tmp_path / "state", metrics_port=0, grace_seconds=20
+    )
+    server = ProviderServer(settings, kube.api_client(), writer=slow_writer)
+    cluster = Cluster(kube.api_client())
+    stopper = threading.Thread(target=server.stop)
+    try:
+        server.start()
+        ns = cluster.namespace("grace")
+        pod = cluster.pod(ns)
+        cluster.secret(ns, "db", {"password": b"in-flight"})
+        wait_for(lambda: server.cache.get(ns, "db") is not None, what="Secret cached")
+        driver = DriverClient(str(settings.socket_path))
+        target = tmp_path / "target"
+        target.mkdir()
+        in_flight = driver.stub.Mount.future(
+            mount_request(pod, [{"secretName": "db"}], str(target)), timeout=30
+        )
+        assert entered.wait(10)
+        stopper.start()
+        # Probe with driver-mode Mounts (they never reach the blocked writer) until one is refused.
+        refused: grpc.RpcError | None = None
+        deadline = time.monotonic() + 10
+        while refused is None and time.monotonic() < deadline:
+            try:
+                driver.mount(mount_request(pod, [{"secretName": "db"}], str(tmp_path), write_mode="driver"))
+            except grpc.RpcError as exc:
+                refused = exc
+            time.sleep(0.05)
+        # Depending on when the call meets the shutdown, gRPC reports it as one or the other.
+        assert refused is not None and refused.code() in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.CANCELLED,
+        )
+        assert not in_flight.done()
+        release.set()
+        response = in_flight.result(timeout=10)
+        assert [v.id for v in response.object_version] == ["password"]
+        assert (target / "password").read_bytes() == b"in-flight"
+        driver.close()
+    finally:
+        release.set()
+        if stopper.ident is None:
+            server.stop(1)
+        else:
+            stopper.join(30)
+        cluster.cleanup()
+    assert not settings.socket_path.exists()

@@ -515,6 +515,30 @@ def test_stale_socket_is_replaced_but_other_files_are_not(tmp_path: Path) -> Non
     assert path.read_text() == "not a socket"
 
 
+def test_metrics_count_mounts_latency_bytes_and_cached_secrets(env: Env, tmpfs: Path) -> None:
+    def sample(text: str, name: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = env.metrics()
+    target = target_in(tmpfs, env.pod)
+    env.driver.mount(mount_request(env.pod, [{"secretName": "db"}], str(target), write_mode="driver"))
+    with pytest.raises(grpc.RpcError):
+        env.driver.mount(mount_request(env.pod, [{"secretName": "nothing"}], str(target)))
+    after = env.metrics()
+    size = len(env.db["password"]) + len(env.db["user"])
+    for name, delta in [
+        ('csi_vso_provider_mounts_total{code="OK",mode="driver"}', 1),
+        ('csi_vso_provider_mounts_total{code="NOT_FOUND",mode="unknown"}', 1),
+        ("csi_vso_provider_mount_duration_seconds_count", 2),
+        ('csi_vso_provider_served_bytes_total{mode="driver"}', size),
+    ]:
+        assert sample(after, name) - sample(before, name) == delta, name
+    assert sample(after, "csi_vso_provider_cached_secrets") == env.server.cache.count() >= 1
+
+
 # --------------------------------------------------------------------------------------------
 # Must run last: nothing sensitive escaped.
 
