@@ -34,6 +34,10 @@ SECRET_PROVIDER_CLASS = "secretProviderClass"  # noqa: S105 - a key name
 OBJECTS = "objects"
 WRITE_MODE = "writeMode"
 
+#: Far above any real request (a few KiB); bounds what a pod-controlled volumeAttribute can
+#: make every Mount parse.
+MAX_ATTRIBUTES_BYTES = 1024 * 1024
+
 #: Mode of files whose object gives none and whose request has no permission: 0644,
 #: what the driver itself sends by default.
 DEFAULT_PERMISSION = 0o644
@@ -76,8 +80,22 @@ class ParsedRequest:
     attributes_readable: bool = True
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader without anchors/aliases: ``objects`` can come from a pod's volumeAttributes,
+    and a few nested aliases ("billion laughs") would make one Mount expand gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed", event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def _parse_attributes(text: str, problems: list[str]) -> dict[str, str] | None:
     """The attributes as a dict; None when the blob itself is unreadable."""
+    if len(text) > MAX_ATTRIBUTES_BYTES:
+        problems.append(f"attributes are larger than {MAX_ATTRIBUTES_BYTES} bytes")
+        return None
     try:
         value = json.loads(text) if text.strip() else None
     except json.JSONDecodeError as exc:
@@ -122,7 +140,7 @@ def _load_list(text: str, problems: list[str]) -> list[Any] | None:
         value: Any = json.loads(text)
     except json.JSONDecodeError:
         try:
-            value = yaml.safe_load(text)
+            value = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""

@@ -282,6 +282,18 @@ def test_yaml_error_names_the_position_not_the_text() -> None:
     assert "unclosed" not in problem
 
 
+def test_yaml_aliases_are_refused() -> None:
+    """A pod can set ``objects`` through volumeAttributes: no alias expansion (billion laughs)."""
+    bomb = "- &a {secretName: db}\n- *a\n"
+    (problem,) = problems_of(attrs(bomb))
+    assert problem == "objects is neither JSON nor YAML (YAML aliases are not allowed at line 2 column 3)"
+
+
+def test_oversized_attributes_are_refused_before_parsing() -> None:
+    (problem,) = problems_of(attrs([{"secretName": "db"}], padding="x" * (1024 * 1024)))
+    assert problem == "attributes are larger than 1048576 bytes"
+
+
 def test_token_values_never_appear_in_problems() -> None:
     tokens = json.dumps({"csi-vso": {"token": "tok-SECRET"}, "other": {"token": ""}})
     problems = problems_of(attrs("not: [a list", **{"csi.storage.k8s.io/serviceAccount.tokens": tokens}))
