@@ -143,6 +143,15 @@ def test_token_is_reviewed_once_and_must_match_the_claim(cluster: Cluster, kube:
     with pytest.raises(PermissionDenied, match="another identity than service account 'admin'") as err:
         verifier.verify(other)
     assert token not in str(err.value)
+    # A token of a sibling pod (same service account) does not vouch for this pod.
+    sibling = cluster.pod(ns, name="app-1")
+    sibling_token = cluster.token(sibling, "csi-vso")
+    borrowed = PodClaim(
+        name=pod.name, namespace=ns, uid=pod.uid, service_account="app", tokens={"csi-vso": sibling_token}
+    )
+    with pytest.raises(PermissionDenied, match="its token is bound to a different pod"):
+        verifier.verify(borrowed)
+    assert api.pod_reads == 0  # the review named the pod: no pod read was needed
     garbage = PodClaim(
         name=pod.name, namespace=ns, uid=pod.uid, service_account="app", tokens={"csi-vso": "x.y.z"}
     )
