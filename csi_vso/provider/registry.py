@@ -26,7 +26,8 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -239,15 +240,27 @@ class Registry:
             with self._lock:
                 self._dirty.add(record.target_path)
 
-    def flush(self) -> int:
-        """Write every record changed with ``durable=False`` since the last flush; return how many."""
+    def flush(self, *, guard: Callable[[str], AbstractContextManager[None]] | None = None) -> int:
+        """Write every record changed with ``durable=False`` since the last flush; return how many.
+
+        ``guard(target)`` is held around each write (the rotator's target lock), so a flush
+        cannot rename an older record over one a rotation worker just wrote. A record that
+        fails to write stays dirty.
+        """
         with self._lock:
             dirty, self._dirty = self._dirty, set()
         written = 0
         for target in sorted(dirty):
-            record = self.get(target)
-            if record is not None:
-                self._write(record)
+            with guard(target) if guard is not None else nullcontext():
+                record = self.get(target)
+                if record is None:
+                    continue
+                try:
+                    self._write(record)
+                except OSError:
+                    with self._lock:
+                        self._dirty.update(t for t in dirty if t in self._records)
+                    raise
                 written += 1
         return written
 

@@ -406,20 +406,35 @@ class Rotator:
             secret_provider_class=spec.secret_provider_class,
             versions=mounted,
         )
+        # The Mount itself succeeded: nothing here may fail it. Problems are logged, and a
+        # reconcile is queued so the rotation machinery retries them.
         with self.target_lock(target):
-            views, versions_key = self._views(record)
-            decision = decide(
-                record, views, self._key, render_volume=self._cached_render(record, views, versions_key)
-            )
-            if isinstance(decision, Write) and decision.versions != mounted:
-                atomic_writer.write_atomically(
-                    Path(target), [f.to_write() for f in decision.files], grace=self._grace
+            try:
+                views, versions_key = self._views(record)
+                decision = decide(
+                    record, views, self._key, render_volume=self._cached_render(record, views, versions_key)
                 )
-                record = record.with_outcome(versions=decision.versions)
-            elif not isinstance(decision, Write):
-                self._schedule(target, _Trigger(time.monotonic()))  # changed since the Mount: reconcile
+                if isinstance(decision, Write) and decision.versions != mounted:
+                    atomic_writer.write_atomically(
+                        Path(target), [f.to_write() for f in decision.files], grace=self._grace
+                    )
+                    record = record.with_outcome(versions=decision.versions)
+                elif not isinstance(decision, Write):
+                    self._schedule(target, _Trigger(time.monotonic()))  # changed since the Mount
+            except (OSError, atomic_writer.AtomicWriteError) as exc:
+                self._metrics.errors.labels(kind=type(exc).__name__).inc()
+                log.warning(
+                    "cannot refresh a just-mounted volume", extra={"target": target, "error": str(exc)}
+                )
+                self._schedule(target, _Trigger(time.monotonic()))
             if self._registry.get(target) != record:
-                self._registry.put(record)
+                try:
+                    self._registry.put(record)
+                except OSError as exc:
+                    # Kept in memory and retried by the next flush; rotation works meanwhile.
+                    self._registry.put(record, durable=False)
+                    self._schedule_flush()
+                    log.error("cannot write the mount record", extra={"target": target, "error": str(exc)})
                 self._metrics.registered.set(len(self._registry))
         self._schedule_sweep(target)
 
@@ -677,9 +692,10 @@ class Rotator:
 
     def _flush(self) -> None:
         try:
-            self._registry.flush()
+            self._registry.flush(guard=self.target_lock)
         except OSError as exc:
             log.error("cannot write mount records", extra={"error": str(exc)})
+            self._schedule_flush()
 
     def collect_garbage(self) -> int:
         """Drop every registered volume whose target directory is gone; return how many."""
