@@ -1,4 +1,4 @@
-"""Run the real provider (with rotation) as a child process: start, wait for ready, SIGKILL, SIGTERM."""
+"""Run the real `csi-vso provider` as a child process: start, wait for ready, SIGKILL, SIGTERM."""
 
 from __future__ import annotations
 
@@ -37,8 +37,12 @@ class ProviderProcess:
             [
                 sys.executable,
                 "-m",
-                "tests.provider.rotating_provider",
-                *([] if self.rotation else ["--without-rotation"]),
+                # The real CLI; the wrapper only to run without rotation (the bench's poll side).
+                *(
+                    ["csi_vso"]
+                    if self.rotation
+                    else ["tests.provider.rotating_provider", "--without-rotation"]
+                ),
                 "provider",
                 "--kubeconfig",
                 self.kubeconfig,

@@ -1,12 +1,11 @@
-"""`csi-vso provider` with rotation plugged in, for the end-to-end rotation tests and the bench.
+"""`csi-vso provider` with or without rotation, for the rotation bench's side-by-side.
 
-``python -m tests.provider.rotating_provider provider --kubeconfig ... --socket-dir ...`` runs
-the real CLI (same flags, logging, signal handling, ProviderServer). While
-``csi_vso.provider.main`` does not pass ``extensions=[RotationExtension()]`` itself, this
-wrapper adds it; once it does, the wrapper changes nothing.
-
-``--without-rotation`` as the first argument runs the provider with no extensions at all:
-the polling alternative in bench/rotation_bench.py (the driver re-Mounts every volume).
+``python -m tests.provider.rotating_provider [--without-rotation] provider --kubeconfig ...``
+runs the real CLI (same flags, logging, signal handling, ProviderServer).
+``--without-rotation`` drops every extension: the polling alternative in
+bench/rotation_bench.py, where only the driver's re-Mounts update volumes. Without the flag
+it is ``csi-vso provider`` (which plugs in RotationExtension itself; for an older main that
+does not, the wrapper adds it).
 """
 
 from __future__ import annotations
