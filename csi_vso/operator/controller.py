@@ -10,6 +10,8 @@
   the object and a (deduplicated) Warning event; the destination Secret is left as it was. A
   spec error is not retried (the next edit re-queues it); everything else is, with backoff, so
   a bad custom resource never becomes a hot loop or a crash.
+- Watch events start a reconcile only when the spec (generation) changed or deletion began;
+  status-only updates (our own) are ignored, so they cannot bypass the backoff.
 - A change to a VaultAuth or VaultConnection re-queues every secret (they may refer to it, and
   a fix there must heal them without waiting for their next refresh).
 """
@@ -60,6 +62,7 @@ class ControllerSettings:
     backoff_cap: float = 60.0
     rollout_debounce: float = 2.0
     token_upkeep_interval: float = 5.0
+    identity: str = ""  # this replica, as the reporting instance of its events
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ class Controller:
                 get_connection=lambda ns, name: self.rt.cached("VaultConnection", ns, name),
                 operator_namespace=settings.operator_namespace,
             ),
-            events=EventRecorder(core),
+            events=EventRecorder(core, host=settings.identity),
             rollouts=Rollouts(client.AppsV1Api(api_client), debounce=settings.rollout_debounce),
         )
         self.queue: WorkQueue[Key] = WorkQueue()
@@ -135,7 +138,7 @@ class Controller:
         self._kv_lock = threading.Lock()
         self.dynamic = DynamicReconciler(self.rt)
         self._uid_to_key: dict[str, Key] = {}
-        self._ref_generations: dict[Key, int] = {}
+        self._signatures: dict[Key, tuple[int, bool]] = {}
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
         self._stopped = threading.Event()
@@ -183,20 +186,23 @@ class Controller:
                 self.queue.forget(key)
                 with self._lock:
                     self._uid_to_key.pop(uid, None)
-                    self._ref_generations.pop(key, None)
+                    self._signatures.pop(key, None)
                 if kind in REF_KINDS:
                     self._requeue_all_secrets()
                 return
+            # Only spec changes (generation) and deletion start a reconcile: our own status
+            # patches and finalizer edits come back as MODIFIED too, and reacting to them would
+            # turn every failure into a hot loop that bypasses the backoff.
+            signature = (generation_of(obj), bool(metadata.get("deletionTimestamp")))
             with self._lock:
                 self._uid_to_key[uid] = key
+                changed = self._signatures.get(key) != signature
+                self._signatures[key] = signature
+            if not changed:
+                return
             self.queue.add(key)
             if kind in REF_KINDS:
-                generation = generation_of(obj)
-                with self._lock:
-                    changed = self._ref_generations.get(key) != generation
-                    self._ref_generations[key] = generation
-                if changed:
-                    self._requeue_all_secrets()
+                self._requeue_all_secrets()
 
         return handle
 
@@ -254,9 +260,10 @@ class Controller:
                     "reconcile failed",
                     extra={"key": "/".join(key), "reason": failure.reason, "error": failure.message},
                 )
-            self._report_failure(kind, obj, failure)
-            if failure.retry:
-                self.queue.add_after(key, self.backoff.next_delay(key))
+            delay = self.backoff.next_delay(key) if failure.retry else None
+            self._report_failure(kind, obj, failure, delay, self.backoff.failures(key))
+            if delay is not None:
+                self.queue.add_after(key, delay)
             return
         finally:
             metrics.RECONCILE_SECONDS.labels(kind=kind).observe(time.monotonic() - started)
@@ -308,15 +315,22 @@ class Controller:
         )
         self.rt.events.clear(str((obj.get("metadata") or {}).get("uid")))
 
-    def _report_failure(self, kind: str, obj: dict[str, Any], failure: Failure) -> None:
+    def _report_failure(
+        self, kind: str, obj: dict[str, Any], failure: Failure, retry_in: float | None, attempts: int
+    ) -> None:
+        """Conditions say what failed and when the next attempt is (the backoff is visible there);
+        the event carries the stable message only, so a repeating failure is one event."""
         generation = generation_of(obj)
         conditions = list((obj.get("status") or {}).get("conditions") or [])
+        message = failure.message
+        if retry_in is not None:
+            message += f" (attempt {attempts}; retrying in {retry_in:g}s)"
         conditions = set_condition(
             conditions,
             type=READY,
             status="False",
             reason=failure.reason,
-            message=failure.message,
+            message=message,
             generation=generation,
         )
         status: dict[str, Any] = {"observedGeneration": generation}
@@ -326,7 +340,7 @@ class Controller:
                 type=SECRET_SYNCED,
                 status="False",
                 reason=failure.reason,
-                message=failure.message,
+                message=message,
                 generation=generation,
             )
         else:

@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
             backoff_base=args.backoff_base,
             backoff_cap=args.backoff_max,
             rollout_debounce=args.rollout_debounce,
+            identity=identity,
         ),
         hmac_key=key,
     )

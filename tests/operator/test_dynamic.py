@@ -117,7 +117,9 @@ def test_renewal_then_truncation_rotates(
     assert can_log_in(postgres, second)
     assert lease_status(cluster, ns, "app")["id"] != lease
     rotated = [e for e in cluster.events(ns, "app") if e.reason == "CredentialsRotated"]
-    assert rotated and "truncated" in rotated[0].message
+    # Near the max TTL a renewal comes back truncated, or (if Vault's rounding kept one within
+    # the slack) the next one is refused as past the max TTL: either way, new credentials.
+    assert rotated and ("truncated" in rotated[0].message or "renewal failed" in rotated[0].message)
     assert first["password"] not in str(cluster.get_cr("VaultDynamicSecret", ns, "app"))
 
 
