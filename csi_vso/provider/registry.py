@@ -256,12 +256,14 @@ class Registry:
                 if record is None:
                     continue
                 try:
-                    self._write(record)
+                    self._write(record, sync_dir=False)
                 except OSError:
                     with self._lock:
                         self._dirty.update(t for t in dirty if t in self._records)
                     raise
                 written += 1
+        if written:
+            self._sync_dir()  # one directory fsync for the whole batch of renames
         return written
 
     def remove(self, target_path: str) -> bool:
@@ -291,7 +293,7 @@ class Registry:
                 if not targets:
                     del self._by_secret[key]
 
-    def _write(self, record: MountRecord) -> None:
+    def _write(self, record: MountRecord, *, sync_dir: bool = True) -> None:
         """temp + fsync + rename + fsync(dir): a crash leaves the old record or the new one."""
         self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         name = record_file_name(record.target_path)
@@ -306,6 +308,10 @@ class Registry:
         finally:
             os.close(fd)
         os.rename(tmp, self._dir / name)
+        if sync_dir:
+            self._sync_dir()
+
+    def _sync_dir(self) -> None:
         dfd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             os.fsync(dfd)
