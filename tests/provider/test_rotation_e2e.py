@@ -145,7 +145,14 @@ def test_torn_reads_through_the_provider(env: dict[str, Any]) -> None:
         time.sleep(0.01)
     cluster.secret(ns, "db", secret_data(302))
     wait_version([vol], 302)
+    # Secret deleted: the last files stay (running apps keep working), logged once.
+    cluster.core.delete_namespaced_secret("db", ns)
+    provider.wait_for_log("protected Secret gone: keeping the volume's last files")
+    assert volume_version(vol) == 302
+    cluster.secret(ns, "db", secret_data(303))  # recreated: served again
+    wait_version([vol], 303)
     text = "".join(provider.lines)
+    assert text.count("protected Secret gone: keeping the volume's last files") == 1
     assert text.count("access revoked: removed the volume's files") == 1
     assert "xxxxxxxx" not in text  # no file content in any log line
 
@@ -205,3 +212,15 @@ def test_changes_while_down_arrive_after_readiness(env: dict[str, Any]) -> None:
         f"down-time: latest version in all {len(vols)} volumes {1000 * (done - ready):.0f} ms after readiness"
     )
     wait_clean(vols)
+    # GC: a volume whose target is gone (pod deleted) is dropped on the next event, once, no errors.
+    subprocess.run(["rm", "-rf", str(vols[4])], check=True)
+    cluster.secret(ns, "db", secret_data(4))
+    wait_version(vols[:4], 4)
+    provider.wait_for_log("volume target gone: dropped from the registry")
+    cluster.secret(ns, "db", secret_data(5))
+    wait_version(vols[:4], 5)
+    records = provider.log_records()
+    assert [r["msg"] for r in records].count("volume target gone: dropped from the registry") == 1
+    assert not [
+        r for r in records if r.get("logger") == "csi_vso.provider.rotation" and r["level"] == "error"
+    ]
