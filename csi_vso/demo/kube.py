@@ -1,0 +1,242 @@
+"""The demo's side of the Kubernetes API and of OpenBao's configuration.
+
+``KubeApi`` wraps the few calls the demo makes as an admin of the devkit API server (the
+kubernetes client is untyped; this keeps it at the edge). ``configure_openbao`` sets up the
+kubernetes auth method, a policy and a role the way a platform team would on a real cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from csi_vso import protected
+from csi_vso.demo.scenario import (
+    APP_NAMESPACE,
+    GROUP,
+    LOGIN_SERVICE_ACCOUNT,
+    VAULT_POLICY,
+    VAULT_ROLE,
+    VERSION,
+    vault_policy,
+    wait_for,
+)
+
+
+def server_url(kubeconfig: Path) -> str:
+    config = yaml.safe_load(kubeconfig.read_text())
+    return str(config["clusters"][0]["cluster"]["server"])
+
+
+# -- OpenBao set-up ----------------------------------------------------------------------------
+
+
+def configure_openbao(bao: Any, *, api_url: str, ca_pem: str) -> None:
+    """Kubernetes auth against the demo API server, a policy and a role for the login account.
+
+    OpenBao reviews login tokens with the API server's TokenReview using the token itself, so
+    no reviewer JWT is configured; ``disable_local_ca_jwt`` because OpenBao is not in a pod.
+    """
+    client = bao.client()
+    client.sys.enable_auth_method("kubernetes", path="kubernetes")
+    client.auth.kubernetes.configure(
+        kubernetes_host=api_url,
+        kubernetes_ca_cert=ca_pem,
+        disable_local_ca_jwt=True,
+        mount_point="kubernetes",
+    )
+    client.sys.create_or_update_policy(name=VAULT_POLICY, policy=vault_policy())
+    client.auth.kubernetes.create_role(
+        name=VAULT_ROLE,
+        bound_service_account_names=[LOGIN_SERVICE_ACCOUNT],
+        bound_service_account_namespaces=[APP_NAMESPACE],
+        policies=[VAULT_POLICY],
+        ttl="1h",
+        mount_point="kubernetes",
+    )
+
+
+def throwaway_ca_pem() -> str:
+    """A self-signed certificate: OpenBao wants a CA PEM even when the API server is plain HTTP."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csi-vso demo (unused)")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+# -- Kubernetes API ----------------------------------------------------------------------------
+
+
+@dataclass
+class KubeApi:
+    """The few API calls the demo makes, as an admin of the devkit API server."""
+
+    kubeconfig: str
+    client: Any
+
+    @classmethod
+    def connect(cls, kubeconfig: str) -> KubeApi:
+        from csi_vso.kube import api_client
+
+        return cls(kubeconfig=kubeconfig, client=api_client(kubeconfig))
+
+    def ca_pem(self) -> str:
+        """The API server's CA from the kubeconfig, or a throwaway one for plain HTTP."""
+        config = yaml.safe_load(Path(self.kubeconfig).read_text())
+        cluster = config["clusters"][0]["cluster"]
+        if cluster.get("certificate-authority-data"):
+            return base64.b64decode(cluster["certificate-authority-data"]).decode()
+        if cluster.get("certificate-authority"):
+            return Path(cluster["certificate-authority"]).read_text()
+        return throwaway_ca_pem()
+
+    def install_crds(self, timeout: float) -> None:
+        from kubernetes import client
+
+        from csi_vso.operator.crds import build_crds
+
+        ext = client.ApiextensionsV1Api(self.client)
+        custom = client.CustomObjectsApi(self.client)
+        crds = build_crds()
+        for crd in crds:
+            ext.create_custom_resource_definition(body=crd)
+        for crd in crds:
+            plural = crd["spec"]["names"]["plural"]
+            wait_for(
+                f"CRD {crd['metadata']['name']} to be served",
+                functools.partial(_served, custom, plural),
+                timeout,
+            )
+
+    def ensure_namespace(self, name: str) -> None:
+        from kubernetes import client
+
+        with _ignore_conflict():
+            client.CoreV1Api(self.client).create_namespace(body={"metadata": {"name": name}})
+
+    def create_service_account(self, namespace: str, name: str) -> None:
+        from kubernetes import client
+
+        client.CoreV1Api(self.client).create_namespaced_service_account(
+            namespace, body={"metadata": {"name": name}}
+        )
+
+    def create_custom(self, manifest: dict[str, Any], timeout: float) -> None:
+        from kubernetes import client
+
+        group, version = manifest["apiVersion"].split("/")
+        plural = manifest["kind"].lower() + "s"
+        client.CustomObjectsApi(self.client).create_namespaced_custom_object(
+            group, version, manifest["metadata"]["namespace"], plural, body=manifest
+        )
+
+    def describe_custom(self, group: str, plural: str, namespace: str, name: str) -> str:
+        """The object's status conditions, for a failure message (no secret data in them)."""
+        from kubernetes import client
+
+        try:
+            obj = client.CustomObjectsApi(self.client).get_namespaced_custom_object(
+                group, VERSION, namespace, plural, name
+            )
+        except Exception as exc:  # a diagnostic must not hide the original failure
+            return f"(could not read {plural}/{name}: {exc.__class__.__name__})"
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        lines = [f"{plural} {namespace}/{name} conditions:"]
+        lines += [
+            f"  {c.get('type')}={c.get('status')} {c.get('reason', '')}: {c.get('message', '')}"
+            for c in conditions
+        ]
+        return "\n".join(lines) if conditions else f"{plural} {namespace}/{name} has no status conditions yet"
+
+    def _secret(self, namespace: str, name: str) -> Any:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return client.CoreV1Api(self.client).read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        secret = self._secret(namespace, name)
+        if secret is None or not protected.is_protected(secret.metadata.labels):
+            return None
+        encoded = (secret.data or {}).get(key)
+        return None if encoded is None else base64.b64decode(encoded).decode()
+
+    def secret_written_at(self, namespace: str, name: str) -> float | None:
+        """When the operator wrote the Secret's current content (its written-at annotation)."""
+        secret = self._secret(namespace, name)
+        stamp = (
+            None
+            if secret is None
+            else (secret.metadata.annotations or {}).get(protected.WRITTEN_AT_ANNOTATION)
+        )
+        if not stamp:
+            return None
+        try:
+            return protected.parse_written_at(stamp).timestamp()
+        except ValueError:
+            return None
+
+    def create_pod(self, manifest: dict[str, Any]) -> dict[str, str]:
+        from kubernetes import client
+
+        pod = client.CoreV1Api(self.client).create_namespaced_pod(
+            manifest["metadata"]["namespace"], body=manifest
+        )
+        return {
+            "name": pod.metadata.name,
+            "namespace": pod.metadata.namespace,
+            "uid": pod.metadata.uid,
+            "serviceAccount": pod.spec.service_account_name,
+        }
+
+
+def _served(custom: Any, plural: str) -> bool | None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        custom.list_cluster_custom_object(GROUP, VERSION, plural)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return True
+
+
+@contextlib.contextmanager
+def _ignore_conflict() -> Iterator[None]:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        yield
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
