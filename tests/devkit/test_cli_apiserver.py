@@ -1,0 +1,77 @@
+"""`csi-vso devkit apiserver` as a subprocess: ready line, kubeconfig, token file, SIGTERM."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from csi_vso.devkit.main import parse_token_file
+
+
+def test_subprocess_serves_until_sigterm(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text('bob-token,bob,uid-1,"devs,ops"\n')
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "csi_vso",
+            "devkit",
+            "apiserver",
+            "--port",
+            "0",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--token-file",
+            str(tokens),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.fullmatch(r"apiserver ready url=(http://127\.0\.0\.1:\d+) kubeconfig=(\S+)\n", line)
+        assert match, line
+        assert match.group(2) == str(kubeconfig)
+        assert kubeconfig.stat().st_mode & 0o077 == 0  # it holds a bearer token
+        with config.new_client_from_config(config_file=str(kubeconfig)) as api:
+            assert api.configuration.host == match.group(1)
+            names = [n.metadata.name for n in client.CoreV1Api(api).list_namespace().items]
+            assert names == ["default", "kube-system"]
+            api.configuration.refresh_api_key_hook = None
+            api.configuration.api_key = {"BearerToken": "Bearer bob-token"}
+            me = client.AuthenticationV1Api(api).create_self_subject_review({})
+            assert me.status.user_info.username == "bob"
+            assert me.status.user_info.groups == ["devs", "ops", "system:authenticated"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("t1,alice,u1\n", {"t1": ("alice", ("system:authenticated",), "u1")}),
+        ('t2,bob,,"a, b"\n# comment\n\n', {"t2": ("bob", ("a", "b", "system:authenticated"), "")}),
+    ],
+)
+def test_token_file_parsing(text: str, expected: dict[str, tuple[str, tuple[str, ...], str]]) -> None:
+    users = parse_token_file(text)
+    assert {k: (u.name, u.groups, u.uid) for k, u in users.items()} == expected
+
+
+def test_token_file_errors_name_the_line() -> None:
+    with pytest.raises(ValueError, match="token file line 2: need at least token,user"):
+        parse_token_file("t1,alice\nonly-a-token\n")
