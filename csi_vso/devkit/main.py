@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="devkit_command", metavar="TOOL", required=True)
+    # Not required at parse time, so `csi-vso devkit --help`-style checks of the common flags parse;
+    # run() reports a missing tool.
+    sub = parser.add_subparsers(dest="devkit_command", metavar="TOOL")
     api = sub.add_parser("apiserver", help="serve an in-memory Kubernetes API server on 127.0.0.1")
     api.add_argument("--port", type=int, default=0, help="TCP port (default 0: any free port)")
     # `devkit` already has --kubeconfig (cli.py adds it to every subcommand); accept it here too so
@@ -49,7 +51,9 @@ def parse_token_file(text: str) -> dict[str, User]:
 
 def run(args: argparse.Namespace) -> int:
     if args.devkit_command != "apiserver":
-        print(f"unknown devkit tool {args.devkit_command!r}", file=sys.stderr)
+        print(
+            "usage: csi-vso devkit apiserver --port 0 --kubeconfig PATH [--token-file FILE]", file=sys.stderr
+        )
         return 2
     if not args.kubeconfig:
         print("csi-vso devkit apiserver: --kubeconfig PATH is required (where to write it)", file=sys.stderr)
