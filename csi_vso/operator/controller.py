@@ -188,6 +188,7 @@ class Controller:
                     self._uid_to_key.pop(uid, None)
                     self._signatures.pop(key, None)
                 if kind in REF_KINDS:
+                    self.rt.sessions.forget(uid)
                     self._requeue_all_secrets()
                 return
             # Only spec changes (generation) and deletion start a reconcile: our own status

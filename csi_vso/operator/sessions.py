@@ -121,10 +121,16 @@ class Sessions:
         with self._lock:
             settings = self._settings.get(key)
         if settings is None:
-            settings = (
-                self._connection_settings(connection_spec, connection_ns, connection_where),
-                *self._auth_settings(auth_spec, auth_ns, secret_namespace),
-            )
+            try:
+                settings = (
+                    self._connection_settings(connection_spec, connection_ns, connection_where),
+                    *self._auth_settings(auth_spec, auth_ns, secret_namespace),
+                )
+            except ValueError as exc:  # the Vault layer's own checks (all problems in one message)
+                raise refs.RefError(
+                    "VaultAuthInvalid",
+                    f"cannot log in with VaultAuth {auth_ns}/{_meta(auth_obj).get('name')}: {exc}",
+                ) from None
             with self._lock:
                 self._settings[key] = settings
         connection, auth, jwt_source = settings
@@ -134,6 +140,13 @@ class Sessions:
             auth_name=f"{auth_ns}/{_meta(auth_obj).get('name')}",
             vault_namespace=auth_spec.vault_namespace,
         )
+
+    def forget(self, uid: str) -> None:
+        """A VaultAuth or VaultConnection was deleted: drop its sessions and remembered settings."""
+        self._cache.evict(lambda key: uid in (key.auth_uid, key.connection_uid))
+        with self._lock:
+            for key in [k for k in self._settings if uid in (k.auth_uid, k.connection_uid)]:
+                del self._settings[key]
 
     # -- Kubernetes reads (first use of a key only) ---------------------------------------------
 

@@ -8,6 +8,7 @@ shared Secret, same lease) and syncs new KV data. Their logs never contain a sec
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -247,3 +248,61 @@ def test_openbao_down_backs_off_keeps_secrets_and_recovers(
         ),
         what="Ready again",
     )
+
+
+def test_flags_and_defaults() -> None:
+    from csi_vso.cli import build_parser
+
+    args = build_parser().parse_args(["operator"])
+    assert (args.leader_elect, args.metrics_addr, args.max_concurrent_reconciles, args.hmac_key_secret) == (
+        True,
+        "127.0.0.1:8096",
+        10,
+        "csi-vso-hmac-key",
+    )
+    assert (args.backoff_base, args.backoff_max) == (5.0, 60.0)
+    assert build_parser().parse_args(["operator", "--no-leader-elect"]).leader_elect is False
+
+
+def test_without_leader_election_serves_health_and_stops_on_sigterm(
+    kube: Kube, cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    log_path = tmp_path / "op.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "csi_vso",
+                "operator",
+                "--kubeconfig",
+                kube.kubeconfig,
+                "--no-leader-elect",
+                "--operator-namespace",
+                namespace,
+                "--metrics-addr",
+                f"127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+
+            def status(path: str) -> int:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+                        return int(resp.status)
+                except OSError:
+                    return 0
+
+            wait_for(lambda: status("/readyz") == 200, timeout=20, what="ready")
+            assert status("/healthz") == 200 and status("/metrics") == 200
+            key = cluster.secret(namespace, "csi-vso-hmac-key")  # created on first start
+            assert key is not None and len(base64.b64decode(key.data["key"])) == 32
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

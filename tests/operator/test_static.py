@@ -308,3 +308,41 @@ def test_bad_custom_resources_get_a_condition_and_an_event(
         assert all(w.is_alive() for w in controller._workers)  # no crash
     finally:
         cluster.core.delete_namespace(other)
+
+
+def test_approle_auth_from_a_secret(
+    openbao: OpenBaoDevServer, cluster: Cluster, namespace: str, kv_mount: str, operator: OperatorFactory
+) -> None:
+    root = openbao.client()
+    mount = "ar-" + namespace
+    root.sys.create_or_update_policy(name=mount, policy=f'path "{kv_mount}/*" {{ capabilities = ["read"] }}')
+    root.sys.enable_auth_method("approle", path=mount)
+    root.write(f"auth/{mount}/role/app", token_policies=[mount], token_ttl="10m")
+    role_id = root.read(f"auth/{mount}/role/app/role-id")["data"]["role_id"]
+    secret_id = root.write(f"auth/{mount}/role/app/secret-id")["data"]["secret_id"]
+    root.secrets.kv.v2.create_or_update_secret(mount_point=kv_mount, path="ar", secret={"v": "via-approle"})
+    cluster.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "approle"}, "stringData": {"id": secret_id}}
+    )
+    for manifest in (
+        {"kind": "VaultConnection", "spec": {"address": openbao.address}},
+        {
+            "kind": "VaultAuth",
+            "spec": {
+                "method": "appRole",
+                "mount": mount,
+                "appRole": {"roleId": role_id, "secretRef": "approle"},
+            },
+        },
+    ):
+        cluster.apply(
+            {
+                "apiVersion": api.API_VERSION,
+                "metadata": {"name": "default", "namespace": namespace},
+                **manifest,
+            }
+        )
+    operator()
+    cluster.apply(static_secret(namespace, "ar", mount=kv_mount, path="ar", destination="ar", type="kv-v2"))
+    assert wait_for(lambda: cluster.secret_data(namespace, "ar")) == {"v": "via-approle"}
+    root.sys.disable_auth_method(mount)
