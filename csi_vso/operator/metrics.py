@@ -23,6 +23,7 @@ SECRET_WRITES = Counter("csi_vso_secret_writes", "Destination Secrets created or
 SKIPPED_WRITES = Counter(
     "csi_vso_secret_writes_skipped", "Syncs whose rendered data matched the Secret (no write).", ["kind"]
 )
+STATUS_WRITES = Counter("csi_vso_status_writes", "Status patches of custom resources, by kind.", ["kind"])
 ERRORS = Counter("csi_vso_reconcile_errors", "Failed reconciles, by kind and reason.", ["kind", "reason"])
 LEASE_RENEWALS = Counter("csi_vso_lease_renewals", "Dynamic lease renewals, by outcome.", ["outcome"])
 LEASE_REVOCATIONS = Counter("csi_vso_lease_revocations", "Dynamic leases revoked, by cause.", ["cause"])

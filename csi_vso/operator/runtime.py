@@ -143,6 +143,7 @@ class Runtime:
             if exc.status == 404:
                 return False  # deleted meanwhile
             raise
+        metrics.STATUS_WRITES.labels(kind=kind).inc()
         return True
 
     def _patch_finalizers(self, obj: Mapping[str, Any], finalizers: list[str]) -> None:

@@ -6,7 +6,8 @@ The decision that keeps Vault and API load at O(secrets) per refresh interval
 Vault when the destination Secret still matches ``status.secretMAC``. Vault is read when
 
 - the spec changed (``metadata.generation`` differs from ``status.lastGeneration``),
-- the refresh is due (80 % of ``refreshAfter`` since ``status.lastSyncTime``), or
+- the refresh is due (80 % of ``refreshAfter`` since the last sync: kept in memory, and read
+  back from ``status.lastSyncTime`` after a restart), or
 - the destination drifted: missing, data edited (its recomputed MAC differs), marks stripped.
 
 After a read, the Secret is written only when the rendered data or our metadata differ (the
@@ -263,13 +264,18 @@ def _report_synced(
         "observedGeneration": generation,
         "lastGeneration": state.last_generation,
         "conditions": conditions,
+        "secretMAC": state.secret_mac if spec.hmac_secret_data else None,
     }
-    if state.last_sync is not None:
-        status["lastSyncTime"] = rfc3339_micro(state.last_sync)
     if wrote and state.last_sync is not None:
         status["lastWriteTime"] = rfc3339_micro(state.last_sync)
-    status["secretMAC"] = state.secret_mac if spec.hmac_secret_data else None
-    rt.patch_status(obj, status)
+    # A refresh that found nothing changed writes nothing, not even its time: the sync time is
+    # kept in memory, so an idle cycle costs no API write at all. After a restart the stored
+    # (older) time makes the first refresh due at once: one Vault read per CR, no write.
+    current = obj.get("status") or {}
+    if wrote or not current.get("lastSyncTime") or any(current.get(k) != v for k, v in status.items()):
+        if state.last_sync is not None:
+            status["lastSyncTime"] = rfc3339_micro(state.last_sync)
+        rt.patch_status(obj, status)
     rt.events.clear(owner.uid)
 
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from csi_vso.devkit.openbao import OpenBaoDevServer
 from csi_vso.operator.rollout import RESTARTED_AT_ANNOTATION, consumes_secret, restart_patch
@@ -133,12 +134,18 @@ def test_static_rollout_restart_targets_only_on_change(
     )
     wait_for(lambda: cluster.secret_data(ns, "cfg"), what="first sync")
     # First sync and no-op refreshes restart nothing.
+    skipped = (
+        REGISTRY.get_sample_value("csi_vso_secret_writes_skipped_total", {"kind": "VaultStaticSecret"}) or 0
+    )
     wait_for(
         lambda: (
-            (cluster.get_cr("VaultStaticSecret", ns, "cfg") or {}).get("status", {}).get("lastSyncTime", "")
-            > (cluster.get_cr("VaultStaticSecret", ns, "cfg") or {})
-            .get("status", {})
-            .get("lastWriteTime", "~")
+            (
+                REGISTRY.get_sample_value(
+                    "csi_vso_secret_writes_skipped_total", {"kind": "VaultStaticSecret"}
+                )
+                or 0
+            )
+            > skipped
         ),
         what="a no-op refresh",
     )

@@ -71,12 +71,18 @@ def test_kv2_sync_update_noop_and_drift(
     # Idle refreshes: Vault is read again, nothing is written.
     writes = counter("csi_vso_secret_writes_total", kind="VaultStaticSecret")
     skipped = counter("csi_vso_secret_writes_skipped_total", kind="VaultStaticSecret")
+    status_writes = counter("csi_vso_status_writes_total", kind="VaultStaticSecret")
+    cr_version = cluster.get_cr("VaultStaticSecret", ns, "db")["metadata"]["resourceVersion"]
     wait_for(
         lambda: counter("csi_vso_secret_writes_skipped_total", kind="VaultStaticSecret") >= skipped + 2,
         timeout=10,
         what="two no-op refreshes",
     )
     assert counter("csi_vso_secret_writes_total", kind="VaultStaticSecret") == writes
+    assert (
+        counter("csi_vso_status_writes_total", kind="VaultStaticSecret") == status_writes
+    )  # no API write at all
+    assert cluster.get_cr("VaultStaticSecret", ns, "db")["metadata"]["resourceVersion"] == cr_version
     assert cluster.secret(ns, "db-secret").metadata.resource_version == secret.metadata.resource_version
 
     # A new version in OpenBao reaches the Secret within the refresh interval.
