@@ -8,19 +8,108 @@ nothing listening on the addresses it printed.
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from csi_vso.demo import scenario
+from csi_vso.devkit.apiserver.schema import apply_schema
+from csi_vso.operator.crds import build_crds
+from csi_vso.provider import params, validation
+
 DEMO_USER = "csi-vso-demo"
 
-pytestmark = pytest.mark.slow
+
+# -- the scenario's pure pieces ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "manifest", scenario.demo_manifests("http://127.0.0.1:8200"), ids=lambda m: m["kind"]
+)
+def test_demo_manifests_fit_the_crds_without_losing_a_field(manifest: dict[str, Any]) -> None:
+    crd = next(c for c in build_crds() if c["spec"]["names"]["kind"] == manifest["kind"])
+    stored, errors = apply_schema(
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], copy.deepcopy(manifest)
+    )
+    assert [e.message for e in errors] == []
+    assert _contains(stored["spec"], manifest["spec"])  # defaults may be added, nothing pruned
+
+
+def _contains(have: Any, want: Any) -> bool:
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(k in have and _contains(have[k], v) for k, v in want.items())
+    return bool(have == want)
+
+
+def test_demo_mount_request_passes_the_providers_validation() -> None:
+    pod = {
+        "name": scenario.POD_NAME,
+        "namespace": scenario.APP_NAMESPACE,
+        "uid": "u-1",
+        "serviceAccount": "app",
+    }
+    attributes = scenario.mount_attributes(pod, scenario.spc_parameters())
+    parsed = params.parse_request(
+        attributes=json.dumps(attributes), secrets="null", target_path="/t", permission="420"
+    )
+    spec = validation.validate(parsed)
+    assert spec.write_mode is validation.WriteMode.PROVIDER
+    assert [(o.secret_name, o.key, o.file_name, o.mode) for o in spec.objects] == [
+        (scenario.SECRET_NAME, scenario.SECRET_KEY, scenario.FILE_NAME, 0o444)
+    ]
+    # The demo's static secret allows exactly the pod's service account.
+    static = next(m for m in scenario.demo_manifests("http://x") if m["kind"] == "VaultStaticSecret")
+    assert static["spec"]["allowedServiceAccounts"] == [pod["serviceAccount"]]
+
+
+@pytest.mark.parametrize(
+    ("secret_written", "expected"),
+    [
+        (
+            0.7,
+            "  end-to-end latency 750 ms (OpenBao write -> operator wrote the Secret: 700 ms; "
+            "Secret -> provider rewrote the file: 50 ms)",
+        ),
+        (None, "  end-to-end latency 750 ms (OpenBao write -> file changed)"),
+    ],
+)
+def test_rotation_report(secret_written: float | None, expected: str) -> None:
+    rotation = scenario.Rotation(
+        number=3,
+        old="v3-a",
+        new="v4-b",
+        end_to_end=0.75,
+        secret_written=secret_written,
+        data_link_before="..x",
+        data_link_after="..y",
+        same_volume=True,
+    )
+    assert scenario.format_rotation(rotation) == [
+        "rotation 3: wrote a new version of secret/demo/db in OpenBao",
+        "  db/password: 'v3-a' -> 'v4-b'",
+        "  changed in place: same volume yes, ..data -> ..x became ..data -> ..y",
+        expected,
+    ]
+
+
+def test_wait_for_names_what_timed_out() -> None:
+    with pytest.raises(scenario.DemoError, match="timed out after 0s waiting for the moon"):
+        scenario.wait_for("the moon", lambda: None, timeout=0.05, interval=0.01)
+    assert scenario.wait_for("a number", lambda: 7, timeout=1) == 7
+
+
+# -- the whole demo ----------------------------------------------------------------------------
 
 
 def _ensure_user() -> None:
@@ -32,13 +121,22 @@ def _ensure_user() -> None:
         )
 
 
-def _as_user(command: list[str]) -> tuple[list[str], str]:
-    """``command`` run as the demo user, and how (for the failure message).
+def _blocked_ancestor(path: Path) -> Path | None:
+    """The outermost directory on ``path`` that other users may not enter (e.g. /root, 0700)."""
+    for ancestor in reversed(path.parents):
+        if not ancestor.stat().st_mode & stat.S_IXOTH:
+            return ancestor
+    return None
 
-    Plain ``runuser`` when the user can execute this interpreter. When the interpreter lives
-    under a directory only root may enter (pyenv in /root is common on CI machines), the user
-    keeps one capability, CAP_DAC_READ_SEARCH, to reach it: still uid != 0, still no
-    CAP_SYS_ADMIN, so the demo takes its non-root path (no tmpfs) all the same.
+
+def _as_user(command: list[str], stage: Path) -> tuple[list[str], str]:
+    """``command`` run as the demo user with no capabilities at all, and how (for messages).
+
+    Plain ``runuser`` when the user can execute this interpreter. CI machines often have it
+    under a directory only root may enter (pyenv in /root): then the command runs in a private
+    mount namespace where that directory is replaced by a world-enterable tmpfs holding just
+    the interpreter's tree (bind-mounted), and ``setpriv`` switches to the user. The demo
+    still runs with uid != 0 and an empty capability set, so it takes its non-root path.
     """
     probe = subprocess.run(
         ["runuser", "-u", DEMO_USER, "--", sys.executable, "-c", "import csi_vso"],
@@ -47,15 +145,25 @@ def _as_user(command: list[str]) -> tuple[list[str], str]:
     )
     if probe.returncode == 0:
         return ["runuser", "-u", DEMO_USER, "--", *command], "runuser"
-    setpriv = [
-        "setpriv",
-        f"--reuid={DEMO_USER}",
-        f"--regid={DEMO_USER}",
-        "--clear-groups",
-        "--inh-caps=+dac_read_search",
-        "--ambient-caps=+dac_read_search",
-    ]
-    return [*setpriv, *command], "setpriv (uid != 0, ambient CAP_DAC_READ_SEARCH only)"
+    interpreter = Path(sys.executable).resolve()
+    blocked = _blocked_ancestor(interpreter)
+    if blocked is None:
+        return ["runuser", "-u", DEMO_USER, "--", *command], "runuser"
+    tree = blocked / interpreter.relative_to(blocked).parts[0]
+    script = (
+        'mount --bind "$1" "$2" && mount -t tmpfs -o mode=0755,size=1m tmpfs "$3" '
+        '&& mkdir "$1" && mount --bind "$2" "$1" && shift 3 && exec "$@"'
+    )
+    setpriv = ["setpriv", f"--reuid={DEMO_USER}", f"--regid={DEMO_USER}", "--clear-groups"]
+    wrapped = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
+    return [
+        *wrapped,
+        str(tree),
+        str(stage),
+        str(blocked),
+        *setpriv,
+        *command,
+    ], f"setpriv (with {blocked} opened)"
 
 
 def _listening(url: str) -> bool:
@@ -79,6 +187,7 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("user", ["root", "non-root"])
 def test_demo_once_rotates_and_leaves_nothing_behind(user: str, tmp_path: Path) -> None:
     if os.geteuid() != 0:
@@ -89,15 +198,20 @@ def test_demo_once_rotates_and_leaves_nothing_behind(user: str, tmp_path: Path) 
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     if user == "non-root":
         _ensure_user()
-        command, how = _as_user(command)
-        home = tmp_path / "home"
-        home.mkdir()
+        stage = tmp_path / "stage"
+        stage.mkdir()
+        command, how = _as_user(command, stage)
+        # A home the user can enter (pytest's tmp_path sits under a root-only directory).
+        home = Path(tempfile.mkdtemp(prefix="csi-vso-demo-home-"))
         shutil.chown(home, DEMO_USER, DEMO_USER)
-        tmp_path.chmod(0o755)
         env["HOME"] = str(home)
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=280, cwd="/", env=env, check=False
-    )
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=280, cwd="/", env=env, check=False
+        )
+    finally:
+        if user == "non-root":
+            shutil.rmtree(env["HOME"], ignore_errors=True)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"demo as {how} exited {result.returncode}:\n{output}"
 
@@ -124,7 +238,8 @@ def test_demo_once_rotates_and_leaves_nothing_behind(user: str, tmp_path: Path) 
 
     # Nothing left behind.
     assert not Path(workdir).exists(), f"{workdir} was not removed"
-    assert workdir not in Path("/proc/mounts").read_text()
+    mounts = Path("/proc/mounts").read_text()
+    assert workdir not in mounts and str(tmp_path) not in mounts
     # The API server, the operator and the provider all name files in the workdir on their
     # command lines; OpenBao and the API server must no longer accept connections.
     assert _processes_mentioning(workdir) == []
