@@ -207,3 +207,38 @@ def test_restart_keeps_a_valid_lease(
     assert lease_status(cluster, ns, "app")["id"] == lease
     assert cluster.secret_data(ns, "app-db") == creds
     assert can_log_in(postgres, creds)
+
+
+def test_put_with_params_and_no_lease_refreshes_on_refresh_after(
+    openbao: OpenBaoDevServer, cluster: Cluster, k8s_vault: VaultAuthSetup, operator: OperatorFactory
+) -> None:
+    """PKI issues with PUT + params and no lease: refreshAfter alone decides when to fetch again."""
+    ns = k8s_vault.namespace
+    root = openbao.client()
+    mount = "pki-" + secrets.token_hex(3)
+    root.sys.enable_secrets_engine("pki", path=mount, config={"max_lease_ttl": "1h"})
+    root.write(f"{mount}/root/generate/internal", common_name="test-ca", ttl="1h")
+    root.write(f"{mount}/roles/web", allowed_domains="example.com", allow_subdomains=True, max_ttl="1h")
+    operator()
+    cluster.apply(
+        dynamic_secret(
+            ns,
+            "cert",
+            mount=mount,
+            path="issue/web",
+            destination="cert",
+            refreshAfter="3s",
+            params={"common_name": "a.example.com", "ttl": "10m"},
+        )
+    )
+    first = wait_for(lambda: cluster.secret_data(ns, "cert"), what="certificate")
+    assert first["certificate"].startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE KEY" in first["private_key"]
+    assert lease_status(cluster, ns, "cert").get("id") == ""
+    second = wait_for(
+        lambda: (d := cluster.secret_data(ns, "cert")) and d["serial_number"] != first["serial_number"] and d,
+        timeout=10,
+        what="re-issue after refreshAfter",
+    )
+    assert second["certificate"] != first["certificate"]
+    root.sys.disable_secrets_engine(mount)

@@ -195,3 +195,24 @@ def test_dynamic_rollout_pods_restarts_env_and_volume_consumers_not_csi(
     )
     assert restarted_at(cluster, ns, "Deployment", "csi-user") is None
     assert restarted_at(cluster, ns, "Deployment", "unrelated") is None
+
+
+def test_restarts_are_debounced_per_workload(cluster: Cluster, namespace: str) -> None:
+    from csi_vso.operator.rollout import Rollouts
+
+    create(cluster, namespace, "Deployment", "web", env_from("s"))
+    rollouts = Rollouts(cluster.apps, debounce=1.0)
+    before = REGISTRY.get_sample_value("csi_vso_rollout_restarts_total", {"kind": "Deployment"}) or 0
+    workload = ("Deployment", namespace, "web")
+    rollouts.request([workload])  # now
+    first = restarted_at(cluster, namespace, "Deployment", "web")
+    rollouts.request([workload])  # inside the window: one restart at its end...
+    rollouts.request([workload, workload])  # ...which these join
+    assert restarted_at(cluster, namespace, "Deployment", "web") == first
+    second = wait_for(
+        lambda: (r := restarted_at(cluster, namespace, "Deployment", "web")) != first and r, timeout=5
+    )
+    assert second is not None and first is not None and second > first
+    after = REGISTRY.get_sample_value("csi_vso_rollout_restarts_total", {"kind": "Deployment"}) or 0
+    assert after - before == 2
+    rollouts.close()

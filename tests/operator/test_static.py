@@ -352,3 +352,47 @@ def test_approle_auth_from_a_secret(
     cluster.apply(static_secret(namespace, "ar", mount=kv_mount, path="ar", destination="ar", type="kv-v2"))
     assert wait_for(lambda: cluster.secret_data(namespace, "ar")) == {"v": "via-approle"}
     root.sys.disable_auth_method(mount)
+
+
+def test_tls_connection_needs_the_ca_from_a_secret(
+    kube: Any, cluster: Cluster, namespace: str, operator: OperatorFactory
+) -> None:
+    from tests.operator.conftest import configure_k8s_auth
+
+    with OpenBaoDevServer(tls=True) as bao:
+        root = bao.client()
+        configure_k8s_auth(root, kube, mount="kubernetes", role="app", sa="app", namespaces=[namespace])
+        root.sys.enable_secrets_engine("kv", path="kv", options={"version": "2"})
+        root.secrets.kv.v2.create_or_update_secret(mount_point="kv", path="tls", secret={"v": "over-tls"})
+        cluster.service_account(namespace, "app")
+        cluster.core.create_namespaced_secret(
+            namespace, {"metadata": {"name": "bao-ca"}, "stringData": {"ca.crt": bao.ca_cert_pem}}
+        )
+        assert bao.address.startswith("https://")
+        for manifest in (
+            {"kind": "VaultConnection", "spec": {"address": bao.address}},
+            {
+                "kind": "VaultAuth",
+                "spec": {"method": "kubernetes", "kubernetes": {"role": "app", "serviceAccount": "app"}},
+            },
+        ):
+            cluster.apply(
+                {
+                    "apiVersion": api.API_VERSION,
+                    "metadata": {"name": "default", "namespace": namespace},
+                    **manifest,
+                }
+            )
+        operator()
+        cluster.apply(static_secret(namespace, "t", mount="kv", path="tls", destination="t", type="kv-v2"))
+        failed = wait_for(
+            lambda: (
+                (c := cluster.condition("VaultStaticSecret", namespace, "t", "Ready"))
+                and c["status"] == "False"
+                and c
+            ),
+            what="TLS failure without the CA",
+        )
+        assert failed["reason"] == "VaultInvalid" and "TLS verification failed" in failed["message"]
+        cluster.patch_spec("VaultConnection", namespace, "default", {"caCertSecretRef": "bao-ca"})
+        assert wait_for(lambda: cluster.secret_data(namespace, "t"), timeout=15) == {"v": "over-tls"}
