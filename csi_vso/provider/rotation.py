@@ -54,7 +54,7 @@ from csi_vso.provider.authz import VerifiedPod
 from csi_vso.provider.errors import NotFound, PermissionDenied, ProviderError
 from csi_vso.provider.registry import MountRecord, Registry
 from csi_vso.provider.render import RenderedFile
-from csi_vso.provider.validation import MountSpec, ObjectSpec
+from csi_vso.provider.validation import MountSpec, ObjectSpec, WriteMode
 
 log = logging.getLogger(__name__)
 
@@ -389,6 +389,9 @@ class Rotator:
     def observe_mount(self, spec: MountSpec, pod: VerifiedPod, rendered: Any) -> None:
         """MountService observer: register a provider-mode volume the Mount just wrote.
 
+        A driver-mode Mount on a registered target means the driver now owns its files:
+        the record is dropped so rotation stops writing there.
+
         The Mount rendered and wrote outside this target's lock, so a rotation may have written
         a newer state in between (and the Mount then overwrote it with the older one). So,
         inside the lock, render again from the cache and write when that differs from what the
@@ -397,6 +400,10 @@ class Rotator:
         registry file.
         """
         target = spec.target_path
+        if spec.write_mode is WriteMode.DRIVER:
+            if self._registry.get(target) is not None:
+                self.forget(target)
+            return
         mounted = tuple((v.id, v.version) for v in rendered.versions)
         record = MountRecord(
             target_path=target,

@@ -80,7 +80,8 @@ class MountResult:
     changed: bool  # provider mode: whether the volume was rewritten; driver mode: always True
 
 
-#: Called after a provider-mode write succeeded (the rotation registry records the mount).
+#: Called after every successful Mount (the rotation registry records provider-mode volumes
+#: and forgets a target that moved to driver mode).
 MountObserver = Callable[[MountSpec, VerifiedPod, RenderedMount], None]
 
 
@@ -125,8 +126,11 @@ class MountService:
         pod = self._identity.verify(spec.pod)
         # 4.-5. Look up, authorize, render.
         rendered = self.render_for(pod, spec)
-        # 6. Write or return.
+        # 6. Write or return. Observers hear of every Mount: a volume that moves to driver mode
+        # must leave the rotation registry, or rotation would keep writing into it.
         if spec.write_mode is WriteMode.DRIVER:
+            for observer in self._observers:
+                observer(spec, pod, rendered)
             return MountResult(
                 spec=spec,
                 files=rendered.files,

@@ -4,6 +4,7 @@ end-to-end tests in test_rotation_e2e.py drive the real provider process instead
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from csi_vso import protected
 from csi_vso.provider.atomic_writer import DATA_LINK, read_current
 from csi_vso.provider.registry import MOUNTS_DIR, MountRecord, Registry, record_file_name
 from csi_vso.provider.rotation import Fail, KeepMissing, Revoke, SecretView, Write, decide
+from csi_vso.provider.validation import WriteMode
 from tests.provider.crash_writer import payload
 from tests.provider.rotation_support import (
     KEY,
@@ -328,3 +330,28 @@ def test_readers_never_see_a_torn_set_during_rotations(tmpfs: Path) -> None:
         assert counts["mixed"] == 0 and counts["enoent"] == 0 and counts["torn"] == 0, counts
         assert counts["backwards"] == 0 and counts["consistent"] > 0, counts
     print("torn-read (rotator):", outs)
+
+
+def test_driver_mode_mount_on_a_registered_target_stops_rotation_there(tmpfs: Path) -> None:
+    """Once the driver writes a volume's files (writeMode driver), rotation must not touch them."""
+    secrets = MemorySecrets()
+    secrets.set(make_secret("db", {"password": b"p1"}), notify=False)
+    rotator, registry, prom = new_rotator(secrets, tmpfs / "state")
+    rotator.start()
+    vol = tmpfs / "vol"
+    vol.mkdir()
+    try:
+        spec = make_spec(vol, ALL_KEYS)
+        mount(rotator, secrets, spec)
+        wait_idle(rotator)
+        assert registry.get(str(vol)) is not None
+        driver_spec = dataclasses.replace(spec, write_mode=WriteMode.DRIVER)
+        rotator.observe_mount(driver_spec, POD, None)
+        assert registry.get(str(vol)) is None
+        assert sample(prom, "csi_vso_registered_mounts") == 0
+        secrets.set(make_secret("db", {"password": b"p2"}))
+        wait_idle(rotator)
+        assert (vol / "password").read_bytes() == b"p1"
+        assert sample(prom, "csi_vso_rotation_rewrites_total") == 0
+    finally:
+        rotator.stop()
