@@ -59,12 +59,14 @@ def test_demo_mount_request_passes_the_providers_validation() -> None:
         "uid": "u-1",
         "serviceAccount": "app",
     }
-    attributes = scenario.mount_attributes(pod, scenario.spc_parameters())
+    tokens = {"csi-vso": {"token": "a.b.c", "expirationTimestamp": "2026-11-28T00:00:00Z"}}
+    attributes = scenario.mount_attributes(pod, scenario.spc_parameters(), tokens)
     parsed = params.parse_request(
         attributes=json.dumps(attributes), secrets="null", target_path="/t", permission="420"
     )
     spec = validation.validate(parsed)
     assert spec.write_mode is validation.WriteMode.PROVIDER
+    assert dict(spec.pod.tokens) == {"csi-vso": "a.b.c"}
     assert [(o.secret_name, o.key, o.file_name, o.mode) for o in spec.objects] == [
         (scenario.SECRET_NAME, scenario.SECRET_KEY, scenario.FILE_NAME, 0o444)
     ]

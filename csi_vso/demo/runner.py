@@ -19,7 +19,7 @@ from typing import IO, Any, TextIO
 from csi_vso import protected
 from csi_vso.demo import processes
 from csi_vso.demo.driver import MountClient
-from csi_vso.demo.kube import KubeApi, configure_openbao, server_url
+from csi_vso.demo.kube import KubeApi, configure_openbao, pod_token, server_url
 from csi_vso.demo.processes import Child, free_port, http_ok, read_line
 from csi_vso.demo.scenario import (
     APP_NAMESPACE,
@@ -44,6 +44,7 @@ from csi_vso.demo.scenario import (
     spc_parameters,
     wait_for,
 )
+from csi_vso.provider.settings import DEFAULT_TOKEN_AUDIENCE
 
 
 @dataclass(frozen=True)
@@ -187,8 +188,12 @@ class Demo:
         target = self.prepare_volume(pod["uid"])
         mount = MountClient(socket_path)
         self.cleanups.append(mount.close)
-        versions = mount.mount(mount_attributes(pod, spc_parameters()), str(target), timeout)
-        self.say(f"Mount -> OK (writeMode provider; object versions {', '.join(versions)})")
+        tokens = pod_token(api, pod, DEFAULT_TOKEN_AUDIENCE)
+        versions = mount.mount(mount_attributes(pod, spc_parameters(), tokens), str(target), timeout)
+        self.say(
+            f"Mount -> OK (pod {pod['namespace']}/{pod['name']} with its service-account token for "
+            f"audience {DEFAULT_TOKEN_AUDIENCE!r}; writeMode provider; object versions {', '.join(versions)})"
+        )
         mounted = target / FILE_NAME
         self.say(f"mounted file {mounted}:")
         self.say(f"  {read_text(mounted)!r}")

@@ -7,6 +7,7 @@ from ``deploy/`` so the demo works from an installed package, not only from a ch
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,9 +95,16 @@ def spc_parameters() -> dict[str, str]:
     return {"writeMode": "provider", "objects": yaml.safe_dump(objects, sort_keys=False)}
 
 
-def mount_attributes(pod: dict[str, str], parameters: dict[str, str]) -> dict[str, str]:
-    """What the CSI driver sends: SPC parameters, then kubelet's keys about the pod."""
-    return {
+def mount_attributes(
+    pod: dict[str, str], parameters: dict[str, str], tokens: dict[str, dict[str, str]] | None = None
+) -> dict[str, str]:
+    """What the CSI driver sends: SPC parameters, then kubelet's keys about the pod.
+
+    ``tokens`` (audience -> {token, expirationTimestamp}) is what kubelet adds when the
+    CSIDriver has ``tokenRequests``: the pod's own service-account token, which the provider
+    verifies with a TokenReview.
+    """
+    attributes = {
         **parameters,
         "secretProviderClass": SPC_NAME,
         "csi.storage.k8s.io/pod.name": pod["name"],
@@ -105,6 +113,9 @@ def mount_attributes(pod: dict[str, str], parameters: dict[str, str]) -> dict[st
         "csi.storage.k8s.io/serviceAccount.name": pod["serviceAccount"],
         "csi.storage.k8s.io/ephemeral": "true",
     }
+    if tokens:
+        attributes["csi.storage.k8s.io/serviceAccount.tokens"] = json.dumps(tokens)
+    return attributes
 
 
 def pod_manifest() -> dict[str, Any]:
