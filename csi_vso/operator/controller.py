@@ -187,6 +187,8 @@ class Controller:
                 with self._lock:
                     self._uid_to_key.pop(uid, None)
                     self._signatures.pop(key, None)
+                self._static_memory.pop(uid, None)
+                self.backoff.reset(key)
                 if kind in REF_KINDS:
                     self.rt.sessions.forget(uid)
                     self._requeue_all_secrets()
