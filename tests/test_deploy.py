@@ -114,6 +114,30 @@ def test_kustomization_lists_every_manifest_outside_examples_and_nothing_missing
     assert [i["name"] for i in kustomization["images"]] == ["csi-vso"]
 
 
+def _builtin_objects() -> list[tuple[str, Doc]]:
+    """Every document of a built-in Kubernetes kind (custom resources and CRDs excluded)."""
+    from kubernetes import client
+
+    found = []
+    for path, doc in _all_docs():
+        if path in NOT_KUBERNETES_OBJECTS or path.is_relative_to(DEPLOY / "crds"):
+            continue
+        if hasattr(client, f"V1{doc['kind']}") and not doc["apiVersion"].startswith(GROUP):
+            found.append(
+                (f"{path.relative_to(DEPLOY).as_posix()}:{doc['kind']}/{doc['metadata']['name']}", doc)
+            )
+    return found
+
+
+@pytest.mark.parametrize(("name", "doc"), _builtin_objects(), ids=lambda v: v if isinstance(v, str) else "")
+def test_builtin_object_has_no_misspelled_or_unknown_field(name: str, doc: Doc) -> None:
+    """Through the client's typed model and back: a field the Kubernetes API does not know is dropped."""
+    from kubernetes import client
+
+    model = getattr(client, f"V1{doc['kind']}").from_dict(copy.deepcopy(doc))
+    assert client.ApiClient().sanitize_for_serialization(model) == doc
+
+
 def test_crd_files_are_the_crds_the_operator_serves() -> None:
     on_disk = {d["metadata"]["name"]: d for _, d in _all_docs(DEPLOY / "crds")}
     assert on_disk == {c["metadata"]["name"]: c for c in build_crds()}
