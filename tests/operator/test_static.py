@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -25,7 +26,9 @@ def test_kv2_sync_update_noop_and_drift(
     k8s_vault: VaultAuthSetup,
     kv_mount: str,
     operator: OperatorFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="csi_vso")
     ns = k8s_vault.namespace
     root = openbao.client()
     root.secrets.kv.v2.create_or_update_secret(
@@ -108,6 +111,9 @@ def test_kv2_sync_update_noop_and_drift(
         timeout=5,
         what="delete healed",
     )
+    # Logged (with their extra fields), never with a value.
+    assert "wrote destination Secret" in caplog.text
+    assert all("s3cret" not in str(vars(record)) for record in caplog.records)
 
 
 @pytest.mark.parametrize(
@@ -396,3 +402,52 @@ def test_tls_connection_needs_the_ca_from_a_secret(
         assert failed["reason"] == "VaultInvalid" and "TLS verification failed" in failed["message"]
         cluster.patch_spec("VaultConnection", namespace, "default", {"caCertSecretRef": "bao-ca"})
         assert wait_for(lambda: cluster.secret_data(namespace, "t"), timeout=15) == {"v": "over-tls"}
+
+
+def test_jwt_auth_with_a_service_account_token(
+    openbao: OpenBaoDevServer,
+    kube: Any,
+    cluster: Cluster,
+    namespace: str,
+    kv_mount: str,
+    operator: OperatorFactory,
+) -> None:
+    """jwt auth verifies the TokenRequest JWT against the API server's JWKS (no TokenReview)."""
+    root = openbao.client()
+    mount = "jwt-" + namespace
+    root.sys.create_or_update_policy(name=mount, policy=f'path "{kv_mount}/*" {{ capabilities = ["read"] }}')
+    root.sys.enable_auth_method("jwt", path=mount)
+    root.write(f"auth/{mount}/config", jwks_url=f"{kube.url}/openid/v1/jwks")
+    root.write(
+        f"auth/{mount}/role/app",
+        role_type="jwt",
+        user_claim="sub",
+        bound_audiences=["vault"],
+        bound_subject=f"system:serviceaccount:{namespace}:app",
+        token_policies=[mount],
+        token_ttl="10m",
+    )
+    root.secrets.kv.v2.create_or_update_secret(mount_point=kv_mount, path="jwt", secret={"v": "via-jwt"})
+    cluster.service_account(namespace, "app")
+    for manifest in (
+        {"kind": "VaultConnection", "spec": {"address": openbao.address}},
+        {
+            "kind": "VaultAuth",
+            "spec": {
+                "method": "jwt",
+                "mount": mount,
+                "jwt": {"role": "app", "serviceAccount": "app", "audiences": ["vault"]},
+            },
+        },
+    ):
+        cluster.apply(
+            {
+                "apiVersion": api.API_VERSION,
+                "metadata": {"name": "default", "namespace": namespace},
+                **manifest,
+            }
+        )
+    operator()
+    cluster.apply(static_secret(namespace, "j", mount=kv_mount, path="jwt", destination="j", type="kv-v2"))
+    assert wait_for(lambda: cluster.secret_data(namespace, "j")) == {"v": "via-jwt"}
+    root.sys.disable_auth_method(mount)
