@@ -128,3 +128,49 @@ def test_create_in_missing_namespace_is_404(core: client.CoreV1Api) -> None:
         core.create_namespaced_config_map("no-such-namespace-x", {"metadata": {"name": "c"}})
     assert err.value.status == 404
     assert _status(err.value)["details"]["kind"] == "namespaces"
+
+
+def test_dry_run_validates_without_storing(core: client.CoreV1Api, namespace: str) -> None:
+    shown = core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "c"}, "data": {"k": "v"}}, dry_run="All"
+    )
+    assert shown.metadata.name == "c"
+    with pytest.raises(client.ApiException) as err:
+        core.read_namespaced_config_map("c", namespace)
+    assert err.value.status == 404
+
+
+def test_delete_collection_by_label(core: client.CoreV1Api, namespace: str) -> None:
+    for name, app in (("a", "x"), ("b", "x"), ("c", "y")):
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": name, "labels": {"app": app}}})
+    core.delete_collection_namespaced_config_map(namespace, label_selector="app=x")
+    assert [c.metadata.name for c in core.list_namespaced_config_map(namespace).items] == ["c"]
+
+
+def test_json_patch_on_a_core_kind(core: client.CoreV1Api, namespace: str) -> None:
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "c"}, "data": {"k": "v"}})
+    patched = core.patch_namespaced_config_map(
+        "c",
+        namespace,
+        [{"op": "test", "path": "/data/k", "value": "v"}, {"op": "replace", "path": "/data/k", "value": "w"}],
+    )
+    assert patched.data == {"k": "w"}
+    with pytest.raises(client.ApiException) as err:
+        core.patch_namespaced_config_map("c", namespace, [{"op": "test", "path": "/data/k", "value": "v"}])
+    assert err.value.status == 422
+
+
+def test_secret_type_and_immutable_data_cannot_change(core: client.CoreV1Api, namespace: str) -> None:
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "s"}, "stringData": {"a": "1"}, "immutable": True}
+    )
+    for patch in ({"stringData": {"a": "2"}}, {"type": "kubernetes.io/basic-auth"}):
+        with pytest.raises(client.ApiException) as err:
+            core.patch_namespaced_secret("s", namespace, patch)
+        assert err.value.status == 422, patch
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_secret(
+            namespace, {"metadata": {"name": "bad"}, "stringData": {"no spaces": "x"}}
+        )
+    status = _status(err.value)
+    assert (err.value.status, status["details"]["causes"][0]["field"]) == (422, "data[no spaces]")
