@@ -29,6 +29,7 @@ from csi_vso.operator import api, destination, metrics
 from csi_vso.operator.conditions import LEASE_RENEWAL, READY, SECRET_SYNCED, set_condition
 from csi_vso.operator.hmac import compute_mac, macs_equal
 from csi_vso.operator.leases import Action, DynamicPlan, LeaseState, due_revocations, plan_dynamic
+from csi_vso.operator.refs import RefError
 from csi_vso.operator.render import render
 from csi_vso.operator.runtime import Runtime, generation_of, owner_of
 from csi_vso.operator.sessions import Resolved
@@ -112,6 +113,11 @@ class DynamicReconciler:
                     plan = _issue("Vault reports the lease expired")
             except VaultNotFound:
                 plan = _issue("Vault no longer knows the lease")
+            except VaultUnavailable:
+                raise
+            except VaultError:
+                # Not allowed to look leases up: the renewal will tell whether the lease lives.
+                self._verified.add(state.lease_id)
 
         if plan.action is Action.RENEW:
             requested = state.duration
@@ -214,6 +220,11 @@ class DynamicReconciler:
                 done.add(lease_id)  # already gone
             except VaultUnavailable:
                 break  # keep it pending; the next reconcile retries
+            except VaultError as exc:
+                # Revocation refused (policy): it cannot succeed by retrying; the lease expires
+                # on its own TTL. Said once, in the log, by id only.
+                log.warning("could not revoke an old lease; it will expire", extra={"error": str(exc)})
+                done.add(lease_id)
         return state.without_pending(done)
 
     def _finalize(self, obj: dict[str, Any]) -> None:
@@ -228,14 +239,24 @@ class DynamicReconciler:
             lease_ids = [p.lease_id for p in state.pending]
             if state.lease_id:
                 lease_ids.append(state.lease_id)
+            resolved: Resolved | None = None
             if lease_ids:
-                resolved = rt.sessions.session_for(owner.namespace, spec.auth_ref)
+                try:
+                    resolved = rt.sessions.session_for(owner.namespace, spec.auth_ref)
+                except RefError as exc:  # its VaultAuth is gone: nobody can revoke; say so, let go
+                    rt.events.record(obj, "Warning", "RevokeFailed", f"leases not revoked: {exc}")
+            if resolved is not None:
                 for lease_id in lease_ids:
                     try:
                         resolved.session.revoke_lease(lease_id, namespace=spec.vault_namespace)
                         metrics.LEASE_REVOCATIONS.labels(cause="deleted").inc()
                     except VaultNotFound:
                         pass
+                    except VaultUnavailable:
+                        raise  # keep the finalizer: retried with backoff until Vault answers
+                    except VaultError as exc:
+                        # Refused for good (policy): do not hold the deletion hostage forever.
+                        rt.events.record(obj, "Warning", "RevokeFailed", f"lease not revoked: {exc}")
         # The destination Secret goes with the CR through its ownerReference (garbage collector).
         rt.remove_finalizer(obj)
         with self._lock:
