@@ -87,10 +87,15 @@ class Runtime:
         """Create, replace or (type change) recreate the destination Secret."""
         namespace = owner.namespace
         name = desired["metadata"]["name"]
+        if existing is not None and destination.needs_recreate(existing, desired):
+            # A Secret's type is immutable, and the operator has no delete permission on Secrets
+            # (deploy/operator/rbac.yaml): the user decides whether the old one may go.
+            raise destination.DestinationError(
+                "SecretTypeImmutable",
+                f"Secret {namespace}/{name} has type {existing.get('type') or 'Opaque'!r}, not "
+                f"{desired.get('type')!r}; delete it and the operator will recreate it",
+            )
         try:
-            if existing is not None and destination.needs_recreate(existing, desired):
-                self.core.delete_namespaced_secret(name, namespace)
-                existing = None
             if existing is None:
                 self.core.create_namespaced_secret(namespace, desired)
             else:
@@ -109,17 +114,6 @@ class Runtime:
             "wrote destination Secret",
             extra={"secret": f"{namespace}/{name}", "owner": f"{owner.kind}/{owner.name}"},
         )
-
-    def delete_destination_if_owned(self, namespace: str, name: str, owner_uid: str) -> bool:
-        existing = self.read_destination(namespace, name)
-        if existing is None or not destination.is_owned_by(existing, owner_uid):
-            return False
-        try:
-            self.core.delete_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-        return True
 
     # -- custom resources -----------------------------------------------------------------------
 

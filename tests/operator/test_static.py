@@ -451,3 +451,37 @@ def test_jwt_auth_with_a_service_account_token(
     cluster.apply(static_secret(namespace, "j", mount=kv_mount, path="jwt", destination="j", type="kv-v2"))
     assert wait_for(lambda: cluster.secret_data(namespace, "j")) == {"v": "via-jwt"}
     root.sys.disable_auth_method(mount)
+
+
+def test_changing_the_destination_type_is_refused_not_forced(
+    openbao: OpenBaoDevServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    kv_mount: str,
+    operator: OperatorFactory,
+) -> None:
+    ns = k8s_vault.namespace
+    openbao.client().secrets.kv.v2.create_or_update_secret(
+        mount_point=kv_mount, path="t", secret={"username": "u"}
+    )
+    operator()
+    cluster.apply(static_secret(ns, "t", mount=kv_mount, path="t", destination="t", type="kv-v2"))
+    wait_for(lambda: cluster.secret_data(ns, "t"), what="sync")
+    cluster.patch_spec(
+        "VaultStaticSecret", ns, "t", {"destination": {"name": "t", "type": "kubernetes.io/basic-auth"}}
+    )
+    condition = wait_for(
+        lambda: (
+            (c := cluster.condition("VaultStaticSecret", ns, "t", "Ready")) and c["status"] == "False" and c
+        ),
+        what="SecretTypeImmutable",
+    )
+    assert condition["reason"] == "SecretTypeImmutable"
+    assert condition["message"].startswith(
+        f"Secret {ns}/t has type 'Opaque', not 'kubernetes.io/basic-auth'; "
+        "delete it and the operator will recreate it"
+    )
+    cluster.core.delete_namespaced_secret("t", ns)
+    wait_for(
+        lambda: (s := cluster.secret(ns, "t")) and s.type == "kubernetes.io/basic-auth", what="recreated"
+    )
