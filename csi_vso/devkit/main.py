@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # `devkit` already has --kubeconfig (cli.py adds it to every subcommand); accept it here too so
     # it may follow `apiserver`, without overriding a value given before it.
     api.add_argument("--kubeconfig", default=argparse.SUPPRESS, help="where to write the admin kubeconfig")
+    api.add_argument(
+        "--tls", action="store_true", help="serve HTTPS with a generated CA (kubeconfig carries it)"
+    )
     api.add_argument("--token-file", help='static bearer tokens, CSV lines: token,user,uid,"group1,group2"')
     api.add_argument(
         "--watch-window", type=int, default=25_000, help="watch events retained for resumes (older: 410)"
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     # them synchronously: no handler runs inside a lock the main thread might hold.
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    server = APIServer(port=args.port, tokens=tokens, watch_window=args.watch_window).start()
+    server = APIServer(port=args.port, tokens=tokens, watch_window=args.watch_window, tls=args.tls).start()
     try:
         path = server.write_kubeconfig(args.kubeconfig)
         print(f"apiserver ready url={server.url} kubeconfig={path}", flush=True)

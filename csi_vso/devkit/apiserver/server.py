@@ -8,6 +8,7 @@ static token), which is all the official kubernetes client needs.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import secrets
 import socket
@@ -26,6 +27,7 @@ from csi_vso.devkit.apiserver.handler import Handler
 from csi_vso.devkit.apiserver.operations import Operations
 from csi_vso.devkit.apiserver.resources import Registry, ResourceType
 from csi_vso.devkit.apiserver.store import Store
+from csi_vso.devkit.apiserver.tls import ServingCert, generate
 from csi_vso.devkit.apiserver.tokens import BoundObject, TokenIssuer
 
 Obj = dict[str, Any]
@@ -106,6 +108,7 @@ class APIServer:
         watch_window: int = 25_000,
         bookmark_interval: float = 10.0,
         issuer: str = DEFAULT_ISSUER,
+        tls: bool = False,
     ) -> None:
         self.admin_token = admin_token or secrets.token_urlsafe(24)
         static = {self.admin_token: ADMIN, **(tokens or {})}
@@ -114,6 +117,7 @@ class APIServer:
         )
         self._host = host
         self._port = port
+        self.tls: ServingCert | None = generate(host) if tls else None
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -123,6 +127,12 @@ class APIServer:
         handler = type("BoundHandler", (Handler,), {"app": self.app})
         httpd = ThreadingHTTPServer((self._host, self._port), handler)
         httpd.daemon_threads = True
+        if self.tls is not None:
+            # Handshakes happen in each connection's thread (do_handshake_on_connect=False), so
+            # a client that never completes one cannot stall the accept loop.
+            httpd.socket = self.tls.server_context().wrap_socket(
+                httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         httpd.block_on_close = False
         self._httpd = httpd
         self.app.controllers.start()
@@ -161,7 +171,8 @@ class APIServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}"
 
     @property
     def store(self) -> Store:
@@ -220,10 +231,13 @@ class APIServer:
         return token
 
     def kubeconfig(self, token: str | None = None, user: str = "admin") -> Obj:
+        cluster: Obj = {"server": self.url}
+        if self.tls is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.tls.ca_pem).decode()
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "csi-vso-devkit", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "csi-vso-devkit", "cluster": cluster}],
             "users": [{"name": user, "user": {"token": token or self.admin_token}}],
             "contexts": [
                 {
