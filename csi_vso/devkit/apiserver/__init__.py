@@ -41,7 +41,13 @@ Not implemented, or different from a real cluster:
   no aggregated discovery, no controllers besides the garbage collector, the namespace
   controller and CRD cleanup (Deployments never get Pods, Pods never run), pods are
   deleted immediately (no kubelet), CRD versions share storage with conversion "None",
-  ``continue`` tokens page over current data rather than a snapshot. HTTP only, no TLS.
+  ``continue`` tokens page over current data rather than a snapshot.
+- Plain HTTP by default; ``APIServer(tls=True)`` (``--tls``) serves HTTPS with a generated CA
+  that the written kubeconfig carries. No client-certificate authentication.
+
+Test hooks (in-process only): ``set_watch_window`` (provoke 410), ``drop_watches`` (cut every
+stream, as an API server restart does), ``mint_token`` (tokens TokenRequest would refuse, e.g.
+already expired), ``add_token`` (act as another user), ``wait_idle`` (controllers caught up).
 """
 
 from __future__ import annotations
