@@ -216,13 +216,19 @@ class Controller:
                 self.queue.add((kind, str(metadata.get("namespace")), str(metadata.get("name"))))
 
     def _on_secret(self, event_type: str, secret: Any) -> None:
-        labels = (getattr(secret, "metadata", None) and secret.metadata.labels) or {}
-        uid = labels.get(protected.OWNER_UID_LABEL)
-        if not uid:
+        """Re-queue the owner of a destination Secret that changed or went away.
+
+        The owner is found by our owner-uid label, or by the ownerReference when someone stripped
+        the labels (the filtered watch then reports the Secret as leaving the selection).
+        """
+        metadata = getattr(secret, "metadata", None)
+        if metadata is None:
             return
+        uids = [(metadata.labels or {}).get(protected.OWNER_UID_LABEL)]
+        uids += [ref.uid for ref in metadata.owner_references or []]
         with self._lock:
-            key = self._uid_to_key.get(uid)
-        if key is not None:
+            keys = {self._uid_to_key[uid] for uid in uids if uid and uid in self._uid_to_key}
+        for key in keys:
             self.queue.add(key)
 
     # -- workers --------------------------------------------------------------------------------

@@ -111,6 +111,15 @@ def test_kv2_sync_update_noop_and_drift(
         timeout=5,
         what="delete healed",
     )
+    # Stripping the protected marks is drift too (the provider would stop serving the Secret).
+    cluster.core.patch_namespaced_secret(
+        "db-secret", ns, {"metadata": {"labels": {protected.PROTECTED_LABEL: None}}}
+    )
+    wait_for(
+        lambda: protected.is_protected(cluster.secret(ns, "db-secret").metadata.labels),
+        timeout=5,
+        what="marks healed",
+    )
     # Logged (with their extra fields), never with a value.
     assert "wrote destination Secret" in caplog.text
     assert all("s3cret" not in str(vars(record)) for record in caplog.records)
