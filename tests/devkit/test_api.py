@@ -216,3 +216,38 @@ def test_unknown_paths_and_namespaces(core: client.CoreV1Api) -> None:
         core.read_namespace(name)
     assert err.value.status == 404
     assert json.loads(err.value.body)["message"] == f'namespaces "{name}" not found'
+
+
+def test_immutable_fields_of_pods_and_workloads(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
+    wait_for(
+        lambda: core.list_namespaced_service_account(namespace, field_selector="metadata.name=default").items
+    )
+    core.create_namespaced_pod(
+        namespace, {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}}
+    )
+    assert core.patch_namespaced_pod(
+        "p", namespace, {"spec": {"containers": [{"name": "c", "image": "i:2"}]}}
+    )
+    with pytest.raises(client.ApiException) as err:
+        core.patch_namespaced_pod(
+            "p", namespace, {"spec": {"containers": [{"name": "c", "command": ["sh"]}]}}
+        )
+    assert err.value.status == 422
+    assert "pod updates may not change fields" in json.loads(err.value.body)["message"]
+    apps = client.AppsV1Api(api)
+    apps.create_namespaced_deployment(namespace, _deployment("web"))
+    with pytest.raises(client.ApiException) as err:
+        apps.patch_namespaced_deployment(
+            "web",
+            namespace,
+            {
+                "spec": {
+                    "selector": {"matchLabels": {"app": "web", "x": "y"}},
+                    "template": {"metadata": {"labels": {"app": "web", "x": "y"}}},
+                }
+            },
+        )
+    assert err.value.status == 422
+    assert json.loads(err.value.body)["details"]["causes"][0]["field"] == "spec.selector"

@@ -168,9 +168,40 @@ def validate_secret(obj: Obj, old: Obj | None) -> list[FieldError]:
     return out
 
 
-def validate_configmap(obj: Obj) -> list[FieldError]:
+def validate_configmap(obj: Obj, old: Obj | None) -> list[FieldError]:
     decode_base64_map("ConfigMap", obj.get("binaryData"))
-    return _config_keys("data", obj.get("data")) + _config_keys("binaryData", obj.get("binaryData"))
+    out = _config_keys("data", obj.get("data")) + _config_keys("binaryData", obj.get("binaryData"))
+    if old is not None and old.get("immutable"):
+        same = old.get("data") == obj.get("data") and old.get("binaryData") == obj.get("binaryData")
+        if not same or not obj.get("immutable"):
+            out.append(errors.forbidden("data", "field is immutable when `immutable` is set"))
+    return out
+
+
+# Pod spec fields an update may change (everything else is immutable once created).
+_POD_MUTABLE = ("activeDeadlineSeconds", "terminationGracePeriodSeconds", "tolerations", "schedulingGates")
+
+
+def _pod_spec_shape(spec: Obj) -> Obj:
+    shape = {k: v for k, v in spec.items() if k not in _POD_MUTABLE}
+    for key in ("containers", "initContainers"):
+        if key in shape:
+            shape[key] = [{k: v for k, v in c.items() if k != "image"} for c in shape[key]]
+    return shape
+
+
+def validate_pod_update(obj: Obj, old: Obj) -> list[FieldError]:
+    if _pod_spec_shape(obj.get("spec") or {}) != _pod_spec_shape(old.get("spec") or {}):
+        return [
+            errors.forbidden(
+                "spec",
+                "pod updates may not change fields other than `spec.containers[*].image`, "
+                "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` "
+                "(only additions to existing tolerations), `spec.terminationGracePeriodSeconds` "
+                "(allow it to be set to 1 if it was previously negative)",
+            )
+        ]
+    return []
 
 
 def validate_pod(obj: Obj) -> list[FieldError]:
@@ -187,13 +218,15 @@ def validate_pod(obj: Obj) -> list[FieldError]:
     return out
 
 
-def validate_workload(obj: Obj) -> list[FieldError]:
-    """apps/v1 Deployment/StatefulSet/DaemonSet: selector required and must match the template."""
+def validate_workload(obj: Obj, old: Obj | None) -> list[FieldError]:
+    """apps/v1 Deployment/StatefulSet/DaemonSet: selector required, immutable, matching the template."""
     spec = obj.get("spec") or {}
     out: list[FieldError] = []
     selector = spec.get("selector")
     if not selector:
         return [errors.required("spec.selector")]
+    if old is not None and (old.get("spec") or {}).get("selector") != selector:
+        out.append(errors.invalid_value("spec.selector", selector, "field is immutable"))
     template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
     wanted = selector.get("matchLabels") or {}
     if any(template_labels.get(k) != v for k, v in wanted.items()):
@@ -247,11 +280,11 @@ def validate_kind(rt: ResourceType, obj: Obj, old: Obj | None) -> list[FieldErro
     if rt.group == "" and rt.plural == "secrets":
         return validate_secret(obj, old)
     if rt.group == "" and rt.plural == "configmaps":
-        return validate_configmap(obj)
+        return validate_configmap(obj, old)
     if rt.group == "" and rt.plural == "pods":
-        return validate_pod(obj)
+        return validate_pod(obj) + (validate_pod_update(obj, old) if old is not None else [])
     if rt.group == "apps":
-        return validate_workload(obj)
+        return validate_workload(obj, old)
     if rt.group == "apiextensions.k8s.io":
         return validate_crd(obj)
     return []
