@@ -174,3 +174,34 @@ def test_secret_type_and_immutable_data_cannot_change(core: client.CoreV1Api, na
         )
     status = _status(err.value)
     assert (err.value.status, status["details"]["causes"][0]["field"]) == (422, "data[no spaces]")
+
+
+def test_optimistic_concurrency_loses_no_update(api: client.ApiClient, namespace: str) -> None:
+    """Concurrent read-modify-replace loops retrying on 409 end with every increment applied."""
+    import threading
+
+    core = client.CoreV1Api(api)
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "counter"}, "data": {"n": "0"}})
+    conflicts = 0
+    lock = threading.Lock()
+
+    def bump(times: int) -> None:
+        nonlocal conflicts
+        for _ in range(times):
+            while True:
+                current = core.read_namespaced_config_map("counter", namespace)
+                current.data["n"] = str(int(current.data["n"]) + 1)
+                try:
+                    core.replace_namespaced_config_map("counter", namespace, current)
+                    break
+                except client.ApiException as exc:
+                    assert exc.status == 409
+                    with lock:
+                        conflicts += 1
+
+    threads = [threading.Thread(target=bump, args=(15,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert core.read_namespaced_config_map("counter", namespace).data["n"] == "60"
