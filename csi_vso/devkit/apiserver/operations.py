@@ -175,7 +175,8 @@ class Operations:
     def _prepare_create(self, rt: ResourceType, obj: Obj) -> None:
         core = rt.group == ""
         if rt.crd_name:
-            obj.pop("status", None) if rt.has_status else None
+            if rt.has_status:  # status is written through /status only
+                obj.pop("status", None)
         elif core and rt.plural == "namespaces":
             obj["spec"] = {"finalizers": ["kubernetes"]}
             obj["status"] = {"phase": "Active"}
@@ -407,12 +408,9 @@ class Operations:
             extra = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}.get(options.propagation or "")
             if extra and extra not in finalizers:
                 finalizers.append(extra)
-            if options.propagation == "Background":
-                finalizers = (
-                    [f for f in finalizers if f not in ("orphan", "foregroundDeletion")]
-                    if not meta.get("deletionTimestamp")
-                    else finalizers
-                )
+            if options.propagation == "Background" and not meta.get("deletionTimestamp"):
+                # An explicit Background delete drops propagation finalizers a client sent itself.
+                finalizers = [f for f in finalizers if f not in ("orphan", "foregroundDeletion")]
             is_namespace = rt.group == "" and rt.plural == "namespaces"
             pending = bool(finalizers) or is_namespace
             if not pending:
