@@ -19,13 +19,20 @@ from kubernetes.informer import SharedInformer
 from tests.devkit.conftest import needs_server, wait_for
 from tests.fixtures.kube import Kube
 
+# Every ConfigMap a test makes carries this label, and lists/watches select on it: clusters put
+# their own ConfigMap (kube-root-ca.crt) in every namespace.
+OURS = "csi-vso.io/test-object=true"
+
 
 def _cm(name: str, **labels: str) -> dict[str, Any]:
-    return {"metadata": {"name": name, "labels": labels}, "data": {"v": "0"}}
+    return {
+        "metadata": {"name": name, "labels": {"csi-vso.io/test-object": "true", **labels}},
+        "data": {"v": "0"},
+    }
 
 
 def _take(
-    core: client.CoreV1Api, namespace: str, rv: str, count: int, **kw: Any
+    core: client.CoreV1Api, namespace: str, rv: str, count: int, label_selector: str = OURS
 ) -> tuple[list[tuple[str, str, str]], str]:
     """Watch from ``rv``, read ``count`` events, then drop the connection.
 
@@ -34,7 +41,11 @@ def _take(
     w = watch.Watch()
     out: list[tuple[str, str, str]] = []
     for event in w.stream(
-        core.list_namespaced_config_map, namespace, resource_version=rv, timeout_seconds=10, **kw
+        core.list_namespaced_config_map,
+        namespace,
+        resource_version=rv,
+        timeout_seconds=10,
+        label_selector=label_selector,
     ):
         obj = event["object"]
         out.append((event["type"], obj.metadata.name, (obj.data or {}).get("v", "")))
@@ -48,7 +59,7 @@ def _take(
 def test_list_watch_resume_without_gaps_or_duplicates(core: client.CoreV1Api, namespace: str) -> None:
     for name in ("a", "b", "c"):
         core.create_namespaced_config_map(namespace, _cm(name))
-    listed = core.list_namespaced_config_map(namespace)
+    listed = core.list_namespaced_config_map(namespace, label_selector=OURS)
     assert [i.metadata.name for i in listed.items] == ["a", "b", "c"]
 
     # Changes made after the list but before the watch connects are still delivered.
@@ -91,7 +102,7 @@ def test_expired_version_is_410_and_relist_recovers(
             assert "Expired" in str(err.value.reason) and "too old resource version" in str(err.value.reason)
 
         # Recover as an informer does: list again and watch from the new version.
-        relisted = core.list_namespaced_config_map(namespace)
+        relisted = core.list_namespaced_config_map(namespace, label_selector=OURS)
         assert relisted.items[0].data == {"v": "5"}
         core.patch_namespaced_config_map("a", namespace, {"data": {"v": "6"}})
         events, _ = _take(core, namespace, relisted.metadata.resource_version, 1)
@@ -172,7 +183,7 @@ def test_shared_informer_recovers_from_410_with_a_correct_cache(
     errors: list[Any] = []
     for name in ("a", "b"):
         core.create_namespaced_config_map(namespace, _cm(name))
-    informer = SharedInformer(list_func, namespace=namespace)
+    informer = SharedInformer(list_func, namespace=namespace, label_selector=OURS)
     informer.add_event_handler("ERROR", errors.append)
     informer.start()
 
@@ -194,7 +205,8 @@ def test_shared_informer_recovers_from_410_with_a_correct_cache(
         core.delete_namespaced_config_map("b", namespace)
         core.create_namespaced_config_map(namespace, _cm("c"))
         wait_for(lambda: cache_state() == {"a": "1", "c": "0"})
-        truth = {o.metadata.name: o.data["v"] for o in core.list_namespaced_config_map(namespace).items}
+        listed = core.list_namespaced_config_map(namespace, label_selector=OURS)
+        truth = {o.metadata.name: o.data["v"] for o in listed.items}
         assert cache_state() == truth
     finally:
         informer.stop()

@@ -76,10 +76,13 @@ class ListResult:
 
 
 class Operations:
-    def __init__(self, store: Store, registry: Registry, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, registry: Registry, clock: Callable[[], float] = time.time, root_ca_pem: str = ""
+    ) -> None:
         self.store = store
         self.registry = registry
         self.clock = clock
+        self.root_ca_pem = root_ca_pem
 
     # ------------------------------------------------------------------ reads
 
@@ -507,17 +510,33 @@ class Operations:
         is_crd = rt.group == "apiextensions.k8s.io" and rt.plural == "customresourcedefinitions"
         if is_crd and not stored.meta.get("deletionTimestamp"):
             self.registry.set_crd(stored.meta["name"], types_for_crd(stored.obj))
-        if (
-            rt.group == ""
-            and rt.plural == "namespaces"
-            and stored.meta["resourceVersion"]
-            and not stored.meta.get("deletionTimestamp")
-        ):
-            ns = stored.meta["name"]
-            if self.store.get("serviceaccounts", ns, "default") is None:
-                sa_type = self.registry.lookup("", "v1", "serviceaccounts")
-                assert sa_type is not None
-                self.create(sa_type, ns, {"metadata": {"name": "default"}})
+        is_namespace = rt.group == "" and rt.plural == "namespaces"
+        if is_namespace and not stored.meta.get("deletionTimestamp"):
+            self._populate_namespace(stored.meta["name"])
+
+    def _populate_namespace(self, ns: str) -> None:
+        """What a cluster's controllers put in every namespace: the ``default`` ServiceAccount
+        and the ``kube-root-ca.crt`` ConfigMap (so code and tests meet them here too)."""
+        if self.store.get("serviceaccounts", ns, "default") is None:
+            sa_type = self.registry.lookup("", "v1", "serviceaccounts")
+            assert sa_type is not None
+            self.create(sa_type, ns, {"metadata": {"name": "default"}})
+        if self.root_ca_pem and self.store.get("configmaps", ns, "kube-root-ca.crt") is None:
+            cm_type = self.registry.lookup("", "v1", "configmaps")
+            assert cm_type is not None
+            body = {
+                "metadata": {
+                    "name": "kube-root-ca.crt",
+                    "annotations": {
+                        "kubernetes.io/description": "Contains a CA bundle that can be used "
+                        "to verify the kube-apiserver when using internal endpoints such as "
+                        "the internal service IP or kubernetes.default.svc. No other usage "
+                        "is guaranteed across distributions of Kubernetes clusters."
+                    },
+                },
+                "data": {"ca.crt": self.root_ca_pem},
+            }
+            self.create(cm_type, ns, body)
 
     def _after_delete(self, rt: ResourceType, final: Stored) -> None:
         if rt.group == "apiextensions.k8s.io" and rt.plural == "customresourcedefinitions":

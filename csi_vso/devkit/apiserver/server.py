@@ -40,11 +40,17 @@ class App:
     """Everything a request handler needs, shared by all connections."""
 
     def __init__(
-        self, *, watch_window: int, bookmark_interval: float, tokens: Mapping[str, User], issuer: str
+        self,
+        *,
+        watch_window: int,
+        bookmark_interval: float,
+        tokens: Mapping[str, User],
+        issuer: str,
+        root_ca_pem: str,
     ) -> None:
         self.store = Store(window=watch_window)
         self.registry = Registry.with_builtins()
-        self.ops = Operations(self.store, self.registry)
+        self.ops = Operations(self.store, self.registry, root_ca_pem=root_ca_pem)
         self.controllers = Controllers(self.ops)
         self.issuer = TokenIssuer(issuer)
         self.auth = Authenticator(self.store, self.issuer, tokens)
@@ -112,12 +118,18 @@ class APIServer:
     ) -> None:
         self.admin_token = admin_token or secrets.token_urlsafe(24)
         static = {self.admin_token: ADMIN, **(tokens or {})}
+        # A CA exists even over plain HTTP: every namespace gets it as kube-root-ca.crt, as in a cluster.
+        self.ca = generate(host)
+        self.tls: ServingCert | None = self.ca if tls else None
         self.app = App(
-            watch_window=watch_window, bookmark_interval=bookmark_interval, tokens=static, issuer=issuer
+            watch_window=watch_window,
+            bookmark_interval=bookmark_interval,
+            tokens=static,
+            issuer=issuer,
+            root_ca_pem=self.ca.ca_pem.decode(),
         )
         self._host = host
         self._port = port
-        self.tls: ServingCert | None = generate(host) if tls else None
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
