@@ -121,7 +121,7 @@ def test_create_defaults_prunes_and_starts_at_generation_1(
     [
         ({"type": "kv-v9"}, "spec.type", "FieldValueNotSupported"),
         ({"path": "UPPER"}, "spec.path", "FieldValueInvalid"),
-        ({"count": "three"}, "spec.count", "FieldValueInvalid"),
+        ({"count": "three"}, "spec.count", "FieldValueTypeInvalid"),
     ],
 )
 def test_schema_violations_are_422(

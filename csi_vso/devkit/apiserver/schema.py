@@ -67,6 +67,11 @@ def apply_schema(schema: Schema | None, obj: dict[str, Any]) -> tuple[dict[str, 
     return result, out
 
 
+def _type_invalid(field: str, actual: str, detail: str) -> FieldError:
+    """A wrong JSON type: the real server reports it as FieldValueTypeInvalid."""
+    return FieldError("FieldValueTypeInvalid", field, detail, actual, True)
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
@@ -78,9 +83,7 @@ def _walk(schema: Schema, value: Any, path: str, out: list[FieldError], root: bo
             return None
         if schema.get("type"):
             out.append(
-                errors.invalid_value(
-                    shown, "null", f'{shown} in body must be of type {schema["type"]}: "null"'
-                )
+                _type_invalid(shown, "null", f'{shown} in body must be of type {schema["type"]}: "null"')
             )
         return None
     int_or_string = schema.get("x-kubernetes-int-or-string")
@@ -88,7 +91,7 @@ def _walk(schema: Schema, value: Any, path: str, out: list[FieldError], root: bo
     if int_or_string:
         if not isinstance(value, int | str) or isinstance(value, bool):
             out.append(
-                errors.invalid_value(
+                _type_invalid(
                     shown,
                     _type_name(value),
                     f'{shown} in body must be of type integer or string: "{_type_name(value)}"',
@@ -97,9 +100,7 @@ def _walk(schema: Schema, value: Any, path: str, out: list[FieldError], root: bo
             return value
     elif expected and not _type_ok(expected, value):
         actual = _type_name(value)
-        out.append(
-            errors.invalid_value(shown, actual, f'{shown} in body must be of type {expected}: "{actual}"')
-        )
+        out.append(_type_invalid(shown, actual, f'{shown} in body must be of type {expected}: "{actual}"'))
         return value
 
     if isinstance(value, dict):
