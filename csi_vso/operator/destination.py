@@ -169,5 +169,5 @@ def in_sync(existing: Mapping[str, Any] | None, desired: Mapping[str, Any], exis
 
 
 def needs_recreate(existing: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
-    """A Secret's type is immutable: a different type cannot be written over it."""
+    """A Secret's type is immutable: changing it means delete and create."""
     return existing is not None and (existing.get("type") or "Opaque") != desired.get("type")

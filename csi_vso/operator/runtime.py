@@ -87,15 +87,12 @@ class Runtime:
         """Create, replace or (type change) recreate the destination Secret."""
         namespace = owner.namespace
         name = desired["metadata"]["name"]
-        if existing is not None and destination.needs_recreate(existing, desired):
-            # A Secret's type is immutable, and the operator has no delete permission on Secrets
-            # (deploy/operator/rbac.yaml): the user decides whether the old one may go.
-            raise destination.DestinationError(
-                "SecretTypeImmutable",
-                f"Secret {namespace}/{name} has type {existing.get('type') or 'Opaque'!r}, not "
-                f"{desired.get('type')!r}; delete it and the operator will recreate it",
-            )
         try:
+            if existing is not None and destination.needs_recreate(existing, desired):
+                # A Secret's type is immutable: a new type means delete and create (only ever
+                # a Secret we own or were told to take over: check_writable ran before).
+                self.core.delete_namespaced_secret(name, namespace)
+                existing = None
             if existing is None:
                 self.core.create_namespaced_secret(namespace, desired)
             else:
