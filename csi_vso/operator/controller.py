@@ -189,6 +189,7 @@ class Controller:
                     self._signatures.pop(key, None)
                 self._static_memory.pop(uid, None)
                 self.backoff.reset(key)
+                self.rt.events.forget(uid)
                 if kind in REF_KINDS:
                     self.rt.sessions.forget(uid)
                     self._requeue_all_secrets()
