@@ -485,3 +485,60 @@ def test_changing_the_destination_type_recreates_the_secret(
     )
     assert second.metadata.uid != first.metadata.uid  # a new object: the type is immutable
     assert cluster.secret_data(ns, "t") == {"username": "u"}
+
+
+def test_vault_auth_and_connection_report_validity(
+    cluster: Cluster, namespace: str, operator: OperatorFactory
+) -> None:
+    operator(operator_namespace=namespace + "-ops")
+    cluster.apply(
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": "VaultAuth",
+            "metadata": {"name": "a", "namespace": namespace},
+            "spec": {
+                "method": "appRole",
+                "vaultConnectionRef": "conn",
+                "appRole": {"roleId": "r", "secretRef": "s"},
+            },
+        }
+    )
+    status = wait_for(
+        lambda: (cluster.get_cr("VaultAuth", namespace, "a") or {}).get("status", {}).get("error"),
+        what="invalid VaultAuth",
+    )
+    assert status.startswith(f"VaultConnection {namespace}/conn or {namespace}-ops/conn not found")
+    assert cluster.get_cr("VaultAuth", namespace, "a")["status"]["valid"] is False
+    cluster.apply(
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": "VaultConnection",
+            "metadata": {"name": "conn", "namespace": namespace},
+            "spec": {"address": "http://127.0.0.1:1"},
+        }
+    )
+    wait_for(
+        lambda: (cluster.get_cr("VaultAuth", namespace, "a") or {}).get("status", {}).get("valid") is True,
+        what="valid once the connection exists",
+    )
+    assert (cluster.get_cr("VaultConnection", namespace, "conn") or {}).get("status", {}).get("valid") is True
+
+
+def test_hmac_secret_data_false_keeps_no_mac_in_status(
+    openbao: OpenBaoDevServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    kv_mount: str,
+    operator: OperatorFactory,
+) -> None:
+    ns = k8s_vault.namespace
+    openbao.client().secrets.kv.v2.create_or_update_secret(mount_point=kv_mount, path="h", secret={"k": "v"})
+    operator()
+    cluster.apply(
+        static_secret(ns, "h", mount=kv_mount, path="h", destination="h", type="kv-v2", hmacSecretData=False)
+    )
+    wait_for(lambda: cluster.condition("VaultStaticSecret", ns, "h", "Ready"), what="synced")
+    assert "secretMAC" not in cluster.get_cr("VaultStaticSecret", ns, "h")["status"]
+    assert cluster.secret(ns, "h").metadata.annotations[
+        protected.CONTENT_MAC_ANNOTATION
+    ]  # the provider still versions it
