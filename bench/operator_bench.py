@@ -57,12 +57,6 @@ def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]
 
 
 def install_crds(api_client: client.ApiClient) -> None:
-    from csi_vso.devkit.apiserver import operations, validation
-
-    # Same devkit workaround as tests/operator/conftest.py (CRD cleanup finalizer validation).
-    standard = getattr(validation, "_STANDARD_FINALIZERS", None)
-    if isinstance(standard, frozenset) and operations.CRD_FINALIZER not in standard:
-        validation._STANDARD_FINALIZERS = standard | {operations.CRD_FINALIZER}  # type: ignore[attr-defined]
     ext = client.ApiextensionsV1Api(api_client)
     for path in sorted((REPO / "deploy" / "crds").glob("*.yaml")):
         try:

@@ -59,7 +59,6 @@ def placeholder_ca_pem() -> str:
 @pytest.fixture(scope="session")
 def crds(kube: Kube) -> None:
     """Install deploy/crds/ into the API server (once per session) and wait until served."""
-    _work_around_crd_finalizer_validation()
     with kube.api_client() as api_client:
         ext = client.ApiextensionsV1Api(api_client)
         for path in sorted(CRD_DIR.glob("*.yaml")):
@@ -80,17 +79,6 @@ def crds(kube: Kube) -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.1)
-
-
-def _work_around_crd_finalizer_validation() -> None:
-    """The devkit server adds "customresourcecleanup.apiextensions.k8s.io" to every CRD and then
-    rejects it as not fully qualified (Kubernetes lists it among the standard finalizers).
-    Reported to the apiserver owner; this no-op once fixed."""
-    from csi_vso.devkit.apiserver import operations, validation
-
-    standard = getattr(validation, "_STANDARD_FINALIZERS", None)
-    if isinstance(standard, frozenset) and operations.CRD_FINALIZER not in standard:
-        validation._STANDARD_FINALIZERS = standard | {operations.CRD_FINALIZER}  # type: ignore[attr-defined]
 
 
 @dataclass
