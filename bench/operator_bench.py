@@ -28,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
 from csi_vso.devkit.apiserver import APIServer
+from csi_vso.devkit.kubeauth import configure_kubernetes_auth
 from csi_vso.devkit.openbao import OpenBaoDevServer
 from csi_vso.operator import api
 from csi_vso.operator.controller import Controller, ControllerSettings
@@ -67,42 +68,10 @@ def install_crds(api_client: client.ApiClient) -> None:
     time.sleep(0.5)
 
 
-def placeholder_ca_pem() -> str:
-    """OpenBao's kubernetes auth requires a CA PEM even for an http:// API server; any will do."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import Encoding
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "unused-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(Encoding.PEM).decode()
-
-
-def configure_openbao(bao: OpenBaoDevServer, kube_url: str, count: int) -> None:
+def configure_openbao(bao: OpenBaoDevServer, kubeconfig: Path, count: int) -> None:
     root = bao.client()
     root.sys.create_or_update_policy(name="bench", policy='path "kv/*" { capabilities = ["read"] }')
-    root.sys.enable_auth_method("kubernetes", path="kubernetes")
-    root.write(
-        "auth/kubernetes/config",
-        kubernetes_host=kube_url,
-        kubernetes_ca_cert=placeholder_ca_pem(),
-        disable_local_ca_jwt=True,
-    )
+    configure_kubernetes_auth(root, kubeconfig=kubeconfig)
     root.write(
         "auth/kubernetes/role/bench",
         bound_service_account_names=["bench"],
@@ -184,7 +153,7 @@ def main() -> int:
         custom = client.CustomObjectsApi(api_client)
         install_crds(api_client)
         t = time.monotonic()
-        configure_openbao(bao, server.url, args.count)
+        configure_openbao(bao, kubeconfig, args.count)
         apply_crs(custom, core, bao, args.count, args.refresh)
         setup = time.monotonic() - t
 

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from csi_vso.devkit.apiserver import APIServer  # noqa: E402
+from csi_vso.devkit.kubeauth import configure_kubernetes_auth  # noqa: E402
 from csi_vso.devkit.openbao import OpenBaoDevServer  # noqa: E402
 from csi_vso.kube import api_client  # noqa: E402
 from csi_vso.provider.server import ProviderServer  # noqa: E402
@@ -63,20 +64,9 @@ def timed(calls: int, one: Callable[[int], object]) -> tuple[float, float, float
     return percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3, calls / wall
 
 
-def setup_openbao(
-    bao: OpenBaoDevServer, kube_url: str, ca_pem: str | None, pod: Pod, data: dict[str, str]
-) -> None:
+def setup_openbao(bao: OpenBaoDevServer, kubeconfig: Path, pod: Pod, data: dict[str, str]) -> None:
     root = bao.client()
-    root.sys.enable_auth_method("kubernetes", path="kubernetes")
-    root.write_data(
-        "auth/kubernetes/config",
-        data={
-            "kubernetes_host": kube_url,
-            # Required whenever disable_local_ca_jwt is set; any PEM will do over plain http.
-            "kubernetes_ca_cert": ca_pem or bao_placeholder_pem(),
-            "disable_local_ca_jwt": True,
-        },
-    )
+    configure_kubernetes_auth(root, kubeconfig=kubeconfig)
     root.sys.create_or_update_policy("bench-read", 'path "secret/data/bench" { capabilities = ["read"] }')
     root.write_data(
         "auth/kubernetes/role/bench",
@@ -88,31 +78,6 @@ def setup_openbao(
         },
     )
     root.secrets.kv.v2.create_or_update_secret(path="bench", secret=data, mount_point="secret")
-
-
-def bao_placeholder_pem() -> str:
-    """A syntactically valid self-signed certificate (OpenBao only parses it over http)."""
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "placeholder")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def main() -> int:
@@ -168,14 +133,7 @@ def main() -> int:
             return driver.mount(mount_request(pod, objects, str(target)))
 
         with OpenBaoDevServer() as bao:
-            ca = getattr(apiserver, "ca_pem", None)
-            setup_openbao(
-                bao,
-                apiserver.url,
-                ca if isinstance(ca, str) else None,
-                pod,
-                {k: v.decode() for k, v in values.items()},
-            )
+            setup_openbao(bao, kubeconfig, pod, {k: v.decode() for k, v in values.items()})
             jwt = cluster.token(pod, "vault")
 
             def baseline(_: int) -> object:

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from csi_vso import protected
 from csi_vso.demo.scenario import (
@@ -29,30 +25,15 @@ from csi_vso.demo.scenario import (
     vault_policy,
     wait_for,
 )
-
-
-def server_url(kubeconfig: Path) -> str:
-    config = yaml.safe_load(kubeconfig.read_text())
-    return str(config["clusters"][0]["cluster"]["server"])
-
+from csi_vso.devkit.kubeauth import configure_kubernetes_auth
 
 # -- OpenBao set-up ----------------------------------------------------------------------------
 
 
-def configure_openbao(bao: Any, *, api_url: str, ca_pem: str) -> None:
-    """Kubernetes auth against the demo API server, a policy and a role for the login account.
-
-    OpenBao reviews login tokens with the API server's TokenReview using the token itself, so
-    no reviewer JWT is configured; ``disable_local_ca_jwt`` because OpenBao is not in a pod.
-    """
+def configure_openbao(bao: Any, *, kubeconfig: str) -> None:
+    """Kubernetes auth against the demo API server, a policy and a role for the login account."""
     client = bao.client()
-    client.sys.enable_auth_method("kubernetes", path="kubernetes")
-    client.auth.kubernetes.configure(
-        kubernetes_host=api_url,
-        kubernetes_ca_cert=ca_pem,
-        disable_local_ca_jwt=True,
-        mount_point="kubernetes",
-    )
+    configure_kubernetes_auth(client, kubeconfig=kubeconfig)
     client.sys.create_or_update_policy(name=VAULT_POLICY, policy=vault_policy())
     client.auth.kubernetes.create_role(
         name=VAULT_ROLE,
@@ -62,30 +43,6 @@ def configure_openbao(bao: Any, *, api_url: str, ca_pem: str) -> None:
         ttl="1h",
         mount_point="kubernetes",
     )
-
-
-def throwaway_ca_pem() -> str:
-    """A self-signed certificate: OpenBao wants a CA PEM even when the API server is plain HTTP."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csi-vso demo (unused)")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 # -- Kubernetes API ----------------------------------------------------------------------------
@@ -103,16 +60,6 @@ class KubeApi:
         from csi_vso.kube import api_client
 
         return cls(kubeconfig=kubeconfig, client=api_client(kubeconfig))
-
-    def ca_pem(self) -> str:
-        """The API server's CA from the kubeconfig, or a throwaway one for plain HTTP."""
-        config = yaml.safe_load(Path(self.kubeconfig).read_text())
-        cluster = config["clusters"][0]["cluster"]
-        if cluster.get("certificate-authority-data"):
-            return base64.b64decode(cluster["certificate-authority-data"]).decode()
-        if cluster.get("certificate-authority"):
-            return Path(cluster["certificate-authority"]).read_text()
-        return throwaway_ca_pem()
 
     def install_crds(self, timeout: float) -> None:
         from kubernetes import client

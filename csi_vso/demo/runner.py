@@ -19,7 +19,7 @@ from typing import IO, Any, TextIO
 from csi_vso import protected
 from csi_vso.demo import processes
 from csi_vso.demo.driver import MountClient
-from csi_vso.demo.kube import KubeApi, configure_openbao, pod_token, server_url
+from csi_vso.demo.kube import KubeApi, configure_openbao, pod_token
 from csi_vso.demo.processes import Child, free_port, http_ok, read_line
 from csi_vso.demo.scenario import (
     APP_NAMESPACE,
@@ -44,6 +44,7 @@ from csi_vso.demo.scenario import (
     spc_parameters,
     wait_for,
 )
+from csi_vso.devkit.kubeauth import api_server_url
 from csi_vso.provider.settings import DEFAULT_TOKEN_AUDIENCE
 
 
@@ -154,7 +155,7 @@ class Demo:
             api.create_service_account(APP_NAMESPACE, account)
 
         first_value = "v1-" + secrets.token_hex(4)
-        configure_openbao(bao, api_url=api_url, ca_pem=api.ca_pem())
+        configure_openbao(bao, kubeconfig=kubeconfig)
         bao.client().secrets.kv.v2.create_or_update_secret(
             path=KV_PATH, secret={SECRET_KEY: first_value}, mount_point=KV_MOUNT
         )
@@ -247,7 +248,7 @@ class Demo:
         assert child.proc.stdout is not None
         line = read_line(child.proc.stdout, self.settings.timeout, child)
         wait_for("the API server's kubeconfig", lambda: kubeconfig.exists() or None, self.settings.timeout)
-        url = server_url(kubeconfig)
+        url = api_server_url(kubeconfig)
         self.say(f"started the in-memory API server {url} (pid {child.proc.pid}): {line.strip()}")
         return str(kubeconfig), url
 

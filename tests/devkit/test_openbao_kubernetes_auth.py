@@ -17,60 +17,19 @@ the presented JWT itself as the bearer token for the TokenReview.
 
 from __future__ import annotations
 
-import base64
-import datetime
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import hvac
 import pytest
-import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from kubernetes import client as k8s
 
+from csi_vso.devkit.kubeauth import configure_kubernetes_auth
 from csi_vso.devkit.openbao import OpenBaoDevServer
 from csi_vso.operator.vault import AuthSettings, ConnectionSettings, VaultDenied, VaultSession
 
 AUDIENCE = "vault"
-
-
-def _placeholder_ca_pem() -> str:
-    """Any valid PEM: OpenBao insists on one, and never uses it for an http:// host."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "unused-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _cluster_ca_pem(kubeconfig: str) -> str | None:
-    """The CA of the kubeconfig's current cluster, when it has one (an https API server)."""
-    with open(kubeconfig) as f:
-        config: dict[str, Any] = yaml.safe_load(f)
-    context_name = config.get("current-context")
-    contexts = {c["name"]: c["context"] for c in config.get("contexts") or []}
-    cluster_name = contexts.get(context_name, {}).get("cluster") if context_name else None
-    clusters = {c["name"]: c["cluster"] for c in config.get("clusters") or []}
-    cluster = clusters.get(cluster_name) or next(iter(clusters.values()), {})
-    if cluster.get("certificate-authority-data"):
-        return base64.b64decode(cluster["certificate-authority-data"]).decode()
-    if cluster.get("certificate-authority"):
-        with open(cluster["certificate-authority"]) as f:
-            return f.read()
-    return None
 
 
 @pytest.fixture
@@ -80,13 +39,7 @@ def k8s_auth(
     """A ``kubernetes`` auth mount pointing at the test API server; role ``app`` for SA ``app``."""
     root: hvac.Client = openbao.client()
     mount = f"{unique_path}-k8s"
-    root.sys.enable_auth_method("kubernetes", path=mount)
-    root.write(
-        f"auth/{mount}/config",
-        kubernetes_host=kube.url,
-        kubernetes_ca_cert=_cluster_ca_pem(kube.kubeconfig) or _placeholder_ca_pem(),
-        disable_local_ca_jwt=True,
-    )
+    configure_kubernetes_auth(root, kubeconfig=kube.kubeconfig, mount=mount)
     root.write(
         f"auth/{mount}/role/app",
         bound_service_account_names=["app"],

@@ -7,7 +7,6 @@ real OpenBao) so tests can read its metrics; the leader-election tests start rea
 from __future__ import annotations
 
 import base64
-import datetime
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -18,14 +17,10 @@ from typing import Any
 import hvac
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from csi_vso.devkit.kubeauth import configure_kubernetes_auth
 from csi_vso.devkit.openbao import OpenBaoDevServer
 from csi_vso.operator import api
 from csi_vso.operator.controller import Controller, ControllerSettings
@@ -36,24 +31,6 @@ CRD_DIR = REPO / "deploy" / "crds"
 OPERATOR_POLICY = """
 path "*" { capabilities = ["create", "read", "update", "delete", "list", "sudo"] }
 """
-
-
-def placeholder_ca_pem() -> str:
-    """Any valid PEM: OpenBao insists on one for kubernetes auth, and never uses it over http."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "unused-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(Encoding.PEM).decode()
 
 
 @pytest.fixture(scope="session")
@@ -102,14 +79,7 @@ def configure_k8s_auth(
     token_ttl: str = "1h",
 ) -> None:
     root.sys.create_or_update_policy(name="csi-vso-operator", policy=OPERATOR_POLICY)
-    if f"{mount}/" not in root.sys.list_auth_methods()["data"]:
-        root.sys.enable_auth_method("kubernetes", path=mount)
-    root.write(
-        f"auth/{mount}/config",
-        kubernetes_host=kube.url,
-        kubernetes_ca_cert=placeholder_ca_pem(),
-        disable_local_ca_jwt=True,
-    )
+    configure_kubernetes_auth(root, kubeconfig=kube.kubeconfig, mount=mount)
     root.write(
         f"auth/{mount}/role/{role}",
         bound_service_account_names=[sa],

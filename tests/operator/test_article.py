@@ -19,11 +19,12 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from csi_vso.devkit.kubeauth import placeholder_ca_pem
 from csi_vso.devkit.openbao import OpenBaoDevServer
 from csi_vso.devkit.postgres import PostgresServer
 from csi_vso.operator import api
 from tests.fixtures.kube import Kube
-from tests.operator.conftest import Cluster, OperatorFactory, configure_k8s_auth, placeholder_ca_pem, wait_for
+from tests.operator.conftest import Cluster, OperatorFactory, configure_k8s_auth, wait_for
 from tests.operator.test_dynamic import CREATE, can_log_in
 
 ARTICLE = Path(__file__).parent / "manifests" / "article.yaml"
