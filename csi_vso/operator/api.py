@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
+from csi_vso.operator.vault.settings import DEFAULT_MOUNTS
+
 GROUP = "secrets.hashicorp.com"
 VERSION = "v1beta1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -558,7 +560,8 @@ def parse_auth(obj: Mapping[str, Any]) -> AuthSpec:
     allowed = spec.string_list("allowedNamespaces")
     params = spec.string_map("params")
     headers = spec.string_map("headers")
-    mount = spec.string("mount") or method
+    # Vault's own default mount, not the method name: appRole mounts at "approle".
+    mount = spec.string("mount") or DEFAULT_MOUNTS.get(method, method)
     vault_namespace = spec.string("namespace")
     if problems:
         raise SpecError(AUTH_KIND, problems)

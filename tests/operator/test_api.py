@@ -291,3 +291,17 @@ def test_auth_allows_namespace(allowed: tuple[str, ...] | None, namespace: str, 
     auth = api.parse_auth({"spec": {"method": "appRole", "appRole": {"roleId": "r", "secretRef": "s"}}})
     auth = api.AuthSpec(**{**auth.__dict__, "allowed_namespaces": allowed})
     assert api.auth_allows_namespace(auth, "own", namespace) is ok
+
+
+@pytest.mark.parametrize(
+    ("method", "extra", "mount"),
+    [
+        ("kubernetes", {"kubernetes": {"role": "r", "serviceAccount": "sa"}}, "kubernetes"),
+        ("jwt", {"jwt": {"role": "r", "serviceAccount": "sa"}}, "jwt"),
+        ("appRole", {"appRole": {"roleId": "id", "secretRef": "s"}}, "approle"),
+    ],
+)
+def test_auth_default_mount_is_vaults_own(method: str, extra: dict[str, Any], mount: str) -> None:
+    """Vault paths are case-sensitive: `vault auth enable approle` mounts at approle, not appRole."""
+    auth = {"metadata": {"name": "a", "namespace": "ns"}, "spec": {"method": method, **extra}}
+    assert api.parse_auth(auth).mount == mount
