@@ -43,7 +43,8 @@ class ProviderSettings:
 
     @property
     def socket_path(self) -> Path:
-        return self.socket_dir / f"{self.provider_name}.sock"
+        # Absolute: gRPC reads "unix://run/vso.sock" as authority "run" plus path "/vso.sock".
+        return (self.socket_dir / f"{self.provider_name}.sock").absolute()
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

@@ -173,3 +173,19 @@ def test_stop_lets_in_flight_mounts_finish_and_refuses_new_ones(kube: Any, tmp_p
             stopper.join(30)
         cluster.cleanup()
     assert not settings.socket_path.exists()
+
+
+def test_relative_socket_dir_binds_where_the_user_meant(
+    kube: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--socket-dir ./s`` must not become the gRPC address ``unix://s/vso.sock`` (authority "s")."""
+    monkeypatch.chdir(tmp_path)
+    settings = settings_from(build_parser().parse_args(["provider", "--socket-dir", "s"]))
+    assert settings.socket_path == tmp_path / "s" / "vso.sock"
+    settings = ProviderSettings(socket_dir=Path("s"), state_dir=Path("state"), metrics_port=0)
+    server = ProviderServer(settings, kube.api_client())
+    server.start()
+    try:
+        assert (tmp_path / "s" / "vso.sock").is_socket()
+    finally:
+        server.stop(1)
