@@ -37,3 +37,25 @@ def test_console_script_entry_point_runs() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.strip() == __version__
+
+
+LOADED_MODULES = """
+import sys
+from csi_vso import cli
+try:
+    cli.main(["provider", "--help"])
+except SystemExit:
+    pass
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_running_one_subcommand_imports_only_its_module() -> None:
+    """The provider process must not carry the operator's, demo's or devkit's dependencies."""
+    result = subprocess.run(
+        [sys.executable, "-c", LOADED_MODULES], capture_output=True, text=True, check=True
+    )
+    loaded = set(result.stdout.strip().splitlines()[-1].split())
+    assert "csi_vso.provider.main" in loaded
+    assert not {m for m in loaded if m.startswith(("csi_vso.operator", "csi_vso.demo", "csi_vso.devkit"))}
+    assert "hvac" not in loaded
