@@ -4,25 +4,17 @@
 runs the real CLI (same flags, logging, signal handling, ProviderServer).
 ``--without-rotation`` drops every extension: the polling alternative in
 bench/rotation_bench.py, where only the driver's re-Mounts update volumes. Without the flag
-it is ``csi-vso provider`` (which plugs in RotationExtension itself; for an older main that
-does not, the wrapper adds it).
+it is exactly ``csi-vso provider``.
 """
 
 from __future__ import annotations
 
-import inspect
 import sys
 from typing import Any
 
 from csi_vso import cli
 from csi_vso.provider import main as provider_main
-from csi_vso.provider.rotation import RotationExtension
 from csi_vso.provider.server import ProviderServer
-
-
-def _with_rotation(settings: Any, api: Any, **kwargs: Any) -> ProviderServer:
-    kwargs.setdefault("extensions", [RotationExtension()])
-    return ProviderServer(settings, api, **kwargs)
 
 
 def _without_rotation(settings: Any, api: Any, **kwargs: Any) -> ProviderServer:
@@ -35,6 +27,4 @@ if __name__ == "__main__":
     if argv[:1] == ["--without-rotation"]:
         argv = argv[1:]
         provider_main.ProviderServer = _without_rotation  # type: ignore[assignment,misc]
-    elif "RotationExtension" not in inspect.getsource(provider_main):
-        provider_main.ProviderServer = _with_rotation  # type: ignore[assignment,misc]
     sys.exit(cli.main(argv))
