@@ -249,3 +249,76 @@ def test_demo_once_rotates_and_leaves_nothing_behind(user: str, tmp_path: Path) 
     assert len(urls) == 2, output
     for url in urls:
         assert not _listening(url), f"{url} still accepts connections after the demo exited"
+
+
+def _read_until(stream: Any, pattern: str, count: int, deadline: float) -> str:
+    """Lines from ``stream`` until ``pattern`` has appeared ``count`` times (or the deadline/EOF)."""
+    import select
+    import time
+
+    seen = ""
+    while len(re.findall(pattern, seen)) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        ready, _, _ = select.select([stream], [], [], min(remaining, 1.0))
+        if ready:
+            line = stream.readline()
+            if not line:
+                break
+            seen += line
+    return seen
+
+
+@pytest.mark.slow
+def test_looping_demo_keeps_rotating_until_ctrl_c_then_cleans_up() -> None:
+    """The default (looping) demo: rotation after rotation until Ctrl-C, then exit 0 and nothing left.
+
+    Ctrl-C in a terminal signals the whole foreground process group; the demo runs in a group of
+    its own here and the group gets SIGINT, as from a terminal.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the volume is a real tmpfs, whose unmount is checked")
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "KUBECONFIG"))}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csi_vso", "demo", "--interval", "0.2", "--timeout", "90"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd="/",
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        before = _read_until(proc.stdout, r"end-to-end latency \d+ ms", 2, time.monotonic() + 180)
+        assert proc.poll() is None, f"the looping demo exited on its own:\n{before}"
+        os.killpg(proc.pid, signal.SIGINT)
+        after, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = before + after
+    assert proc.returncode == 0, f"demo exited {proc.returncode} after Ctrl-C:\n{output}"
+    assert "rotating every 0.2s; Ctrl-C stops" in output, output
+    # Two rotations, each building on the previous value, observed in place.
+    assert re.search(
+        r"rotation 1: .*\n  db/password: 'v1-(\w+)' -> 'v2-(\w+)'\n(?:.*\n)*?rotation 2: .*\n"
+        r"  db/password: 'v2-\2' -> 'v3-\w+'",
+        output,
+    ), output
+    assert "stopped by Ctrl-C" in after, output
+    assert "shut down: every process stopped, volume unmounted, temporary files removed" in after, output
+
+    workdir = re.search(r"workdir (\S+), uid 0\)", output)
+    assert workdir, output
+    assert not Path(workdir.group(1)).exists()
+    assert workdir.group(1) not in Path("/proc/mounts").read_text()
+    assert _processes_mentioning(workdir.group(1)) == []
+    for url in re.findall(r"started (?:OpenBao|the in-memory API server) (https?://[\d.:]+)", output):
+        assert not _listening(url), f"{url} still accepts connections after Ctrl-C"
