@@ -62,6 +62,7 @@ class ControllerSettings:
     backoff_cap: float = 60.0
     rollout_debounce: float = 2.0
     token_upkeep_interval: float = 5.0
+    settings_refresh: float = 60.0  # re-read CA / AppRole Secrets behind a cached session this often
     identity: str = ""  # this replica, as the reporting instance of its events
 
 
@@ -127,6 +128,7 @@ class Controller:
                 get_auth=lambda ns, name: self.rt.cached("VaultAuth", ns, name),
                 get_connection=lambda ns, name: self.rt.cached("VaultConnection", ns, name),
                 operator_namespace=settings.operator_namespace,
+                settings_ttl=settings.settings_refresh,
             ),
             events=EventRecorder(core, host=settings.identity),
             rollouts=Rollouts(client.AppsV1Api(api_client), debounce=settings.rollout_debounce),

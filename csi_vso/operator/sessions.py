@@ -6,10 +6,12 @@ Secret, an AppRole secret id or JWT Secret, the ServiceAccount's uid) and asks t
 :class:`SessionCache` for the session of (auth uid+generation, connection uid+generation,
 ServiceAccount uid).
 
-The Kubernetes reads happen only when a session is first built for a key: settings are
-remembered per key, so a steady-state reconcile costs no API call here beyond the watch caches.
-The ServiceAccount's uid is remembered for a minute (it changes only when the account is
-recreated, which must mean a new login).
+The Kubernetes reads happen when a session is first built for a key, then at most once a
+minute per key (``settings_ttl``): settings are remembered, so a steady-state reconcile costs no
+API call here beyond the watch caches, yet a rotated CA bundle or AppRole secret id is picked up
+without editing any custom resource (a digest of those values is part of the session key, so a
+change means a new login). The ServiceAccount's uid is remembered for a minute too (it changes
+only when the account is recreated, which must mean a new login).
 
 Kubernetes auth: the JWT is a TokenRequest for the named ServiceAccount in the *secret's*
 namespace (VSO's rule: the consumer's identity, not the operator's), with the VaultAuth's
@@ -19,6 +21,8 @@ audiences and expiry; a fresh one is minted at every login.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +38,7 @@ from csi_vso.operator.vault.session import JwtSource, VaultSession
 from csi_vso.operator.vault.settings import AuthSettings, ConnectionSettings
 
 SA_UID_TTL = 60.0
+SETTINGS_TTL = 60.0
 CA_KEYS = ("ca.crt", "ca.pem", "tls.crt")
 
 
@@ -42,6 +47,19 @@ class Resolved:
     session: VaultSession
     auth_name: str  # namespace/name, for messages
     vault_namespace: str | None
+
+
+_Settings = tuple[ConnectionSettings, AuthSettings, JwtSource | None]
+
+
+def _digest(settings: _Settings) -> str:
+    """Fingerprint of the values read from Secrets, for the session key (never the values)."""
+    connection, auth, _ = settings
+    material = hashlib.sha256()
+    for value in (connection.ca_cert_pem or "", auth.app_role_secret_id or ""):
+        material.update(value.encode())
+        material.update(b"\0")
+    return material.hexdigest()[:16]
 
 
 def _meta(obj: dict[str, Any]) -> dict[str, Any]:
@@ -58,14 +76,17 @@ class Sessions:
         get_connection: refs.Getter,
         operator_namespace: str,
         clock: Callable[[], float] = time.monotonic,
+        settings_ttl: float = SETTINGS_TTL,
     ) -> None:
         self._cache = cache
+        self._settings_ttl = settings_ttl
         self._core = core
         self._get_auth = get_auth
         self._get_connection = get_connection
         self._operator_namespace = operator_namespace
         self._clock = clock
-        self._settings: dict[SessionKey, tuple[ConnectionSettings, AuthSettings, JwtSource | None]] = {}
+        # base key (no digest) -> (settings, digest, when to read the Secrets again)
+        self._settings: dict[SessionKey, tuple[_Settings, str, float]] = {}
         self._sa_uids: dict[tuple[str, str], tuple[str, float]] = {}
         self._lock = threading.Lock()
 
@@ -118,11 +139,12 @@ class Sessions:
             connection_generation=int(_meta(connection_obj).get("generation") or 0),
             service_account_uid=sa_uid,
         )
+        now = self._clock()
         with self._lock:
-            settings = self._settings.get(key)
-        if settings is None:
+            remembered = self._settings.get(key)
+        if remembered is None or remembered[2] <= now:
             try:
-                settings = (
+                settings: _Settings = (
                     self._connection_settings(connection_spec, connection_ns, connection_where),
                     *self._auth_settings(auth_spec, auth_ns, secret_namespace),
                 )
@@ -131,10 +153,16 @@ class Sessions:
                     "VaultAuthInvalid",
                     f"cannot log in with VaultAuth {auth_ns}/{_meta(auth_obj).get('name')}: {exc}",
                 ) from None
+            remembered = (settings, _digest(settings), now + self._settings_ttl)
             with self._lock:
-                self._settings[key] = settings
-        connection, auth, jwt_source = settings
-        session = self._cache.get(key, connection=connection, auth=auth, jwt_source=jwt_source)
+                self._settings[key] = remembered
+        (connection, auth, jwt_source), digest, _ = remembered
+        session = self._cache.get(
+            dataclasses.replace(key, settings_digest=digest),
+            connection=connection,
+            auth=auth,
+            jwt_source=jwt_source,
+        )
         return Resolved(
             session=session,
             auth_name=f"{auth_ns}/{_meta(auth_obj).get('name')}",
@@ -217,6 +245,9 @@ class Sessions:
             def jwt_from_secret() -> str:
                 return self._secret_value(auth_namespace, secret_name, ("jwt",), "JWT")
 
+            # Checked now, so a missing Secret is reported as such (SecretNotFound naming it); at a
+            # later login the Vault layer can only say that no JWT could be obtained.
+            jwt_from_secret()
             jwt_source = jwt_from_secret
         secret_id = ""
         if spec.approle_secret:

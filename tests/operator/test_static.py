@@ -542,3 +542,118 @@ def test_hmac_secret_data_false_keeps_no_mac_in_status(
     assert cluster.secret(ns, "h").metadata.annotations[
         protected.CONTENT_MAC_ANNOTATION
     ]  # the provider still versions it
+
+
+def test_jwt_auth_with_a_jwt_from_a_secret(
+    openbao: OpenBaoDevServer,
+    kube: Any,
+    cluster: Cluster,
+    namespace: str,
+    kv_mount: str,
+    operator: OperatorFactory,
+) -> None:
+    """jwt.secretRef: the JWT is read from key 'jwt' of a Secret at each login (no TokenRequest by us)."""
+    root = openbao.client()
+    mount = "jwts-" + namespace
+    root.sys.create_or_update_policy(name=mount, policy=f'path "{kv_mount}/*" {{ capabilities = ["read"] }}')
+    root.sys.enable_auth_method("jwt", path=mount)
+    root.write(f"auth/{mount}/config", jwks_url=f"{kube.url}/openid/v1/jwks")
+    root.write(
+        f"auth/{mount}/role/ci",
+        role_type="jwt",
+        user_claim="sub",
+        bound_audiences=["ci"],
+        bound_subject=f"system:serviceaccount:{namespace}:ci",
+        token_policies=[mount],
+        token_ttl="10m",
+    )
+    root.secrets.kv.v2.create_or_update_secret(mount_point=kv_mount, path="jwts", secret={"v": "via-secret"})
+    cluster.service_account(namespace, "ci")
+    token = cluster.core.create_namespaced_service_account_token(
+        "ci", namespace, {"spec": {"audiences": ["ci"], "expirationSeconds": 3600}}
+    ).status.token
+    for manifest in (
+        {"kind": "VaultConnection", "spec": {"address": openbao.address}},
+        {
+            "kind": "VaultAuth",
+            "spec": {"method": "jwt", "mount": mount, "jwt": {"role": "ci", "secretRef": "ci-jwt"}},
+        },
+    ):
+        cluster.apply(
+            {
+                "apiVersion": api.API_VERSION,
+                "metadata": {"name": "default", "namespace": namespace},
+                **manifest,
+            }
+        )
+    operator()
+    cluster.apply(static_secret(namespace, "j", mount=kv_mount, path="jwts", destination="j", type="kv-v2"))
+    missing = wait_for(
+        lambda: (c := cluster.condition("VaultStaticSecret", namespace, "j", "Ready")) and c,
+        what="no JWT yet",
+    )
+    assert missing["status"] == "False" and missing["reason"] == "SecretNotFound"
+    assert missing["message"].startswith(f"Secret {namespace}/ci-jwt (JWT) not found")
+    cluster.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "ci-jwt"}, "stringData": {"jwt": token}}
+    )
+    assert wait_for(lambda: cluster.secret_data(namespace, "j"), timeout=15) == {"v": "via-secret"}
+    assert token not in json.dumps(cluster.get_cr("VaultStaticSecret", namespace, "j"))
+    root.sys.disable_auth_method(mount)
+
+
+def test_rotated_approle_secret_id_is_picked_up_without_editing_the_vault_auth(
+    openbao: OpenBaoDevServer, cluster: Cluster, namespace: str, kv_mount: str, operator: OperatorFactory
+) -> None:
+    """The secret id is re-read from its Secret (settings_refresh): a rotation needs no CR edit."""
+    root = openbao.client()
+    mount = "arr-" + namespace
+    root.sys.create_or_update_policy(name=mount, policy=f'path "{kv_mount}/*" {{ capabilities = ["read"] }}')
+    root.sys.enable_auth_method("approle", path=mount)
+    root.write(f"auth/{mount}/role/app", token_policies=[mount], token_ttl="10m")
+    role_id = root.read(f"auth/{mount}/role/app/role-id")["data"]["role_id"]
+    first_id = root.write(f"auth/{mount}/role/app/secret-id")["data"]["secret_id"]
+    root.secrets.kv.v2.create_or_update_secret(mount_point=kv_mount, path="arr", secret={"v": "one"})
+    cluster.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "approle"}, "stringData": {"id": first_id}}
+    )
+    for manifest in (
+        {"kind": "VaultConnection", "spec": {"address": openbao.address}},
+        {
+            "kind": "VaultAuth",
+            "spec": {
+                "method": "appRole",
+                "mount": mount,
+                "appRole": {"roleId": role_id, "secretRef": "approle"},
+            },
+        },
+    ):
+        cluster.apply(
+            {
+                "apiVersion": api.API_VERSION,
+                "metadata": {"name": "default", "namespace": namespace},
+                **manifest,
+            }
+        )
+    operator(settings_refresh=0.5)
+    cluster.apply(
+        static_secret(
+            namespace, "arr", mount=kv_mount, path="arr", destination="arr", type="kv-v2", refreshAfter="1s"
+        )
+    )
+    assert wait_for(lambda: cluster.secret_data(namespace, "arr")) == {"v": "one"}
+
+    # Rotate: a new secret id in the Secret, the old one destroyed, the old token revoked.
+    second_id = root.write(f"auth/{mount}/role/app/secret-id")["data"]["secret_id"]
+    cluster.core.replace_namespaced_secret(
+        "approle", namespace, {"metadata": {"name": "approle"}, "stringData": {"id": second_id}}
+    )
+    root.write(f"auth/{mount}/role/app/secret-id/destroy", secret_id=first_id)
+    root.sys.revoke_prefix(f"auth/{mount}/login")
+    root.secrets.kv.v2.create_or_update_secret(mount_point=kv_mount, path="arr", secret={"v": "two"})
+    wait_for(
+        lambda: cluster.secret_data(namespace, "arr") == {"v": "two"}, timeout=15, what="sync after rotation"
+    )
+    ready = cluster.condition("VaultStaticSecret", namespace, "arr", "Ready")
+    assert ready is not None and ready["status"] == "True"
+    root.sys.disable_auth_method(mount)

@@ -1,8 +1,9 @@
 """Logged-in sessions shared across reconciles, keyed by who logs in where.
 
-Key: (VaultAuth uid + generation, VaultConnection uid + generation, ServiceAccount uid). Editing
-either CR bumps its generation, so the next ``get`` logs in with the new settings; the session of
-the older generation is dropped then (not revoked: leases it issued must live out their grace).
+Key: (VaultAuth uid + generation, VaultConnection uid + generation, ServiceAccount uid, digest of
+the settings read from Secrets). Editing either CR bumps its generation, and rotating the CA or
+AppRole Secret changes the digest, so the next ``get`` logs in with the new settings; the older
+session is dropped then (not revoked: leases it issued must live out their grace).
 A deleted and recreated ServiceAccount has a new uid, hence a new login.
 
 A daemon thread (``start()``) calls ``maintain()`` every ``interval`` seconds: it renews tokens
@@ -33,9 +34,12 @@ class SessionKey:
     connection_uid: str
     connection_generation: int
     service_account_uid: str = ""  # empty for appRole (no service account involved)
+    # Digest of the values the caller read from Secrets (CA bundle, AppRole secret id): a rotated
+    # Secret means a new login although no custom resource changed. Never the values themselves.
+    settings_digest: str = ""
 
     def identity(self) -> tuple[str, str, str]:
-        """The key without generations: sessions with the same identity replace each other."""
+        """The key without generations or digest: sessions with the same identity replace each other."""
         return (self.auth_uid, self.connection_uid, self.service_account_uid)
 
 
