@@ -10,7 +10,11 @@ trusted to have no request in flight: :func:`run_elected` returns so the process
 restarted as a fresh standby (client-go operators do the same).
 
 The library's ``LeaseLock`` builds its API object from the global default configuration; ours
-comes from ``--kubeconfig``, so the lock's client is replaced right after construction.
+comes from ``--kubeconfig``, so the lock's client is replaced right after construction. It also
+only expects ``ApiException``: a connection error (API server restarting, network blip) would
+escape the elector and kill a standby that merely waits. :class:`TolerantLeaseLock` turns those
+into a failed attempt, which the elector already handles (a standby retries; a leader that
+cannot renew within the renew deadline steps down, as it must).
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import urllib3
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
@@ -37,6 +44,35 @@ class ElectionSettings:
     retry_period: int = 2
 
 
+_UNREACHABLE = (urllib3.exceptions.HTTPError, OSError)
+
+
+class TolerantLeaseLock(LeaseLock):  # type: ignore[misc]
+    """A ``LeaseLock`` whose calls fail (return False) instead of raising on connection errors."""
+
+    def get(self, name: str, namespace: str) -> tuple[bool, Any]:
+        try:
+            found, record = super().get(name, namespace)
+            return bool(found), record
+        except _UNREACHABLE as exc:
+            log.warning("cannot read the leader Lease", extra={"error": type(exc).__name__})
+            return False, ApiException(reason=f"API server unreachable ({type(exc).__name__})")
+
+    def create(self, name: str, namespace: str, election_record: Any) -> bool:
+        try:
+            return bool(super().create(name, namespace, election_record))
+        except _UNREACHABLE as exc:
+            log.warning("cannot create the leader Lease", extra={"error": type(exc).__name__})
+            return False
+
+    def update(self, name: str, namespace: str, updated_record: Any) -> bool:
+        try:
+            return bool(super().update(name, namespace, updated_record))
+        except _UNREACHABLE as exc:
+            log.warning("cannot renew the leader Lease", extra={"error": type(exc).__name__})
+            return False
+
+
 def run_elected(
     api_client: client.ApiClient,
     settings: ElectionSettings,
@@ -48,7 +84,7 @@ def run_elected(
 
     Returns after ``on_stopped`` once leadership is lost; never returns while leading.
     """
-    lock = LeaseLock(settings.name, settings.namespace, settings.identity)
+    lock = TolerantLeaseLock(settings.name, settings.namespace, settings.identity)
     lock.api_instance = client.CoordinationV1Api(api_client)
     leading = threading.Event()
 

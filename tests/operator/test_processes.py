@@ -306,3 +306,60 @@ def test_without_leader_election_serves_health_and_stops_on_sigterm(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_leader_exits_with_1_when_its_lease_is_taken(
+    kube: Kube, cluster: Cluster, namespace: str, processes: Any
+) -> None:
+    """A leader that cannot renew (here: someone else holds the Lease) stops and exits 1 to restart clean."""
+    import datetime
+
+    leader = processes("op-x")
+    wait_for(lambda: lease_holder(cluster, namespace) == "op-x", timeout=20, what="op-x leads")
+    coordination = client.CoordinationV1Api(cluster.api_client)
+
+    def steal() -> bool:
+        try:
+            lease = coordination.read_namespaced_lease(f"op-{namespace}", namespace)
+            lease.spec.holder_identity = "thief"
+            lease.spec.lease_duration_seconds = 60
+            lease.spec.renew_time = datetime.datetime.now(datetime.UTC)
+            coordination.replace_namespaced_lease(f"op-{namespace}", namespace, lease)
+        except client.ApiException as exc:
+            if exc.status != 409:  # the leader renewed in between: try again
+                raise
+        return leader.proc.poll() is not None
+
+    wait_for(steal, timeout=30, interval=0.5, what="the deposed leader exits")
+    assert leader.proc.returncode == 1
+    assert "lost leadership" in leader.log_path.read_text()
+
+
+def test_lease_lock_turns_an_unreachable_api_server_into_a_failed_attempt() -> None:
+    """A standby must keep waiting through an API server outage, not die of a connection error."""
+    from kubernetes.leaderelection import electionconfig, leaderelection
+    from kubernetes.leaderelection.leaderelectionrecord import LeaderElectionRecord
+
+    from csi_vso.operator.leader import TolerantLeaseLock
+
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    configuration.retries = 0
+    lock = TolerantLeaseLock("l", "default", "me")
+    lock.api_instance = client.CoordinationV1Api(client.ApiClient(configuration))
+    config = electionconfig.Config(
+        lock,
+        lease_duration=15,
+        renew_deadline=10,
+        retry_period=2,
+        onstarted_leading=print,
+        onstopped_leading=print,
+    )
+    election = leaderelection.LeaderElection(config)
+    assert election.try_acquire_or_renew() is False
+    assert (
+        lock.create(
+            "l", "default", LeaderElectionRecord("me", "15", "2026-01-01 00:00:00", "2026-01-01 00:00:00")
+        )
+        is False
+    )
