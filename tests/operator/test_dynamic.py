@@ -242,3 +242,42 @@ def test_put_with_params_and_no_lease_refreshes_on_refresh_after(
     )
     assert second["certificate"] != first["certificate"]
     root.sys.disable_secrets_engine(mount)
+
+
+def test_non_renewable_lease_gets_new_credentials_at_renewal_time(
+    openbao: OpenBaoDevServer, cluster: Cluster, k8s_vault: VaultAuthSetup, operator: OperatorFactory
+) -> None:
+    """PKI with generate_lease issues a lease Vault will not renew: replaced at renewalPercent."""
+    ns = k8s_vault.namespace
+    root = openbao.client()
+    mount = "pkil-" + secrets.token_hex(3)
+    root.sys.enable_secrets_engine("pki", path=mount, config={"max_lease_ttl": "1h"})
+    root.write(f"{mount}/root/generate/internal", common_name="test-ca", ttl="1h")
+    root.write(
+        f"{mount}/roles/web", allowed_domains="example.com", allow_subdomains=True, generate_lease=True
+    )
+    operator()
+    cluster.apply(
+        dynamic_secret(
+            ns,
+            "cert",
+            mount=mount,
+            path="issue/web",
+            destination="cert",
+            renewalPercent=20,
+            params={"common_name": "a.example.com", "ttl": "6s"},
+        )
+    )
+    first = wait_for(lambda: cluster.secret_data(ns, "cert"), what="certificate")
+    lease = wait_for(lambda: lease_status(cluster, ns, "cert").get("id"), what="lease")
+    assert lease_status(cluster, ns, "cert")["renewable"] is False
+    second = wait_for(
+        lambda: (d := cluster.secret_data(ns, "cert")) and d["serial_number"] != first["serial_number"] and d,
+        timeout=15,
+        what="new certificate instead of a renewal",
+    )
+    assert second["certificate"] != first["certificate"]
+    assert lease_status(cluster, ns, "cert")["id"] != lease
+    rotated = [e for e in cluster.events(ns, "cert") if e.reason == "CredentialsRotated"]
+    assert rotated and "the lease is not renewable" in rotated[0].message
+    root.sys.disable_secrets_engine(mount)
