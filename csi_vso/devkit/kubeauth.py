@@ -5,10 +5,14 @@ tokens minted by an API server (the devkit one, or a real cluster given a kubeco
 configure the auth mount the same way, so it lives here once.
 
 Facts this relies on (checked against OpenBao 2.7): OpenBao reviews a login JWT by calling the
-API server's TokenReview with that same JWT as its bearer token, so no reviewer JWT is set;
-``disable_local_ca_jwt`` is set because OpenBao does not run in a pod; and with that flag
-OpenBao insists on ``kubernetes_ca_cert`` even for a plain-HTTP API server, where any PEM will
-do — hence the placeholder certificate.
+API server's TokenReview. Without ``token_reviewer_jwt`` it would send that same JWT as its
+bearer token, which a real API server refuses (401) unless the JWT carries the server's own
+audience — and login tokens carry Vault's ("vault"): the known VSO/cert-manager failure. So the
+kubeconfig's own bearer token is set as the reviewer (OpenBao takes any bearer token there, not
+only a JWT); a kubeconfig without one (client certificates) leaves it unset, which works only
+for login tokens that also carry the API audience. ``disable_local_ca_jwt`` is set because
+OpenBao does not run in a pod; and with that flag OpenBao insists on ``kubernetes_ca_cert``
+even for a plain-HTTP API server, where any PEM will do — hence the placeholder certificate.
 """
 
 from __future__ import annotations
@@ -23,8 +27,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from kubernetes import client, config
 
-__all__ = ["api_server_ca_pem", "api_server_url", "configure_kubernetes_auth", "placeholder_ca_pem"]
+__all__ = [
+    "api_server_bearer_token",
+    "api_server_ca_pem",
+    "api_server_url",
+    "configure_kubernetes_auth",
+    "placeholder_ca_pem",
+]
 
 
 def placeholder_ca_pem() -> str:
@@ -73,19 +84,32 @@ def api_server_ca_pem(kubeconfig: str | Path) -> str | None:
     return None
 
 
+def api_server_bearer_token(kubeconfig: str | Path) -> str | None:
+    """The bearer token the kubeconfig's current user authenticates with, if it uses one.
+
+    The client's own loader reads it, so ``token``, ``tokenFile`` and exec plugins all work.
+    """
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    header = cfg.api_key.get("BearerToken") or cfg.api_key.get("authorization") or ""
+    token = header.removeprefix("Bearer ").strip()
+    return token or None
+
+
 def configure_kubernetes_auth(root: Any, *, kubeconfig: str | Path, mount: str = "kubernetes") -> None:
     """Enable (when missing) and configure ``auth/<mount>`` to trust the kubeconfig's API server.
 
     ``root`` is an hvac client with a token allowed to manage auth methods. Roles are the
     caller's business: each user of this binds its own service accounts and policies.
     """
+    data: dict[str, Any] = {
+        "kubernetes_host": api_server_url(kubeconfig),
+        "kubernetes_ca_cert": api_server_ca_pem(kubeconfig) or placeholder_ca_pem(),
+        "disable_local_ca_jwt": True,
+    }
+    reviewer = api_server_bearer_token(kubeconfig)
+    if reviewer:
+        data["token_reviewer_jwt"] = reviewer
     if f"{mount}/" not in root.sys.list_auth_methods()["data"]:
         root.sys.enable_auth_method("kubernetes", path=mount)
-    root.write_data(
-        f"auth/{mount}/config",
-        data={
-            "kubernetes_host": api_server_url(kubeconfig),
-            "kubernetes_ca_cert": api_server_ca_pem(kubeconfig) or placeholder_ca_pem(),
-            "disable_local_ca_jwt": True,
-        },
-    )
+    root.write_data(f"auth/{mount}/config", data=data)

@@ -9,7 +9,12 @@ import pytest
 import yaml
 from cryptography import x509
 
-from csi_vso.devkit.kubeauth import api_server_ca_pem, api_server_url, placeholder_ca_pem
+from csi_vso.devkit.kubeauth import (
+    api_server_bearer_token,
+    api_server_ca_pem,
+    api_server_url,
+    placeholder_ca_pem,
+)
 
 CA = placeholder_ca_pem()
 
@@ -69,3 +74,17 @@ def test_kubeconfig_without_clusters_is_a_clear_error(tmp_path: Path) -> None:
     path = _kubeconfig(tmp_path, [], current=None)
     with pytest.raises(ValueError, match="names no cluster"):
         api_server_url(path)
+
+
+def test_bearer_token_of_the_current_user(tmp_path: Path) -> None:
+    """OpenBao's reviewer token: the kubeconfig user's own token, or None for certificate users."""
+    path = _kubeconfig(tmp_path, [{"name": "main", "cluster": {"server": "http://127.0.0.1:1"}}], "ctx-main")
+    assert api_server_bearer_token(path) == "t"
+    config = yaml.safe_load(path.read_text())
+    (tmp_path / "token").write_text("from-file\n")
+    config["users"] = [{"name": "u", "user": {"tokenFile": str(tmp_path / "token")}}]
+    path.write_text(yaml.safe_dump(config))
+    assert api_server_bearer_token(path) == "from-file"
+    config["users"] = [{"name": "u", "user": {"username": "cert-user"}}]
+    path.write_text(yaml.safe_dump(config))
+    assert api_server_bearer_token(path) is None

@@ -11,8 +11,9 @@ our API server's TokenReview directly and asserts it refuses them as well; a del
 is caught only by the TokenReview, and the same token is shown to work before the deletion.
 
 Configuration facts (DESIGN.md §6): ``disable_local_ca_jwt=true`` (OpenBao does not run in a pod)
-requires ``kubernetes_ca_cert`` even over plain http; without ``token_reviewer_jwt`` OpenBao uses
-the presented JWT itself as the bearer token for the TokenReview.
+requires ``kubernetes_ca_cert`` even over plain http; without ``token_reviewer_jwt`` OpenBao would
+use the presented JWT itself as the bearer token for the TokenReview, which the API server refuses
+for a "vault"-audience token (as a real one does), so the kubeconfig's token is the reviewer.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def k8s_auth(
     root: hvac.Client = openbao.client()
     mount = f"{unique_path}-k8s"
     configure_kubernetes_auth(root, kubeconfig=kube.kubeconfig, mount=mount)
+    assert root.read(f"auth/{mount}/config")["data"]["token_reviewer_jwt_set"] is True
     root.write(
         f"auth/{mount}/role/app",
         bound_service_account_names=["app"],

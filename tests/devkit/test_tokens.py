@@ -2,7 +2,8 @@
 
 TokenReview must accept exactly the tokens TokenRequest mints and refuse them once their
 audience, expiry, service account or bound pod no longer match — the contract OpenBao's
-kubernetes auth relies on (it reviews a token using that same token as its bearer).
+kubernetes auth relies on. As bearer tokens, service-account tokens count only with the API
+server's own audience.
 """
 
 from __future__ import annotations
@@ -137,22 +138,57 @@ def test_token_request_validation(core: client.CoreV1Api, namespace: str, sa: An
     assert err.value.status == 404
 
 
-def test_a_service_account_token_may_review_itself(
-    kube: Kube, core: client.CoreV1Api, namespace: str, sa: Any
+def test_a_service_account_token_authenticates_only_for_the_api_audience(
+    kube: Kube, api: client.ApiClient, core: client.CoreV1Api, namespace: str, sa: Any
 ) -> None:
-    """What OpenBao does: TokenReview of a JWT, authenticated by that same JWT.
+    """As on a real server: a token minted for "vault" is no credential for the API itself.
 
-    A real API server accepts a token as a bearer token only when it carries the server's own
-    audience; the in-memory server accepts any live token of its own (see its docstring).
+    (Why OpenBao needs a reviewer token: it cannot review a login JWT with that same JWT.)
     """
-    needs_server(kube)
-    token = _token(core, namespace, "app", [AUDIENCE])
-    with _client_with_token(kube, token) as as_sa:
+    vault_token = _token(core, namespace, "app", [AUDIENCE])
+    with _client_with_token(kube, vault_token) as as_vault, pytest.raises(client.ApiException) as err:
+        client.AuthenticationV1Api(as_vault).create_self_subject_review({})
+    assert err.value.status == 401
+    assert _review(api, vault_token, [AUDIENCE]).authenticated is True  # still a valid token for vault
+
+    api_token = core.create_namespaced_service_account_token("app", namespace, {"spec": {}}).status.token
+    with _client_with_token(kube, api_token) as as_sa:
         caller = client.AuthenticationV1Api(as_sa).create_self_subject_review({})
-        review = _review(as_sa, token, [AUDIENCE])
     assert caller.status.user_info.username == f"system:serviceaccount:{namespace}:app"
-    assert review.authenticated is True
-    assert review.user.username == f"system:serviceaccount:{namespace}:app"
+
+
+def test_bound_object_ref_is_checked_like_the_real_server(
+    core: client.CoreV1Api, namespace: str, sa: Any
+) -> None:
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "other"}})
+    pod = core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "p"},
+            "spec": {"serviceAccountName": "other", "containers": [{"name": "c", "image": "i"}]},
+        },
+    )
+    ref = {"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": pod.metadata.uid}
+    with pytest.raises(client.ApiException) as err:
+        _token(core, namespace, "app", [AUDIENCE], boundObjectRef=ref)
+    status = json.loads(err.value.body)
+    assert (status["code"], status["reason"]) == (400, "BadRequest")
+    assert status["message"] == (
+        'cannot bind token for serviceaccount "app" to pod running with different serviceaccount name.'
+    )
+    with pytest.raises(client.ApiException) as err:
+        _token(core, namespace, "other", [AUDIENCE], boundObjectRef={**ref, "uid": "0000"})
+    status = json.loads(err.value.body)
+    assert (status["code"], status["reason"]) == (409, "Conflict")
+    assert (
+        "the UID in the bound object reference (0000) does not match the UID in record" in status["message"]
+    )
+    with pytest.raises(client.ApiException) as err:
+        _token(core, namespace, "other", [AUDIENCE], boundObjectRef={**ref, "kind": "ConfigMap"})
+    status = json.loads(err.value.body)
+    assert (status["code"], status["reason"]) == (400, "BadRequest")
+    assert status["message"].startswith("cannot bind token to object of type")
+    assert _token(core, namespace, "other", [AUDIENCE], boundObjectRef=ref)  # the pod's own account
 
 
 def test_unauthenticated_requests_are_401(kube: Kube) -> None:

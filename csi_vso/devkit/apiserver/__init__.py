@@ -28,14 +28,14 @@ Implemented:
   ``/.well-known/openid-configuration`` and ``/openid/v1/jwks``.
 - TokenRequest (RS256 bound service-account JWTs) and TokenReview (audience, expiry,
   service account and bound pod still present with the same uid); bearer-token
-  authentication from a static token list (users and groups) and by service-account tokens.
+  authentication from a static token list (users and groups) and by service-account tokens
+  that carry the API server's audience (as on a real server: OpenBao's kubernetes auth
+  therefore needs a reviewer token, see ``csi_vso.devkit.kubeauth``).
 
 Not implemented, or different from a real cluster:
 - RBAC is not enforced: every authenticated caller may do everything, and
   SelfSubjectAccessReview / SubjectAccessReview always answer ``allowed: true``.
   Unauthenticated requests get 401 except health, version and the OIDC discovery paths.
-- A service-account token authenticates API requests whatever its audience (a real server
-  requires its own audience); this lets OpenBao review a token with that same token.
 - No admission webhooks, no server-side apply field ownership (``apply-patch+yaml`` is a
   merge patch that creates when missing), no protobuf/CBOR, no ``sendInitialEvents``,
   no aggregated discovery, no controllers besides the garbage collector, the namespace

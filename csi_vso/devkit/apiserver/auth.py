@@ -2,9 +2,11 @@
 
 Authentication: a bearer token is either in the server's static token list (user name +
 groups, so tests can act as different users) or a service-account JWT this server minted
-and that is still valid (signature, time window, service account — and bound pod — still
-present with the same uid). Authorization is not enforced: every authenticated user may
-do everything, and SelfSubjectAccessReview / SubjectAccessReview answer ``allowed: true``.
+that is still valid (signature, time window, service account — and bound pod — still
+present with the same uid) and carries the API server's own audience, as on a real server
+(a token minted for "vault" authenticates nothing here; it can only be reviewed).
+Authorization is not enforced: every authenticated user may do everything, and
+SelfSubjectAccessReview / SubjectAccessReview answer ``allowed: true``.
 
 TokenReview validates exactly the tokens TokenRequest mints, as the real server does for
 bound tokens: the token's audiences must intersect the requested ones (default: the API
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from csi_vso.devkit.apiserver import errors
+from csi_vso.devkit.apiserver.errors import ApiError
 from csi_vso.devkit.apiserver.operations import now_rfc3339
 from csi_vso.devkit.apiserver.store import Store
 from csi_vso.devkit.apiserver.tokens import BoundObject, Claims, TokenInvalid, TokenIssuer
@@ -46,6 +49,11 @@ class User:
         return out
 
 
+def _audiences(claims: Claims) -> list[str]:
+    aud = claims.get("aud")
+    return [aud] if isinstance(aud, str) else list(aud or [])
+
+
 ADMIN = User("admin", ("system:masters", "system:authenticated"))
 
 
@@ -64,10 +72,12 @@ class Authenticator:
         if user is not None:
             return user
         try:
-            # Any live token of ours authenticates, whatever its audience: OpenBao reviews a
-            # token using that same token as its bearer (a real server would also require the
-            # API audience; see the package docstring).
-            return self._service_account_user(self.issuer.verify(token))
+            claims = self.issuer.verify(token)
+            # As a real server: a token for another audience (e.g. "vault") is not a credential
+            # for this API; it only ever reaches it as the subject of a TokenReview.
+            if not set(_audiences(claims)) & set(self.api_audiences):
+                return None
+            return self._service_account_user(claims)
         except TokenInvalid:
             return None
 
@@ -137,23 +147,30 @@ class Authenticator:
         ref = spec.get("boundObjectRef")
         if ref:
             kind = ref.get("kind")
-            if kind not in ("Pod", "Secret"):
-                problems.append(errors.not_supported("spec.boundObjectRef.kind", kind, ["Pod", "Secret"]))
-            elif not ref.get("name"):
+            api_version = ref.get("apiVersion") or "v1"
+            if kind not in ("Pod", "Secret") or api_version != "v1":
+                raise errors.bad_request(f"cannot bind token to object of type {api_version}, Kind={kind}")
+            if not ref.get("name"):
                 problems.append(errors.required("spec.boundObjectRef.name"))
             else:
                 storage = "pods" if kind == "Pod" else "secrets"
                 target = self.store.get(storage, namespace, ref["name"])
                 if target is None:
                     raise errors.not_found(storage, "", ref["name"])
+                if kind == "Pod" and (target.obj.get("spec") or {}).get("serviceAccountName") != name:
+                    raise errors.bad_request(
+                        f'cannot bind token for serviceaccount "{name}" '
+                        "to pod running with different serviceaccount name."
+                    )
                 if ref.get("uid") and ref["uid"] != target.meta["uid"]:
-                    raise errors.conflict(
-                        "serviceaccounts",
-                        "",
-                        name,
-                        f"the UID in the bound object reference ({ref['uid']}) "
-                        "does not match the UID in record "
-                        f"({target.meta['uid']}). The object might have been deleted and then recreated",
+                    # The real server names the bound object's kind and name here, not the SA.
+                    raise ApiError(
+                        409,
+                        "Conflict",
+                        f'Operation cannot be fulfilled on {kind} "{ref["name"]}": the UID in the bound '
+                        f"object reference ({ref['uid']}) does not match the UID in record. "
+                        "The object might have been deleted and then recreated",
+                        {"name": ref["name"], "kind": kind},
                     )
                 bound = BoundObject(kind, ref["name"], target.meta["uid"])
         if problems:
@@ -217,8 +234,7 @@ class Authenticator:
     def _review_jwt(self, token: str, wanted: list[str]) -> Obj:
         try:
             claims = self.issuer.verify(token)
-            aud = claims.get("aud")
-            token_aud = [aud] if isinstance(aud, str) else list(aud or [])
+            token_aud = _audiences(claims)
             matched = [a for a in wanted if a in token_aud]
             if not matched:
                 raise TokenInvalid(
