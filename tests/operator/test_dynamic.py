@@ -121,6 +121,8 @@ def test_renewal_then_truncation_rotates(
     # the slack) the next one is refused as past the max TTL: either way, new credentials.
     assert rotated and ("truncated" in rotated[0].message or "renewal failed" in rotated[0].message)
     assert first["password"] not in str(cluster.get_cr("VaultDynamicSecret", ns, "app"))
+    for creds in (first, second):
+        assert creds["password"] not in str([e.to_dict() for e in cluster.events(ns, "app")])
 
 
 def test_revocation_grace_and_revoke_on_delete(

@@ -120,9 +120,15 @@ def test_kv2_sync_update_noop_and_drift(
         timeout=5,
         what="marks healed",
     )
-    # Logged (with their extra fields), never with a value.
+    # Logged (with their extra fields), never with a value; nor in events, status or metric labels.
     assert "wrote destination Secret" in caplog.text
     assert all("s3cret" not in str(vars(record)) for record in caplog.records)
+    events = cluster.events(ns, "db")
+    assert any(e.reason == "SecretSynced" for e in events)
+    assert "s3cret" not in str([e.to_dict() for e in events])
+    assert "s3cret" not in json.dumps(cluster.get_cr("VaultStaticSecret", ns, "db"))
+    labels = [sample.labels for metric in REGISTRY.collect() for sample in metric.samples]
+    assert labels and all("s3cret" not in str(label) for label in labels)
 
 
 @pytest.mark.parametrize(
