@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from csi_vso.cli import build_parser
 from csi_vso.demo import scenario
 from csi_vso.devkit.apiserver.schema import apply_schema
 from csi_vso.operator.crds import build_crds
@@ -109,6 +110,30 @@ def test_wait_for_names_what_timed_out() -> None:
     with pytest.raises(scenario.DemoError, match="timed out after 0s waiting for the moon"):
         scenario.wait_for("the moon", lambda: None, timeout=0.05, interval=0.01)
     assert scenario.wait_for("a number", lambda: 7, timeout=1) == 7
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--interval", "-1"], "argument --interval: '-1': must be a number of seconds >= 0"),
+        (["--interval", "soon"], "argument --interval: 'soon' is not a number of seconds"),
+        (["--timeout", "0"], "argument --timeout: '0': must be a number of seconds > 0"),
+        (["--timeout", "nan"], "argument --timeout: 'nan': must be a number of seconds > 0"),
+        (["--timeout", "inf"], "argument --timeout: 'inf': must be a number of seconds > 0"),
+    ],
+)
+def test_bad_interval_or_timeout_is_refused_before_anything_starts(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        build_parser().parse_args(["demo", *args])
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_interval_zero_and_fractional_timeout_are_accepted() -> None:
+    parsed = build_parser().parse_args(["demo", "--interval", "0", "--timeout", "0.5"])
+    assert (parsed.interval, parsed.timeout) == (0.0, 0.5)
 
 
 # -- the whole demo ----------------------------------------------------------------------------

@@ -27,12 +27,34 @@ works from an installed package, not only from a source checkout.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from csi_vso.demo.runner import Demo, Settings
 
 # -- command line ------------------------------------------------------------------------------
+
+
+def _seconds(minimum: float, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type for a number of seconds, refused at parse time when out of range.
+
+    Otherwise a negative ``--interval`` fails only after the first rotation (inside
+    ``time.sleep``) and ``--timeout 0`` fails the first start-up step with a misleading message.
+    """
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not math.isfinite(value) or value < minimum or (not inclusive and value == minimum):
+            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds {bound}")
+        return value
+
+    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,13 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--interval",
-        type=float,
+        type=_seconds(0.0, inclusive=True),
         default=5.0,
         help="seconds between rotations when looping (default: 5)",
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds(0.0, inclusive=False),
         default=60.0,
         help="seconds to wait for any one step (start-up, sync, rotation) before giving up (default: 60)",
     )
