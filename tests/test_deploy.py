@@ -648,3 +648,41 @@ def test_dockerfile_is_multi_stage_slim_non_root_and_starts_csi_vso() -> None:
     assert (ROOT / "csi_vso/providerapi/provider_pb2.py").is_file()
     # Runtime dependencies only: the install names no extras.
     assert re.search(r"pip install \.(\s|$)", text) and "[dev]" not in text and "[demo]" not in text
+
+
+# -- the Vault policy the examples document ----------------------------------------------------
+
+
+def _documented_policy() -> str:
+    """The ``vault policy write app`` heredoc in 02-vault-auth.yaml's comment, as Vault reads it."""
+    lines = (EXAMPLES / "02-vault-auth.yaml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "vault policy write app - <<'EOF'" in line)
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].strip() == "#   EOF")
+    return "\n".join(line.removeprefix("#   ") for line in lines[start + 1 : end]) + "\n"
+
+
+def test_documented_vault_policy_grants_what_the_examples_need_and_no_more(openbao: Any) -> None:
+    """Loaded into a real OpenBao: it parses, and a token with only it may do exactly what 03/04 need."""
+    root = openbao.client()
+    name = "csi-vso-example-app"
+    root.sys.create_or_update_policy(name=name, policy=_documented_policy())
+    try:
+        token = root.auth.token.create(policies=[name], no_default_policy=True, ttl="5m")["auth"][
+            "client_token"
+        ]
+        static = _example("VaultStaticSecret", "app-config")["spec"]
+        dynamic = _example("VaultDynamicSecret", "app-db")["spec"]
+        wanted = {
+            f"{static['mount']}/data/{static['path']}": ["read"],  # KV v2 keeps data under data/
+            f"{dynamic['mount']}/{dynamic['path']}": ["read"],
+            "sys/leases/renew": ["update"],
+            "sys/leases/lookup": ["update"],
+            "sys/leases/revoke": ["update"],
+            f"{static['mount']}/data/other/config": ["deny"],
+            f"{dynamic['mount']}/creds/admin": ["deny"],
+        }
+        answer = root.adapter.post("/v1/sys/capabilities", json={"token": token, "paths": list(wanted)})
+        capabilities = answer.get("data", answer)
+        assert {path: sorted(capabilities[path]) for path in wanted} == wanted
+    finally:
+        root.sys.delete_policy(name=name)
