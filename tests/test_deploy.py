@@ -512,6 +512,8 @@ _CORE = {"secret": "secrets", "pod": "pods", "service_account": "serviceaccounts
 _APPS = {"deployment": "deployments", "stateful_set": "statefulsets", "daemon_set": "daemonsets"}
 _VERBS = {
     "read": "get",
+    "get": "get",  # CustomObjectsApi names its reads get_*
+    "delete_collection": "deletecollection",
     "list": "list",
     "create": "create",
     "replace": "update",
@@ -519,7 +521,8 @@ _VERBS = {
     "delete": "delete",
 }
 _CALL = re.compile(
-    r"\.(read|list|create|replace|patch|delete)_(namespaced_|cluster_)?([a-z_]+?)(_for_all_namespaces)?\b"
+    r"\.(read|get|list|create|replace|patch|delete_collection|delete)_(namespaced_|cluster_)?([a-z_]+?)"
+    r"(_for_all_namespaces)?\b"
 )
 
 
