@@ -4,17 +4,19 @@
 service, metrics) from :class:`~csi_vso.provider.settings.ProviderSettings` and an API
 client, and owns the process lifecycle:
 
-- ``start()``: start the Secret informer and the metrics endpoint, remove a stale socket,
-  bind ``<socket-dir>/<provider-name>.sock`` (mode 0600: whoever can connect can ask for
-  any pod's files, so only root, i.e. the driver, may), start gRPC with the health service
-  reporting NOT_SERVING, and flip it to SERVING once the cache has synced.
+- ``start()``: start the Secret informer, the metrics endpoint and the extensions, remove
+  a stale socket, bind ``<socket-dir>/<provider-name>.sock`` (mode 0600: whoever can
+  connect can ask for any pod's files, so only root, i.e. the driver, may), start gRPC with
+  the health service reporting NOT_SERVING, and flip it to SERVING once the cache synced.
 - ``stop(grace)``: report NOT_SERVING, refuse new calls, let in-flight Mounts finish for up
   to ``grace`` seconds, stop the informer and the endpoint, remove the socket.
 
-Extensions (the rotation of issue 4) get the assembled server before it starts, through
-``extensions``: each is called as ``extension.start(server)`` after the core started and
-``extension.stop()`` before it stops; they reach ``server.cache``, ``server.service``,
-``server.metrics`` and ``server.settings``.
+Extensions (the rotation of issue 4) get the assembled server through ``extensions``: each
+is called as ``extension.start(server)`` after the Secret cache and the metrics endpoint
+started but before the socket is bound, so no Mount is served before every extension is in
+place (a provider-mode Mount must reach the rotation registry), and as ``extension.stop()``
+before the core stops. They reach ``server.cache``, ``server.service``, ``server.metrics``
+and ``server.settings``.
 """
 
 from __future__ import annotations
@@ -86,7 +88,11 @@ class ProviderServer:
         self.metrics = ProviderMetrics()
         self.cache = SecretCache(api)
         self.metrics.track_cached_secrets(self.cache.count)
-        self.identity = IdentityVerifier(KubeIdentityAPI(api), audience=settings.token_audience)
+        self.identity = IdentityVerifier(
+            KubeIdentityAPI(api),
+            audience=settings.token_audience,
+            require_token=settings.require_pod_token,
+        )
         self.service = MountService(
             secrets=self.cache,
             identity=self.identity,
@@ -137,6 +143,10 @@ class ProviderServer:
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.cache.start()
         self._http.start()
+        # Extensions first: the rotation registers its Mount observer here, and a Mount served
+        # before that would write a volume that rotation never hears of (until a republish).
+        for extension in self._extensions:
+            extension.start(self)
         path = self.socket_path
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_socket(path)
@@ -144,8 +154,6 @@ class ProviderServer:
             raise RuntimeError(f"could not bind {path}")
         self._grpc.start()
         os.chmod(path, 0o600)
-        for extension in self._extensions:
-            extension.start(self)
         self._ready_thread.start()
         log.info(
             "provider started",

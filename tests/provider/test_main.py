@@ -52,6 +52,16 @@ def test_flags_and_defaults() -> None:
     )
 
 
+def test_token_flags() -> None:
+    settings = settings_from(build_parser().parse_args(["provider"]))
+    assert (settings.token_audience, settings.require_pod_token) == ("csi-vso", False)
+    args = build_parser().parse_args(["provider", "--token-audience", "vso-nodes", "--require-pod-token"])
+    settings = settings_from(args)
+    assert (settings.token_audience, settings.require_pod_token) == ("vso-nodes", True)
+    with pytest.raises(ValueError, match="token audience must not be empty"):
+        ProviderSettings(token_audience="")
+
+
 @pytest.mark.parametrize(("text", "problem"), [("8095", "is not host:port"), ("h:port", "is not host:port")])
 def test_bad_metrics_addr(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
@@ -189,3 +199,71 @@ def test_relative_socket_dir_binds_where_the_user_meant(
         assert (tmp_path / "s" / "vso.sock").is_socket()
     finally:
         server.stop(1)
+
+
+def test_extensions_are_in_place_before_the_socket_serves(kube: Any, tmp_path: Path) -> None:
+    """A Mount served before the rotation registered its observer would never be rotated."""
+    settings = ProviderSettings(
+        socket_dir=tmp_path / "s", state_dir=tmp_path / "state", metrics_port=0, require_pod_token=True
+    )
+    socket_at_start: list[bool] = []
+
+    class Probe:
+        def start(self, server: ProviderServer) -> None:
+            socket_at_start.append(server.socket_path.exists())
+
+        def stop(self) -> None:
+            pass
+
+    server = ProviderServer(settings, kube.api_client(), extensions=[Probe()])
+    server.start()
+    try:
+        assert socket_at_start == [False]
+        assert server.settings.socket_path.is_socket()
+        assert server.identity.require_token  # --require-pod-token reaches the identity check
+    finally:
+        server.stop(1)
+
+
+@pytest.mark.parametrize("problem", ["metrics-port-in-use", "state-dir-is-a-file", "no-kubeconfig"])
+def test_startup_failures_are_one_log_line_and_exit_1(kube: Any, tmp_path: Path, problem: str) -> None:
+    state = tmp_path / "state"
+    kubeconfig = kube.kubeconfig
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1] if problem == "metrics-port-in-use" else 0
+    if problem == "state-dir-is-a-file":
+        state.write_text("not a directory")
+    if problem == "no-kubeconfig":
+        kubeconfig = str(tmp_path / "missing-kubeconfig")
+    expected = {
+        "metrics-port-in-use": "Address already in use",
+        "state-dir-is-a-file": str(state),
+        "no-kubeconfig": "kube-config",
+    }[problem]
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "csi_vso",
+                "provider",
+                "--kubeconfig",
+                kubeconfig,
+                "--socket-dir",
+                str(tmp_path / "s"),
+                "--state-dir",
+                str(state),
+                "--metrics-addr",
+                f"127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        busy.close()
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "provider could not start" in proc.stderr and expected in proc.stderr, proc.stderr
