@@ -10,6 +10,11 @@ beside them are pod-controlled. So the identity is checked against the API:
   it is bound to (real API servers do, in ``user.extra``), its name and UID must match too.
 - Otherwise, or when the review names no pod, the pod is read from the API: it must exist
   with the claimed UID and service account.
+- With ``require_token`` (``--require-pod-token``) a Mount without that token is refused.
+  Without a token the claim rests on the attribute keys alone, which only kubelet sets when
+  the CSIDriver has ``podInfoOnMount``; without it a pod's own ``volumeAttributes`` could
+  name another pod, and a UID is no secret. A token is minted by kubelet for the pod itself
+  and bound to it, so requiring one makes the identity independent of that configuration.
 
 Kubelet republishes every volume every minute or two, so results are cached: a pod's
 namespace, name and service account can never change for one UID, so a confirmed UID is
@@ -151,12 +156,14 @@ class IdentityVerifier:
         api: IdentityAPI,
         *,
         audience: str,
+        require_token: bool = False,
         token_ttl: float = 300.0,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
         self._audience = audience
+        self.require_token = require_token
         self._token_ttl = token_ttl
         self._pods = _Lru(max_entries, clock)
         self._tokens = _Lru(max_entries, clock)
@@ -166,6 +173,12 @@ class IdentityVerifier:
             namespace=claim.namespace, name=claim.name, uid=claim.uid, service_account=claim.service_account
         )
         token = claim.tokens.get(self._audience)
+        if token is None and self.require_token:
+            raise PermissionDenied(
+                f"pod {claim.namespace}/{claim.name}: the Mount carries no service-account token for "
+                f"audience {self._audience!r}, which this provider requires (--require-pod-token); "
+                "the CSIDriver needs tokenRequests with that audience"
+            )
         if token is not None and self._token_binds_pod(claim, token):
             return pod
         self._check_pod(claim)

@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from kubernetes.config.config_exception import ConfigException
+
 from csi_vso.kube import api_client
 from csi_vso.provider.rotation import RotationExtension
 from csi_vso.provider.server import ProviderServer
@@ -24,6 +26,7 @@ from csi_vso.provider.settings import (
     DEFAULT_PROVIDER_NAME,
     DEFAULT_SOCKET_DIR,
     DEFAULT_STATE_DIR,
+    DEFAULT_TOKEN_AUDIENCE,
     ProviderSettings,
     parse_host_port,
 )
@@ -50,6 +53,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"node-local state: version key and mount registry (default: {DEFAULT_STATE_DIR})",
     )
     parser.add_argument(
+        "--token-audience",
+        default=DEFAULT_TOKEN_AUDIENCE,
+        help="audience of the pod service-account token the CSIDriver's tokenRequests pass; "
+        f"verified with a TokenReview when present (default: {DEFAULT_TOKEN_AUDIENCE})",
+    )
+    parser.add_argument(
+        "--require-pod-token",
+        action="store_true",
+        help="refuse Mounts without that token, so pod identity never rests on the attribute "
+        "keys alone (needs tokenRequests on the CSIDriver)",
+    )
+    parser.add_argument(
         "--metrics-addr",
         default=DEFAULT_METRICS_ADDR,
         help=f"host:port for /metrics, /healthz and /readyz (default: {DEFAULT_METRICS_ADDR})",
@@ -65,6 +80,8 @@ def settings_from(args: argparse.Namespace) -> ProviderSettings:
         kubeconfig=args.kubeconfig,
         metrics_host=host,
         metrics_port=port,
+        token_audience=args.token_audience,
+        require_pod_token=args.require_pod_token,
     )
 
 
@@ -74,8 +91,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"csi-vso provider: {exc}", file=sys.stderr)
         return 2
-    # Rotation (issue 4) rides on the Mount service and the Secret cache as an extension.
-    server = ProviderServer(settings, api_client(settings.kubeconfig), extensions=[RotationExtension()])
+    try:
+        # Rotation (issue 4) rides on the Mount service and the Secret cache as an extension.
+        server = ProviderServer(settings, api_client(settings.kubeconfig), extensions=[RotationExtension()])
+    except (OSError, ValueError, ConfigException) as exc:
+        # A metrics port in use, an unusable state dir or kubeconfig: one line, not a traceback.
+        log.error("provider could not start", extra={"error": str(exc)})
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

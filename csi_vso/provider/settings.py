@@ -31,11 +31,16 @@ class ProviderSettings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 8095
     token_audience: str = DEFAULT_TOKEN_AUDIENCE
+    # Refuse Mounts that carry no pod token for token_audience (identity from kubelet's token,
+    # not only from attribute keys; see csi_vso.provider.identity).
+    require_pod_token: bool = False
     # Time in-flight Mounts get to finish after SIGTERM.
     grace_seconds: float = 20.0
     max_workers: int = 16
 
     def __post_init__(self) -> None:
+        if not self.token_audience:
+            raise ValueError("the token audience must not be empty")
         if not self.provider_name or not _PROVIDER_NAME.match(self.provider_name):
             raise ValueError(
                 f"provider name {self.provider_name!r} must match {_PROVIDER_NAME.pattern} and not be empty"

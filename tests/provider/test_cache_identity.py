@@ -159,6 +159,29 @@ def test_token_is_reviewed_once_and_must_match_the_claim(cluster: Cluster, kube:
         verifier.verify(garbage)
 
 
+def test_required_token_is_refused_when_missing_and_checked_when_present(cluster: Cluster, kube: Any) -> None:
+    ns = cluster.namespace("ident")
+    pod = cluster.pod(ns)
+    api = CountingAPI(KubeIdentityAPI(kube.api_client()))
+    verifier = IdentityVerifier(api, audience="csi-vso", require_token=True)
+    bare = PodClaim(name=pod.name, namespace=ns, uid=pod.uid, service_account="app")
+    # The attribute keys are right and the pod exists, yet without a token nothing is served.
+    with pytest.raises(PermissionDenied, match="no service-account token for audience 'csi-vso'"):
+        verifier.verify(bare)
+    elsewhere = PodClaim(
+        name=pod.name, namespace=ns, uid=pod.uid, service_account="app", tokens={"vault": "a.b.c"}
+    )
+    with pytest.raises(PermissionDenied, match="requires \\(--require-pod-token\\)"):
+        verifier.verify(elsewhere)
+    assert (api.pod_reads, api.reviews) == (0, 0)  # refused before asking the API
+    token = cluster.token(pod, "csi-vso")
+    verified = verifier.verify(
+        PodClaim(name=pod.name, namespace=ns, uid=pod.uid, service_account="app", tokens={"csi-vso": token})
+    )
+    assert (verified.namespace, verified.name, verified.uid) == (ns, pod.name, pod.uid)
+    assert api.reviews == 1
+
+
 def test_clean_stop_logs_no_error(kube: Any, caplog: pytest.LogCaptureFixture) -> None:
     cache = SecretCache(kube.api_client())
     cache.start()
