@@ -56,7 +56,7 @@ class ProviderServicer(provider_pb2_grpc.CSIDriverProviderServicer):  # type: ig
                 permission=request.permission,
             )
         except Exception as exc:
-            self._fail(exc, context, time.perf_counter() - started)
+            self._fail(exc, context, time.perf_counter() - started, request.target_path)
         mode = result.spec.write_mode.value
         self._metrics.observe_mount(
             code=grpc.StatusCode.OK.name,
@@ -76,13 +76,18 @@ class ProviderServicer(provider_pb2_grpc.CSIDriverProviderServicer):  # type: ig
         )
         return to_response(result)
 
-    def _fail(self, exc: Exception, context: grpc.ServicerContext, seconds: float) -> NoReturn:
+    def _fail(self, exc: Exception, context: grpc.ServicerContext, seconds: float, target: str) -> NoReturn:
         code, message = status_for(exc)
         self._metrics.observe_mount(code=code.name, mode="unknown", seconds=seconds)
+        # The target path (kubelet's, with the pod UID in it) tells which volume failed; it is
+        # the driver's, never pod-controlled content.
         if isinstance(exc, ProviderError):
-            log.info("mount refused", extra={"code": code.name, "reason": message})
+            log.info("mount refused", extra={"code": code.name, "reason": message, "target": target})
         else:
             frames = "".join(traceback.format_tb(exc.__traceback__))
-            log.error("mount failed unexpectedly", extra={"error": type(exc).__name__, "frames": frames})
+            log.error(
+                "mount failed unexpectedly",
+                extra={"error": type(exc).__name__, "frames": frames, "target": target},
+            )
         context.abort(code, message)
         raise AssertionError("context.abort returned")  # it raises; this keeps the type checker honest

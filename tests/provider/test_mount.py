@@ -1,9 +1,9 @@
 """Mount end to end, acting as the driver: gRPC over the real unix socket, kubelet's exact
 attribute keys, the in-memory API server (or a real cluster), a real tmpfs target as root.
 
-The last test greps everything this module made the provider produce (log lines at debug
-level, error messages returned to the driver, the /metrics page) for every secret value
-and token the module used, and must find none.
+The last test greps everything this module made the provider produce (log lines of every
+logger at debug level, error messages returned to the driver, the /metrics page, the files
+in its state dir) for every secret value and token the module used, and must find none.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from csi_vso import __version__, logs, protected
+from csi_vso.provider.registry import MOUNTS_DIR
+from csi_vso.provider.rotation import RotationExtension
 from csi_vso.provider.server import ProviderServer, remove_stale_socket
 from csi_vso.provider.settings import ProviderSettings
 from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request, wait_for
@@ -58,16 +60,33 @@ class _Capture(logging.Handler):
 
 @pytest.fixture(scope="module")
 def captured() -> Iterator[_Capture]:
+    """Every record of every logger, at debug: levels another test (or logs.configure, which
+    quiets the kubernetes client) set are lifted for the module, and loggers that do not
+    propagate to the root get the handler themselves."""
     handler = _Capture()
     root = logging.getLogger()
-    old_level = root.level
+    saved: list[tuple[logging.Logger, int, bool]] = [(root, root.level, root.disabled)]
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    detached: list[logging.Logger] = []
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if not isinstance(logger, logging.Logger):
+            continue
+        saved.append((logger, logger.level, logger.disabled))
+        logger.setLevel(logging.NOTSET)
+        logger.disabled = False
+        if not logger.propagate:
+            logger.addHandler(handler)
+            detached.append(logger)
     try:
         yield handler
     finally:
         root.removeHandler(handler)
-        root.setLevel(old_level)
+        for logger in detached:
+            logger.removeHandler(handler)
+        for logger, level, disabled in saved:
+            logger.setLevel(level)
+            logger.disabled = disabled
 
 
 class Env:
@@ -115,7 +134,8 @@ def env(kube: Any, tmp_path_factory: pytest.TempPathFactory, captured: _Capture)
         grace_seconds=5,
         token_audience=AUDIENCE,
     )
-    server = ProviderServer(settings, kube.api_client())
+    # With rotation, as `csi-vso provider` runs: its logs and mount records are grepped too.
+    server = ProviderServer(settings, kube.api_client(), extensions=[RotationExtension()])
     server.start()
     driver = DriverClient(str(settings.socket_path))
     cluster = Cluster(kube.api_client())
@@ -434,7 +454,7 @@ def bad_setup(env: Env) -> None:
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
-def test_bad_input(env: Env, tmpfs: Path, bad_setup: None, case: str) -> None:
+def test_bad_input(env: Env, tmpfs: Path, bad_setup: None, captured: _Capture, case: str) -> None:
     request, code, message = _bad_cases(env, tmpfs)[case]
     target = target_in(tmpfs, env.pod)
     outside = tmpfs / "outside"
@@ -450,6 +470,9 @@ def test_bad_input(env: Env, tmpfs: Path, bad_setup: None, case: str) -> None:
     assert message in err.value.details()
     assert snapshot(target) == before
     assert os.listdir(outside) == []
+    # The log says which volume was refused (kubelet's target path carries the pod UID).
+    refusals = [json.loads(line) for line in captured.lines if '"mount refused"' in line]
+    assert any(r["target"] == str(target) and r["code"] == code.name for r in refusals)
     # The provider still serves the next good Mount.
     good = target_in(tmpfs, env.pod)
     env.driver.mount(mount_request(env.pod, [{"secretName": "db", "key": "user"}], str(good)))
@@ -551,7 +574,16 @@ def test_no_secret_or_token_in_logs_errors_or_metrics(env: Env, captured: _Captu
     assert len(ERRORS) == len(BAD_CASES)
     assert any("mount refused" in line for line in captured.lines)  # the capture did see the provider
     assert len(SENSITIVE) >= 10
-    haystack = "\n".join([*captured.lines, *ERRORS, metrics])
+    # Everything the provider keeps on the node's disk: the mount registry and the version key.
+    state = env.server.settings.state_dir
+    on_disk = {
+        str(path.relative_to(state)): path.read_bytes().decode("latin-1")
+        for path in sorted(state.rglob("*"))
+        if path.is_file()
+    }
+    records = [name for name in on_disk if name.startswith(MOUNTS_DIR + "/")]
+    assert len(records) >= 10  # the provider-mode Mounts above were registered
+    haystack = "\n".join([*captured.lines, *ERRORS, metrics, *on_disk.values()])
     leaked = [
         value
         for value in SENSITIVE
