@@ -136,6 +136,37 @@ def test_interval_zero_and_fractional_timeout_are_accepted() -> None:
     assert (parsed.interval, parsed.timeout) == (0.0, 0.5)
 
 
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_tear_down_does_not_cut_the_clean_up_short(signum: str, tmp_path: Path) -> None:
+    """Ctrl-C twice, or Ctrl-C then a SIGTERM: every clean-up step still runs, nothing is raised."""
+    import io
+    import signal
+
+    from csi_vso.demo import runner
+
+    demo = runner.Demo(
+        runner.Settings(once=True, interval=0, timeout=1, keep_logs=None, log_level="info"),
+        out=io.StringIO(),
+    )
+    demo.workdir = tmp_path / "work"
+    demo.workdir.mkdir()
+    done: list[str] = []
+    # Run in reverse: the signal arrives during the first step, the second must still run.
+    demo.cleanups = [lambda: done.append("unmounted"), lambda: os.kill(os.getpid(), getattr(signal, signum))]
+    previous_term = signal.signal(signal.SIGTERM, runner._raise_keyboard_interrupt)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        demo.tear_down()
+    except KeyboardInterrupt:
+        pytest.fail(f"{signum} during tear-down escaped it: later clean-up steps were skipped")
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
+    assert done == ["unmounted"]
+    assert not demo.workdir.exists()
+    assert "shut down: every process stopped" in demo.out.getvalue()  # type: ignore[attr-defined]
+
+
 # -- the whole demo ----------------------------------------------------------------------------
 
 

@@ -112,13 +112,16 @@ class Demo:
     def tear_down(self) -> None:
         """Stop children newest first, undo every side effect, remove the workdir; never raises.
 
-        A second Ctrl-C must not cut the clean-up short, so SIGINT is ignored meanwhile.
+        A second Ctrl-C or a SIGTERM (a supervisor or ``timeout`` following up) must not cut the
+        clean-up short and leave processes or a mount behind, so both are ignored meanwhile.
         """
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             self._tear_down()
         finally:
-            signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGTERM, previous_term)
+            signal.signal(signal.SIGINT, previous_int)
 
     def _tear_down(self) -> None:
         for child in reversed(self.children):
