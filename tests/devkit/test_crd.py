@@ -278,3 +278,25 @@ def test_deleting_a_crd_removes_its_resources(api: client.ApiClient, namespace: 
     with pytest.raises(client.ApiException) as err:
         custom.list_namespaced_custom_object(group, VERSION, namespace, "widgets")
     assert err.value.status == 404
+
+
+def test_deletion_with_a_finalizer_bumps_generation_once(
+    custom: client.CustomObjectsApi, crd_group: str, namespace: str
+) -> None:
+    """The real server bumps generation when it sets deletionTimestamp (controllers that skip
+    unchanged generations must still notice a deletion)."""
+    body = _widget(crd_group, "w")
+    body["metadata"]["finalizers"] = ["example.com/hold"]
+    custom.create_namespaced_custom_object(crd_group, VERSION, namespace, "widgets", body)
+    custom.delete_namespaced_custom_object(crd_group, VERSION, namespace, "widgets", "w")
+    held = custom.get_namespaced_custom_object(crd_group, VERSION, namespace, "widgets", "w")
+    assert held["metadata"]["deletionTimestamp"] and held["metadata"]["generation"] == 2
+    custom.delete_namespaced_custom_object(crd_group, VERSION, namespace, "widgets", "w")
+    again = custom.get_namespaced_custom_object(crd_group, VERSION, namespace, "widgets", "w")
+    assert again["metadata"]["generation"] == 2
+    custom.patch_namespaced_custom_object(
+        crd_group, VERSION, namespace, "widgets", "w", {"metadata": {"finalizers": None}}
+    )
+    with pytest.raises(client.ApiException) as err:
+        custom.get_namespaced_custom_object(crd_group, VERSION, namespace, "widgets", "w")
+    assert err.value.status == 404

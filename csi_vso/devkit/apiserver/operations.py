@@ -4,8 +4,8 @@ This is where the real server's rules live: generateName, resourceVersion precon
 (409 Conflict), unconditional updates allowed for built-in kinds but not custom resources,
 the ``/status`` subresource (main-resource writes keep the old status, status writes keep
 everything else), ``metadata.generation`` bumped only when the non-metadata, non-status
-part changes, no-op writes that do not bump the resourceVersion, finalizers with
-``deletionTimestamp``, and deletion propagation finalizers (``orphan``,
+part changes (and once when deletion starts), no-op writes that do not bump the
+resourceVersion, finalizers with ``deletionTimestamp``, and deletion propagation finalizers (``orphan``,
 ``foregroundDeletion``) that the garbage collector in ``controllers`` acts on.
 Every method holds the store lock across its read-modify-write, so writes are atomic.
 """
@@ -425,6 +425,10 @@ class Operations:
                 return final, True
             new = copy.deepcopy(old.obj)
             new_meta = new["metadata"]
+            if not new_meta.get("deletionTimestamp") and new_meta.get("generation"):
+                # The real server bumps generation when deletion starts, so controllers that
+                # skip unchanged generations still see it.
+                new_meta["generation"] += 1
             new_meta.setdefault("deletionTimestamp", now_rfc3339(self.clock))
             new_meta.setdefault("deletionGracePeriodSeconds", 0)
             if finalizers:
