@@ -83,8 +83,8 @@ def test_defaults_are_applied_and_unknown_fields_pruned() -> None:
         ({"path": "a", "targets": [{}]}, "spec.targets[0].kind: Required value"),
         ({"path": "a", "targets": [{"kind": "a"}] * 3}, "spec.targets: Too many: must have at most 2 items"),
         (
-            {"path": "a", "refreshAfter": None},
-            'spec.refreshAfter: Invalid value: "null": spec.refreshAfter in body must be of type string',
+            {"path": "a", "targets": [None]},
+            'spec.targets[0]: Invalid value: "null": spec.targets[0] in body must be of type object',
         ),
     ],
 )
@@ -103,3 +103,14 @@ def test_nullable_and_int_or_string_accept_their_values() -> None:
     assert problems == []
     _, problems = apply_schema(SCHEMA, _cr({"path": "a", "port": 8080}))
     assert problems == []
+
+
+def test_nulls_of_non_nullable_fields_are_defaulted_or_dropped() -> None:
+    """Not an error on a real server: a null with a default gets the default, else it is pruned."""
+    obj, problems = apply_schema(
+        SCHEMA, _cr({"path": "a", "refreshAfter": None, "type": None, "labels": {"k": None}})
+    )
+    assert problems == []
+    assert obj["spec"] == {"path": "a", "refreshAfter": "60s", "renewalPercent": 67, "labels": {}}
+    _, problems = apply_schema(SCHEMA, _cr({"path": None}))
+    assert [p.message() for p in problems] == ["spec.path: Required value"]

@@ -1,12 +1,13 @@
 """A small OpenAPI v3 (structural schema) validator for custom resources (pure).
 
 What the real server does with a CRD version's ``openAPIV3Schema`` on every write of a
-custom resource, in the same order: apply ``default`` values, prune fields the schema
-does not declare (unless ``x-kubernetes-preserve-unknown-fields`` or
-``additionalProperties`` keeps them), then validate ``type``, ``required``, ``enum``,
-``pattern``, length/size/range bounds, ``nullable``, ``x-kubernetes-int-or-string`` and
-``anyOf``/``oneOf``/``allOf``/``not``. ``apiVersion``, ``kind`` and ``metadata`` at the root
-are never pruned. Errors read like the real server's ("spec.type: Unsupported value ...").
+custom resource, in the same order: drop ``null`` values of non-nullable fields (or
+default them), apply ``default`` values, prune fields the schema does not declare
+(unless ``x-kubernetes-preserve-unknown-fields`` or ``additionalProperties`` keeps them),
+then validate ``type``, ``required``, ``enum``, ``pattern``, length/size/range bounds,
+``nullable``, ``x-kubernetes-int-or-string`` and ``anyOf``/``oneOf``/``allOf``/``not``.
+``apiVersion``, ``kind`` and ``metadata`` at the root are never pruned. Errors read like
+the real server's ("spec.type: Unsupported value ...").
 """
 
 from __future__ import annotations
@@ -124,6 +125,14 @@ def _walk_object(
         if key not in value and "default" in sub:
             result[key] = copy.deepcopy(sub["default"])
     for key, item in value.items():
+        field_schema = props.get(key, additional if isinstance(additional, dict) else None)
+        if item is None and field_schema is not None and not field_schema.get("nullable"):
+            # A null the schema does not allow is defaulted when it can be, else dropped
+            # (never an error), as the real server does before validating.
+            if "default" in field_schema:
+                default = copy.deepcopy(field_schema["default"])
+                result[key] = _walk(field_schema, default, _join(path, key), out)
+            continue
         if key in props:
             result[key] = _walk(props[key], item, _join(path, key), out)
         elif isinstance(additional, dict):
