@@ -187,7 +187,7 @@ def test_bound_object_ref_is_checked_like_the_real_server(
         _token(core, namespace, "other", [AUDIENCE], boundObjectRef={**ref, "kind": "ConfigMap"})
     status = json.loads(err.value.body)
     assert (status["code"], status["reason"]) == (400, "BadRequest")
-    assert status["message"].startswith("cannot bind token to object of type")
+    assert status["message"] == "cannot bind token to object of type /v1, Kind=ConfigMap"
     assert _token(core, namespace, "other", [AUDIENCE], boundObjectRef=ref)  # the pod's own account
 
 

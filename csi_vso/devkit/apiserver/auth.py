@@ -149,7 +149,8 @@ class Authenticator:
             kind = ref.get("kind")
             api_version = ref.get("apiVersion") or "v1"
             if kind not in ("Pod", "Secret") or api_version != "v1":
-                raise errors.bad_request(f"cannot bind token to object of type {api_version}, Kind={kind}")
+                group_version = api_version if "/" in api_version else f"/{api_version}"
+                raise errors.bad_request(f"cannot bind token to object of type {group_version}, Kind={kind}")
             if not ref.get("name"):
                 problems.append(errors.required("spec.boundObjectRef.name"))
             else:
