@@ -159,6 +159,9 @@ class DynamicSecretSpec:
     secret_type: str
     rollout_targets: tuple[RolloutTarget, ...]
     access: AccessPolicy
+    # Vault-rotated "static" credentials (database static-creds): no lease, the answer's ``ttl``
+    # says when Vault rotates them next, and that is when they are fetched again.
+    allow_static_creds: bool = False
 
 
 @dataclass(frozen=True)
@@ -461,7 +464,7 @@ def parse_dynamic_secret(obj: Mapping[str, Any]) -> DynamicSecretSpec:
     rollout_targets = _rollout_targets(spec)
     access = _access(spec)
     revoke = spec.boolean("revoke", False)
-    spec.boolean("allowStaticCreds", False)
+    allow_static_creds = spec.boolean("allowStaticCreds", False)
     vault_namespace = spec.string("namespace")
     if problems:
         raise SpecError(DYNAMIC_KIND, problems)
@@ -482,6 +485,7 @@ def parse_dynamic_secret(obj: Mapping[str, Any]) -> DynamicSecretSpec:
         secret_type=_secret_type(None, destination),
         rollout_targets=rollout_targets,
         access=access,
+        allow_static_creds=bool(allow_static_creds),
     )
 
 

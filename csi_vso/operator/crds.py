@@ -189,10 +189,14 @@ def dynamic_secret_spec() -> Schema:
                 default=67,
             ),
             "revoke": _bool("Revoke the lease when the custom resource is deleted.", default=False),
-            "allowStaticCreds": _bool("Accepted for VSO compatibility (static roles have no lease)."),
+            "allowStaticCreds": _bool(
+                "Credentials Vault rotates itself (database static-creds): no lease; fetched again "
+                "when the answer's ttl says Vault has rotated them."
+            ),
             "refreshAfter": _duration("Fetch new credentials this often when the lease has no TTL."),
             "revocationDuration": _duration(
-                "After a rotation, keep the old lease valid this long before revoking it (default 0)."
+                "After a rotation, keep the old lease valid this long, then revoke it (absent: the old "
+                "lease is not revoked and ends on its own TTL)."
             ),
             "rollout": _str(
                 "'pods': restart workloads whose pod templates consume the Secret via env or a secret "

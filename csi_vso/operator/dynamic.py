@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +37,7 @@ from csi_vso.operator.sessions import Resolved
 from csi_vso.operator.static import destination_drift
 from csi_vso.operator.vault import leases as vault_leases
 from csi_vso.operator.vault.errors import VaultError, VaultNotFound, VaultUnavailable
+from csi_vso.operator.vault.model import Lease
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +169,14 @@ class DynamicReconciler:
         secret = resolved.session.read_dynamic(
             spec.mount, spec.path, method=spec.method, params=params, namespace=spec.vault_namespace
         )
-        data = render(secret.data)
+        lease = secret.lease
+        vault_data = secret.data
+        if spec.allow_static_creds and not lease.id:
+            # Static credentials: the countdown to Vault's rotation becomes the schedule, not data
+            # (it changes at every read and would make every read a "rotation").
+            lease = Lease(id="", duration=_static_ttl(vault_data), renewable=False)
+            vault_data = {k: v for k, v in vault_data.items() if k != "ttl"}
+        data = render(vault_data)
         mac = compute_mac(rt.hmac_key, owner.uid, data, spec.secret_type)
         desired = destination.build(
             owner=owner,
@@ -178,24 +187,31 @@ class DynamicReconciler:
             access=spec.access,
             written_at=now,
         )
-        rt.write_destination(existing, desired, owner)
-        metrics.SYNCS.labels(kind=owner.kind).inc()
-        rotated = existing is not None and destination.is_owned_by(existing, owner.uid)
         previous_mac = (
             compute_mac(rt.hmac_key, owner.uid, destination.decode_data(existing), spec.secret_type)
             if existing is not None
             else None
         )
-        new_state = state.issued(secret.lease, "", mac, generation_of(obj), now, spec.revocation_duration)
-        self._verified.add(secret.lease.id)
+        changed = not destination.in_sync(existing, desired, previous_mac)
+        if changed:
+            rt.write_destination(existing, desired, owner)
+        else:  # static credentials read before Vault rotated them: nothing new
+            metrics.SKIPPED_WRITES.labels(kind=owner.kind).inc()
+        metrics.SYNCS.labels(kind=owner.kind).inc()
+        rotated = existing is not None and destination.is_owned_by(existing, owner.uid)
+        new_state = state.issued(lease, "", mac, generation_of(obj), now, spec.revocation_duration)
+        if lease.id:
+            self._verified.add(lease.id)
         self._remember(owner.uid, new_state)  # before anything else can fail: the lease is ours now
+        if not changed:
+            return new_state
         verb = "rotated" if rotated else "issued"
         rt.events.record(
             obj,
             "Normal",
             "CredentialsRotated" if rotated else "CredentialsIssued",
             f"Secret {owner.namespace}/{spec.destination.name}: credentials {verb} from "
-            f"{spec.mount}/{spec.path} ({reason}); lease TTL {secret.lease.duration}s",
+            f"{spec.mount}/{spec.path} ({reason}); lease TTL {lease.duration}s",
             dedupe=False,
         )
         if rotated and not macs_equal(previous_mac, mac):
@@ -300,6 +316,18 @@ class DynamicReconciler:
         status = {**state.for_storage(), "observedGeneration": generation, "conditions": conditions}
         self.rt.patch_status(obj, status)
         self.rt.events.clear(owner.uid)
+
+
+def _static_ttl(data: Any) -> int:
+    """Seconds until Vault rotates static credentials (their ``ttl``; 0: unknown).
+
+    Vault's rotation queue runs every few seconds, so a read right at the rotation time may
+    still answer ``ttl: 0`` with the old password: look again a second later, until it rotated.
+    """
+    ttl = data.get("ttl") if isinstance(data, Mapping) else None
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0:
+        return 0
+    return max(ttl, 1)
 
 
 def _issue(reason: str) -> DynamicPlan:

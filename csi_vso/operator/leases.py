@@ -36,6 +36,7 @@ from csi_vso.operator.vault import leases as vault_leases
 from csi_vso.operator.vault.model import Lease
 
 REFRESH_LOW = 0.8
+STATIC_ROTATION_SLACK = 1.0
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -189,6 +190,15 @@ def plan_dynamic(
                 return DynamicPlan(Action.ISSUE, "the lease is not renewable")
             return DynamicPlan(Action.RENEW, "the renewal is due")
         return DynamicPlan(Action.WAIT, "lease valid", _min_delay(state, (due - now).total_seconds(), now))
+    static_due = static_rotation_at(spec, state)
+    if static_due is not None:
+        if now >= static_due:
+            return DynamicPlan(Action.ISSUE, "Vault rotated the static credentials")
+        return DynamicPlan(
+            Action.WAIT,
+            "static credentials valid",
+            _min_delay(state, (static_due - now).total_seconds(), now),
+        )
     # No lease TTL (static credentials): refresh on refreshAfter, if set.
     if spec.refresh_after is not None and state.last_sync is not None:
         due = state.last_sync + timedelta(seconds=spec.refresh_after * REFRESH_LOW)
@@ -196,6 +206,14 @@ def plan_dynamic(
             return DynamicPlan(Action.ISSUE, "the refresh is due")
         return DynamicPlan(Action.WAIT, "not due", _min_delay(state, (due - now).total_seconds(), now))
     return DynamicPlan(Action.WAIT, "no lease to renew", _min_delay(state, None, now))
+
+
+def static_rotation_at(spec: api.DynamicSecretSpec, state: LeaseState) -> datetime | None:
+    """With ``allowStaticCreds``: when Vault rotates the credentials next (their ``ttl`` when read,
+    kept as the lease-less state's duration), plus a second so the read sees the new ones."""
+    if not spec.allow_static_creds or state.lease_id or state.duration <= 0 or state.renewed_at is None:
+        return None
+    return state.renewed_at + timedelta(seconds=state.duration + STATIC_ROTATION_SLACK)
 
 
 def _min_delay(state: LeaseState, delay: float | None, now: datetime) -> float | None:

@@ -285,6 +285,24 @@ def test_static_credentials_refresh_on_refresh_after() -> None:
     assert wait.action is leases.Action.WAIT and wait.delay == pytest.approx(70)
 
 
+def test_allow_static_creds_fetches_again_after_vaults_rotation() -> None:
+    state = lease_state(lease_id="", duration=30, renewable=False)  # ttl 30 s when read at T0
+    spec = dynamic_spec(allowStaticCreds=True)
+    wait = leases.plan_dynamic(
+        spec=spec, state=state, generation=1, drift=None, now=T0 + timedelta(seconds=10)
+    )
+    assert (wait.action, wait.delay) == (leases.Action.WAIT, pytest.approx(21))  # ttl + 1 s slack
+    due = leases.plan_dynamic(
+        spec=spec, state=state, generation=1, drift=None, now=T0 + timedelta(seconds=31)
+    )
+    assert (due.action, due.reason) == (leases.Action.ISSUE, "Vault rotated the static credentials")
+    # Without the flag the same state is never fetched again (no refreshAfter): VSO's opt-in.
+    idle = leases.plan_dynamic(
+        spec=dynamic_spec(), state=state, generation=1, drift=None, now=T0 + timedelta(seconds=31)
+    )
+    assert (idle.action, idle.delay) == (leases.Action.WAIT, None)
+
+
 def test_lease_state_round_trips_through_status_and_queues_old_lease_for_revocation() -> None:
     state = lease_state()
     assert leases.LeaseState.from_storage(state.for_storage()) == state

@@ -283,3 +283,43 @@ def test_non_renewable_lease_gets_new_credentials_at_renewal_time(
     rotated = [e for e in cluster.events(ns, "cert") if e.reason == "CredentialsRotated"]
     assert rotated and "the lease is not renewable" in rotated[0].message
     root.sys.disable_secrets_engine(mount)
+
+
+def test_allow_static_creds_follows_vaults_rotation(
+    openbao: OpenBaoDevServer,
+    postgres: PostgresServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    database: str,
+    operator: OperatorFactory,
+) -> None:
+    """A database static role has no lease: its ``ttl`` says when Vault rotates, and then we fetch again."""
+    ns = k8s_vault.namespace
+    user = "static_" + secrets.token_hex(3)
+    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE \"{user}\" WITH LOGIN PASSWORD '{secrets.token_hex(8)}'")
+    try:
+        openbao.client().write(
+            f"{database}/static-roles/app", db_name="pg", username=user, rotation_period="6s"
+        )
+        operator()
+        cluster.apply(
+            dynamic_secret(
+                ns, "st", mount=database, path="static-creds/app", destination="st", allowStaticCreds=True
+            )
+        )
+        first = wait_for(lambda: cluster.secret_data(ns, "st"), what="static credentials")
+        assert first["username"] == user and can_log_in(postgres, first)
+        assert lease_status(cluster, ns, "st")["id"] == ""
+        second = wait_for(
+            lambda: (d := cluster.secret_data(ns, "st")) and d["password"] != first["password"] and d,
+            timeout=20,
+            what="credentials after Vault's rotation",
+        )
+        assert can_log_in(postgres, second) and not can_log_in(postgres, first)
+        rotated = [e for e in cluster.events(ns, "st") if e.reason == "CredentialsRotated"]
+        assert rotated and "Vault rotated the static credentials" in rotated[0].message
+    finally:
+        openbao.client().delete(f"{database}/static-roles/app")
+        with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{user}"')
