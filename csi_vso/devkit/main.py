@@ -71,10 +71,26 @@ def run(args: argparse.Namespace) -> int:
     # Block the stop signals before any thread starts (threads inherit the mask) and wait for
     # them synchronously: no handler runs inside a lock the main thread might hold.
     stop_signals = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    server = APIServer(port=args.port, tokens=tokens, watch_window=args.watch_window, tls=args.tls).start()
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
-        path = server.write_kubeconfig(args.kubeconfig)
+        return _serve(args, tokens, stop_signals)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
+def _serve(args: argparse.Namespace, tokens: dict[str, User], stop_signals: set[signal.Signals]) -> int:
+    try:
+        server = APIServer(port=args.port, tokens=tokens, watch_window=args.watch_window, tls=args.tls)
+        server.start()
+    except OSError as exc:  # e.g. the port is taken: one line for the operator, not a traceback
+        print(f"csi-vso devkit apiserver: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        try:
+            path = server.write_kubeconfig(args.kubeconfig)
+        except OSError as exc:
+            print(f"csi-vso devkit apiserver: cannot write the kubeconfig: {exc}", file=sys.stderr)
+            return 1
         print(f"apiserver ready url={server.url} kubeconfig={path}", flush=True)
         log.info("apiserver serving", extra={"url": server.url, "kubeconfig": str(path)})
         received = signal.sigwait(stop_signals)

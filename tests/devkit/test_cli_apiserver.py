@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,30 @@ def test_token_file_parsing(text: str, expected: dict[str, tuple[str, tuple[str,
 def test_token_file_errors_name_the_line() -> None:
     with pytest.raises(ValueError, match="token file line 2: need at least token,user"):
         parse_token_file("t1,alice\nonly-a-token\n")
+
+
+def _run_apiserver(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "csi_vso", "devkit", "apiserver", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_startup_failures_are_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = _run_apiserver("--port", str(port), "--kubeconfig", str(tmp_path / "kc"))
+    assert busy.returncode == 1 and busy.stdout == ""
+    assert busy.stderr == (
+        f"csi-vso devkit apiserver: cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use\n"
+    )
+    (tmp_path / "file").write_text("")
+    unwritable = _run_apiserver("--port", "0", "--kubeconfig", str(tmp_path / "file" / "kc"))
+    assert unwritable.returncode == 1 and unwritable.stdout == ""
+    assert unwritable.stderr.startswith("csi-vso devkit apiserver: cannot write the kubeconfig: ")
+    assert "Traceback" not in unwritable.stderr
