@@ -245,6 +245,36 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def _run_demo(command: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run the demo; if it hangs, SIGTERM it (its tear-down runs) before the test fails.
+
+    ``subprocess.run(timeout=...)`` would SIGKILL it instead, leaving OpenBao, the API server,
+    the operator, the provider (all in sessions of their own) and the tmpfs behind.
+    """
+    import signal
+
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd="/",
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        pytest.fail(f"the demo did not finish within {timeout:.0f}s; stopped it with SIGTERM:\n{out}{err}")
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("user", ["root", "non-root"])
 def test_demo_once_rotates_and_leaves_nothing_behind(user: str, tmp_path: Path) -> None:
@@ -264,9 +294,7 @@ def test_demo_once_rotates_and_leaves_nothing_behind(user: str, tmp_path: Path) 
         shutil.chown(home, DEMO_USER, DEMO_USER)
         env["HOME"] = str(home)
     try:
-        result = subprocess.run(
-            command, capture_output=True, text=True, timeout=280, cwd="/", env=env, check=False
-        )
+        result = _run_demo(command, env, timeout=280)
     finally:
         if user == "non-root":
             shutil.rmtree(env["HOME"], ignore_errors=True)
