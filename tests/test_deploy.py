@@ -689,3 +689,14 @@ def test_documented_vault_policy_grants_what_the_examples_need_and_no_more(openb
         assert {path: sorted(capabilities[path]) for path in wanted} == wanted
     finally:
         root.sys.delete_policy(name=name)
+
+
+def test_manifests_and_kustomization_name_the_image_of_this_version() -> None:
+    """A release bumps pyproject's version; the image tag deployed must follow it."""
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for kind, name in (("DaemonSet", "csi-vso-provider"), ("Deployment", "csi-vso-operator")):
+        assert _container(_find(kind, name))["image"] == f"csi-vso:{version}", f"{kind} {name}"
+    images = _docs(DEPLOY / "kustomization.yaml")[0]["images"]
+    assert images == [{"name": "csi-vso", "newTag": version}]
