@@ -10,13 +10,16 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from csi_vso import protected
+from csi_vso.provider import atomic_writer
 from csi_vso.provider.atomic_writer import DATA_LINK, read_current
 from csi_vso.provider.registry import MOUNTS_DIR, MountRecord, Registry, record_file_name
 from csi_vso.provider.rotation import Fail, KeepMissing, Revoke, SecretView, Write, decide
@@ -353,5 +356,50 @@ def test_driver_mode_mount_on_a_registered_target_stops_rotation_there(tmpfs: Pa
         wait_idle(rotator)
         assert (vol / "password").read_bytes() == b"p1"
         assert sample(prom, "csi_vso_rotation_rewrites_total") == 0
+    finally:
+        rotator.stop()
+
+
+def test_volumes_of_one_secret_are_rewritten_concurrently_within_the_bound(
+    tmpfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thousand volumes of one Secret must not be rewritten one after another, nor all at once.
+
+    Each rewrite waits at a barrier for as many others as there are workers: a sequential
+    rotator would break the barrier (and fail those writes), an unbounded one would exceed it.
+    """
+    workers = 3
+    secrets = MemorySecrets()
+    secrets.set(make_secret("db", {"password": b"p1"}), notify=False)
+    rotator, _registry, prom = new_rotator(secrets, tmpfs / "state", workers=workers)
+    rotator.start()
+    try:
+        vols = [tmpfs / f"v{i}" for i in range(4 * workers)]
+        for v in vols:
+            v.mkdir()
+            mount(rotator, secrets, make_spec(v, ALL_KEYS))
+        wait_idle(rotator)
+        real = atomic_writer.write_atomically
+        together = threading.Barrier(workers, timeout=20)
+        lock = threading.Lock()
+        active = [0, 0]  # now, peak
+
+        def gathered(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                active[0] += 1
+                active[1] = max(active[1], active[0])
+            try:
+                together.wait()
+                return real(*args, **kwargs)
+            finally:
+                with lock:
+                    active[0] -= 1
+
+        monkeypatch.setattr(atomic_writer, "write_atomically", gathered)
+        secrets.set(make_secret("db", {"password": b"p2"}))
+        wait_idle(rotator, timeout=60)
+        assert active[1] == workers
+        assert sample(prom, "csi_vso_rotation_rewrites_total") == len(vols)
+        assert all((v / "password").read_bytes() == b"p2" for v in vols)
     finally:
         rotator.stop()
