@@ -279,6 +279,29 @@ def test_version_changes_iff_content_changes(env: Env, tmpfs: Path) -> None:
     assert visible(target)["a"][1].startswith(b"rot-a2")
 
 
+def test_republish_after_a_rotation_rewrites_nothing(env: Env, tmpfs: Path) -> None:
+    """Kubelet re-calls Mount every minute or two: after rotation wrote a volume, that is a no-op."""
+    env.put(env.ns, "republished", {"k": secret_value("rep-1")})
+    target = target_in(tmpfs, env.pod)
+    request = mount_request(env.pod, [{"secretName": "republished"}], str(target))
+    env.driver.mount(request)
+    new = secret_value("rep-2")
+    env.put(env.ns, "republished", {"k": new})
+    wait_for(lambda: (target / "k").read_bytes() == new, what="rotation wrote the new value")
+    data_dir = os.readlink(target / "..data")
+    mtime = os.stat(target / "k").st_mtime_ns
+    republished = env.driver.mount(request)
+    assert os.readlink(target / "..data") == data_dir and os.stat(target / "k").st_mtime_ns == mtime
+    # The versions it reports are those of the rotated content (as a driver-mode Mount renders it).
+    fresh = env.driver.mount(
+        mount_request(
+            env.pod, [{"secretName": "republished"}], str(target_in(tmpfs, env.pod)), write_mode="driver"
+        )
+    )
+    assert list(republished.object_version) == list(fresh.object_version)
+    assert [f.contents for f in fresh.files] == [new]
+
+
 def test_cross_namespace_mount_allowed_by_policy(env: Env, tmpfs: Path) -> None:
     policy = {
         protected.ALLOWED_NAMESPACES_ANNOTATION: protected.encode_list([env.other_ns]),
