@@ -1,14 +1,17 @@
 """Mount latency of the csi-vso provider next to what per-pod Vault providers pay per mount.
 
 One run starts everything for real: the in-memory Kubernetes API server, the provider
-(gRPC on a unix socket, Secret cache, identity check), and an OpenBao dev server. A
+(gRPC on a unix socket, Secret cache, identity check, rotation registry), and an OpenBao
+dev server. A
 SecretProviderClass of 10 objects x 1 KiB is mounted ``--calls`` times, sequentially, by
 a driver-style gRPC client in each mode:
 
 - ``driver``        the provider returns the files (the driver writes them);
 - ``provider``      the provider writes into the same target again (kubelet's republish:
                     bytes compared, nothing rewritten);
-- ``provider-new``  the provider writes a fresh target each call (first mount of a pod);
+- ``provider-new``  the provider writes a fresh target each call (first mount of a pod),
+                    which includes fsyncing the volume's record into the mount registry
+                    in the state dir (a temp dir on the node's disk here);
 - ``baseline``      what a per-pod Vault provider does on every Mount: a kubernetes-auth
                     login to OpenBao with the pod's service-account JWT (OpenBao calls the
                     API server's TokenReview) plus a KV v2 read of the 10 keys, with hvac.
@@ -39,6 +42,7 @@ from csi_vso.devkit.apiserver import APIServer  # noqa: E402
 from csi_vso.devkit.kubeauth import configure_kubernetes_auth  # noqa: E402
 from csi_vso.devkit.openbao import OpenBaoDevServer  # noqa: E402
 from csi_vso.kube import api_client  # noqa: E402
+from csi_vso.provider.rotation import RotationExtension  # noqa: E402
 from csi_vso.provider.server import ProviderServer  # noqa: E402
 from csi_vso.provider.settings import ProviderSettings  # noqa: E402
 from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request, wait_for  # noqa: E402
@@ -110,7 +114,9 @@ def main() -> int:
         settings = ProviderSettings(
             socket_dir=work / "sockets", state_dir=work / "state", metrics_port=0, grace_seconds=5
         )
-        server = ProviderServer(settings, api_client(str(kubeconfig)))
+        # As `csi-vso provider` runs: with rotation, so every provider-mode Mount also pays for
+        # being registered (a record on disk for a new volume, a cached re-render on republish).
+        server = ProviderServer(settings, api_client(str(kubeconfig)), extensions=[RotationExtension()])
         server.start()
         assert server.cache.wait_for_sync(30)
         provider = server
