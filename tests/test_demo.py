@@ -167,6 +167,26 @@ def test_a_signal_during_tear_down_does_not_cut_the_clean_up_short(signum: str, 
     assert "shut down: every process stopped" in demo.out.getvalue()  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({}, {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}),
+        (
+            {"NO_PROXY": ".corp.example, localhost", "no_proxy": "127.0.0.1"},
+            {"NO_PROXY": ".corp.example,localhost,127.0.0.1", "no_proxy": "127.0.0.1,localhost"},
+        ),
+    ],
+)
+def test_loopback_is_added_to_no_proxy_keeping_what_was_there(
+    before: dict[str, str], after: dict[str, str]
+) -> None:
+    from csi_vso.demo import loopback_bypasses_proxies
+
+    environ = dict(before)
+    loopback_bypasses_proxies(environ)
+    assert environ == after
+
+
 # -- the whole demo ----------------------------------------------------------------------------
 
 
@@ -282,8 +302,15 @@ def test_demo_once_rotates_and_leaves_nothing_behind(user: str, tmp_path: Path) 
         pytest.skip("needs root: the root run mounts tmpfs, the non-root run switches user")
     command = [sys.executable, "-m", "csi_vso", "demo", "--once", "--timeout", "90"]
     how = "root"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "KUBECONFIG"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("VAULT_", "BAO_", "KUBECONFIG")) and k.lower() != "no_proxy"
+    }
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # A proxy nobody answers on, as company machines set one: loopback traffic must bypass it.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        env[name] = "http://127.0.0.1:9"
     if user == "non-root":
         _ensure_user()
         stage = tmp_path / "stage"

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
 from csi_vso.demo.runner import Demo, Settings
@@ -83,7 +84,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def loopback_bypasses_proxies(environ: MutableMapping[str, str]) -> None:
+    """Add 127.0.0.1 and localhost to NO_PROXY/no_proxy in ``environ``.
+
+    Everything the demo talks to listens on 127.0.0.1, yet urllib and requests (hvac) send
+    such requests through HTTP(S)_PROXY when one is set, as on many company laptops: OpenBao
+    then never looks ready. The children inherit the amended environment.
+    """
+    for name in ("NO_PROXY", "no_proxy"):
+        entries = [e.strip() for e in environ.get(name, "").split(",") if e.strip()]
+        entries += [host for host in ("127.0.0.1", "localhost") if host not in entries]
+        environ[name] = ",".join(entries)
+
+
 def run(args: argparse.Namespace) -> int:
+    loopback_bypasses_proxies(os.environ)
     settings = Settings(
         once=bool(args.once),
         interval=float(args.interval),
