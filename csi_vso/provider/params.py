@@ -101,6 +101,10 @@ def _parse_attributes(text: str, problems: list[str]) -> dict[str, str] | None:
     except json.JSONDecodeError as exc:
         problems.append(f"attributes is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
         return None
+    except RecursionError:
+        # Pod-controlled nesting ("[[[[..."): an answer, not an INTERNAL error with a deep traceback.
+        problems.append("attributes are nested too deeply")
+        return None
     if not isinstance(value, dict):
         problems.append("attributes must be a JSON object of strings")
         return None
@@ -118,7 +122,7 @@ def _parse_tokens(text: str | None, problems: list[str]) -> dict[str, str]:
         return {}
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         problems.append(f"{SERVICE_ACCOUNT_TOKENS} is not valid JSON")
         return {}
     if not isinstance(value, dict):
@@ -138,9 +142,15 @@ def _load_list(text: str, problems: list[str]) -> list[Any] | None:
     """Read ``objects``: a JSON list, else YAML (of which JSON is nearly a subset)."""
     try:
         value: Any = json.loads(text)
+    except RecursionError:
+        problems.append("objects is nested too deeply")
+        return None
     except json.JSONDecodeError:
         try:
             value = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        except RecursionError:
+            problems.append("objects is nested too deeply")
+            return None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
@@ -199,7 +209,7 @@ def _parse_secrets(text: str, problems: list[str]) -> None:
         return
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         problems.append("secrets is not valid JSON")
         return
     if value is not None and not isinstance(value, dict):

@@ -299,3 +299,22 @@ def test_token_values_never_appear_in_problems() -> None:
     problems = problems_of(attrs("not: [a list", **{"csi.storage.k8s.io/serviceAccount.tokens": tokens}))
     assert problems[0] == "csi.storage.k8s.io/serviceAccount.tokens['other'] has no token"
     assert not any("tok-SECRET" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "problem"),
+    [
+        (attrs("[" * 100_000 + "]" * 100_000), "objects is nested too deeply"),
+        (attrs("- " + "[" * 100_000), "objects is nested too deeply"),
+        ('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "attributes are nested too deeply"),
+        (
+            attrs([{"secretName": "db"}], **{"csi.storage.k8s.io/serviceAccount.tokens": "[" * 100_000}),
+            "csi.storage.k8s.io/serviceAccount.tokens is not valid JSON",
+        ),
+    ],
+    ids=["objects-json", "objects-yaml", "attributes", "tokens"],
+)
+def test_deep_nesting_is_a_problem_not_a_crash(attributes: str, problem: str) -> None:
+    """``objects`` can come from a pod's volumeAttributes: nesting must not raise RecursionError
+    (an INTERNAL answer and a thousand-frame traceback logged on every kubelet retry)."""
+    assert problem in problems_of(attributes)
