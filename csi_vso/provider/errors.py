@@ -25,14 +25,58 @@ class ProviderError(Exception):
         self.message = message
 
 
+#: Budget for a status message as it travels: gRPC sends it percent-encoded in the
+#: ``grpc-message`` trailer, and a client drops the whole response once its metadata passes
+#: 16 KiB ("received metadata size exceeds hard limit"), so the driver would see a transport
+#: error instead of the problems. Half of that leaves room for the other trailers.
+MAX_WIRE_MESSAGE = 8 * 1024
+
+
+def wire_length(message: str) -> int:
+    """Bytes ``message`` takes in the ``grpc-message`` trailer (printable ASCII but ``%`` as is)."""
+    return sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in message.encode("utf-8", "replace"))
+
+
+def _fit(message: str, budget: int = MAX_WIRE_MESSAGE) -> str:
+    """``message`` cut (with a marker) so that its wire length stays within ``budget``."""
+    if wire_length(message) <= budget:
+        return message
+    marker = " ... (truncated)"
+    keep = budget - len(marker)
+    cut = []
+    for char in message:
+        keep -= wire_length(char)
+        if keep < 0:
+            break
+        cut.append(char)
+    return "".join(cut) + marker
+
+
 class InvalidArgument(ProviderError):
-    """The request's parameters are wrong; ``problems`` lists every one found."""
+    """The request's parameters are wrong; ``problems`` lists every one found.
+
+    The message lists as many as fit the wire budget and counts the rest (``problems``
+    keeps them all), so a request with hundreds of mistakes still gets a readable answer.
+    """
 
     code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = tuple(problems)
-        super().__init__("invalid mount parameters: " + "; ".join(self.problems))
+        prefix = "invalid mount parameters: "
+        shown: list[str] = []
+        # Room for the "; and N more" tail.
+        budget = MAX_WIRE_MESSAGE - wire_length(prefix) - 32
+        for problem in self.problems:
+            cost = wire_length(problem) + 2
+            if shown and cost > budget:
+                break
+            shown.append(problem)
+            budget -= cost
+        message = prefix + "; ".join(shown)
+        if len(shown) < len(self.problems):
+            message += f"; and {len(self.problems) - len(shown)} more"
+        super().__init__(_fit(message))
 
 
 class PermissionDenied(ProviderError):
@@ -77,5 +121,5 @@ INTERNAL_MESSAGE = "internal error in the csi-vso provider (see its log)"
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and the message the driver sees for ``exc``."""
     if isinstance(exc, ProviderError):
-        return exc.code, exc.message
+        return exc.code, _fit(exc.message)
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE

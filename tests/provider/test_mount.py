@@ -502,6 +502,19 @@ def test_bad_input(env: Env, tmpfs: Path, bad_setup: None, captured: _Capture, c
     assert visible(good) == {"user": (0o644, env.db["user"])}
 
 
+@pytest.mark.parametrize("name", ["a" * 200, "ü" * 100], ids=["ascii", "non-ascii"])
+def test_hundreds_of_problems_still_reach_the_driver(env: Env, tmpfs: Path, name: str) -> None:
+    """gRPC drops a response whose trailers pass 16 KiB: the driver must still get the problems."""
+    objects = [{"secretName": "db", "key": "password", "fileName": f"/{name}{i}"} for i in range(300)]
+    with pytest.raises(grpc.RpcError) as err:
+        env.driver.mount(mount_request(env.pod, objects, str(target_in(tmpfs, env.pod))))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    details = err.value.details()
+    assert details.startswith(f"invalid mount parameters: objects[0].fileName: path '/{name}0' is absolute")
+    shown = details.count(" is absolute")
+    assert 0 < shown < 300 and details.endswith(f"; and {300 - shown} more")
+
+
 def test_unprotected_and_missing_secrets_are_indistinguishable(
     env: Env, bad_setup: None, tmpfs: Path
 ) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import grpc
 import pytest
 
-from csi_vso.provider.errors import InvalidArgument
+from csi_vso.provider.errors import MAX_WIRE_MESSAGE, InvalidArgument, NotFound, status_for, wire_length
 from csi_vso.provider.params import parse_request
 from csi_vso.provider.validation import MountSpec, ObjectSpec, WriteMode, validate
 
@@ -318,3 +319,12 @@ def test_deep_nesting_is_a_problem_not_a_crash(attributes: str, problem: str) ->
     """``objects`` can come from a pod's volumeAttributes: nesting must not raise RecursionError
     (an INTERNAL answer and a thousand-frame traceback logged on every kubelet retry)."""
     assert problem in problems_of(attributes)
+
+
+def test_status_messages_fit_the_grpc_trailer() -> None:
+    code, message = status_for(NotFound("protected Secret ns/" + "é" * 10_000 + " not found"))
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert wire_length(message) <= MAX_WIRE_MESSAGE < wire_length("é" * 10_000)
+    assert message.startswith("protected Secret ns/éé") and message.endswith("... (truncated)")
+    short = InvalidArgument(["one", "two"])
+    assert status_for(short)[1] == "invalid mount parameters: one; two"
