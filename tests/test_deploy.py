@@ -619,10 +619,13 @@ def test_bindings_name_the_service_account_the_workload_runs_as(
 
 def test_csi_driver_values_turn_on_rotation_and_the_providers_token_audience() -> None:
     values = _docs(EXAMPLES / "secrets-store-csi-driver-values.yaml")[0]
-    provider = _cli(["provider"])
+    provider = _cli(_container(_find("DaemonSet", "csi-vso-provider"))["args"])
     assert values["enableSecretRotation"] is True
     assert values["linux"]["providersDir"] == str(provider.socket_dir)
-    audience = ProviderSettings().token_audience  # the audience the provider's TokenReview expects
+    # The deployed provider requires the pod token, for the audience the driver is told to mint.
+    assert provider.require_pod_token is True
+    audience = provider.token_audience
+    assert audience == ProviderSettings().token_audience == "csi-vso"
     assert [r["audience"] for r in values["tokenRequests"]] == [audience]
     text = (EXAMPLES / "secrets-store-csi-driver-values.yaml").read_text()
     assert "--set enableSecretRotation=true" in text

@@ -295,6 +295,8 @@ class Demo:
                 PROVIDER_NAME,
                 "--state-dir",
                 str(state_dir),
+                # As deployed (deploy/provider/daemonset.yaml): identity from the pod's token.
+                "--require-pod-token",
                 "--metrics-addr",
                 f"127.0.0.1:{port}",
             ),
