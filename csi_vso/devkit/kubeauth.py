@@ -7,18 +7,21 @@ configure the auth mount the same way, so it lives here once.
 Facts this relies on (checked against OpenBao 2.7): OpenBao reviews a login JWT by calling the
 API server's TokenReview. Without ``token_reviewer_jwt`` it would send that same JWT as its
 bearer token, which a real API server refuses (401) unless the JWT carries the server's own
-audience — and login tokens carry Vault's ("vault"): the known VSO/cert-manager failure. So the
-kubeconfig's own bearer token is set as the reviewer (OpenBao takes any bearer token there, not
-only a JWT); a kubeconfig without one (client certificates) leaves it unset, which works only
-for login tokens that also carry the API audience. ``disable_local_ca_jwt`` is set because
-OpenBao does not run in a pod; and with that flag OpenBao insists on ``kubernetes_ca_cert``
-even for a plain-HTTP API server, where any PEM will do — hence the placeholder certificate.
+audience — and login tokens carry Vault's ("vault"): the known VSO/cert-manager failure. So a
+reviewer is set up the way a real deployment does it: a ServiceAccount
+(``kube-system/csi-vso-token-reviewer``) bound to ``system:auth-delegator``, whose TokenRequest
+token (API audience) OpenBao calls TokenReview with. That works with any kubeconfig
+(certificate users included) and never hands the kubeconfig's own credential to OpenBao.
+``disable_local_ca_jwt`` is set because OpenBao does not run in a pod; and with that flag
+OpenBao insists on ``kubernetes_ca_cert`` even for a plain-HTTP API server, where any PEM will
+do — hence the placeholder certificate.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +33,10 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client, config
 
 __all__ = [
-    "api_server_bearer_token",
     "api_server_ca_pem",
     "api_server_url",
     "configure_kubernetes_auth",
+    "mint_reviewer_token",
     "placeholder_ca_pem",
 ]
 
@@ -84,32 +87,63 @@ def api_server_ca_pem(kubeconfig: str | Path) -> str | None:
     return None
 
 
-def api_server_bearer_token(kubeconfig: str | Path) -> str | None:
-    """The bearer token the kubeconfig's current user authenticates with, if it uses one.
+REVIEWER_NAMESPACE = "kube-system"
+REVIEWER_NAME = "csi-vso-token-reviewer"
+REVIEWER_TOKEN_SECONDS = 30 * 24 * 3600  # outlives any test run, benchmark or demo session
 
-    The client's own loader reads it, so ``token``, ``tokenFile`` and exec plugins all work.
+
+def _create_unless_exists(create: Callable[[], object]) -> None:
+    try:
+        create()
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def mint_reviewer_token(api: client.ApiClient) -> str:
+    """A token allowed to call TokenReview: ServiceAccount + ``system:auth-delegator`` binding.
+
+    Idempotent: the account and the binding are created when missing; each call mints a fresh
+    token with the API server's own audience (the TokenRequest default).
     """
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-    header = cfg.api_key.get("BearerToken") or cfg.api_key.get("authorization") or ""
-    token = header.removeprefix("Bearer ").strip()
-    return token or None
+    core = client.CoreV1Api(api)
+    _create_unless_exists(
+        lambda: core.create_namespaced_service_account(
+            REVIEWER_NAMESPACE, {"metadata": {"name": REVIEWER_NAME}}
+        )
+    )
+    binding = {
+        "metadata": {"name": REVIEWER_NAME},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "system:auth-delegator",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": REVIEWER_NAME, "namespace": REVIEWER_NAMESPACE}],
+    }
+    _create_unless_exists(lambda: client.RbacAuthorizationV1Api(api).create_cluster_role_binding(binding))
+    request = core.create_namespaced_service_account_token(
+        REVIEWER_NAME, REVIEWER_NAMESPACE, {"spec": {"expirationSeconds": REVIEWER_TOKEN_SECONDS}}
+    )
+    token: str = request.status.token
+    return token
 
 
 def configure_kubernetes_auth(root: Any, *, kubeconfig: str | Path, mount: str = "kubernetes") -> None:
     """Enable (when missing) and configure ``auth/<mount>`` to trust the kubeconfig's API server.
 
-    ``root`` is an hvac client with a token allowed to manage auth methods. Roles are the
-    caller's business: each user of this binds its own service accounts and policies.
+    The kubeconfig's user must be allowed to create a ServiceAccount and a ClusterRoleBinding
+    (see :func:`mint_reviewer_token`). ``root`` is an hvac client with a token allowed to
+    manage auth methods. Roles are the caller's business: each user of this binds its own
+    service accounts and policies.
     """
     data: dict[str, Any] = {
         "kubernetes_host": api_server_url(kubeconfig),
         "kubernetes_ca_cert": api_server_ca_pem(kubeconfig) or placeholder_ca_pem(),
         "disable_local_ca_jwt": True,
     }
-    reviewer = api_server_bearer_token(kubeconfig)
-    if reviewer:
-        data["token_reviewer_jwt"] = reviewer
+    with config.new_client_from_config(config_file=str(kubeconfig)) as api:
+        data["token_reviewer_jwt"] = mint_reviewer_token(api)
     if f"{mount}/" not in root.sys.list_auth_methods()["data"]:
         root.sys.enable_auth_method("kubernetes", path=mount)
     root.write_data(f"auth/{mount}/config", data=data)

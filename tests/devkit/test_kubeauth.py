@@ -1,4 +1,4 @@
-"""Reading the API server's address and CA out of a kubeconfig for OpenBao's kubernetes auth."""
+"""OpenBao's kubernetes auth setup: the API server's address and CA from a kubeconfig, the reviewer."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography import x509
+from kubernetes import client, config
 
 from csi_vso.devkit.kubeauth import (
-    api_server_bearer_token,
+    REVIEWER_NAME,
+    REVIEWER_NAMESPACE,
     api_server_ca_pem,
     api_server_url,
+    mint_reviewer_token,
     placeholder_ca_pem,
 )
+from tests.fixtures.kube import Kube
 
 CA = placeholder_ca_pem()
 
@@ -76,15 +80,21 @@ def test_kubeconfig_without_clusters_is_a_clear_error(tmp_path: Path) -> None:
         api_server_url(path)
 
 
-def test_bearer_token_of_the_current_user(tmp_path: Path) -> None:
-    """OpenBao's reviewer token: the kubeconfig user's own token, or None for certificate users."""
-    path = _kubeconfig(tmp_path, [{"name": "main", "cluster": {"server": "http://127.0.0.1:1"}}], "ctx-main")
-    assert api_server_bearer_token(path) == "t"
-    config = yaml.safe_load(path.read_text())
-    (tmp_path / "token").write_text("from-file\n")
-    config["users"] = [{"name": "u", "user": {"tokenFile": str(tmp_path / "token")}}]
-    path.write_text(yaml.safe_dump(config))
-    assert api_server_bearer_token(path) == "from-file"
-    config["users"] = [{"name": "u", "user": {"username": "cert-user"}}]
-    path.write_text(yaml.safe_dump(config))
-    assert api_server_bearer_token(path) is None
+def test_reviewer_token_is_a_service_account_allowed_to_review(kube: Kube) -> None:
+    """OpenBao's reviewer: an API-audience token of a ServiceAccount bound to system:auth-delegator."""
+    with kube.api_client() as api:
+        token = mint_reviewer_token(api)
+        assert mint_reviewer_token(api)  # idempotent: account and binding already exist
+        binding = client.RbacAuthorizationV1Api(api).read_cluster_role_binding(REVIEWER_NAME)
+    assert binding.role_ref.name == "system:auth-delegator"
+    assert [(s.kind, s.namespace, s.name) for s in binding.subjects] == [
+        ("ServiceAccount", REVIEWER_NAMESPACE, REVIEWER_NAME)
+    ]
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=kube.kubeconfig, client_configuration=cfg)
+    cfg.refresh_api_key_hook = None
+    cfg.api_key = {"BearerToken": f"Bearer {token}"}
+    with client.ApiClient(cfg) as as_reviewer:
+        review = client.AuthenticationV1Api(as_reviewer).create_token_review({"spec": {"token": token}})
+    assert review.status.authenticated is True
+    assert review.status.user.username == f"system:serviceaccount:{REVIEWER_NAMESPACE}:{REVIEWER_NAME}"

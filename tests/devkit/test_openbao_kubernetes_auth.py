@@ -13,7 +13,7 @@ is caught only by the TokenReview, and the same token is shown to work before th
 Configuration facts (DESIGN.md §6): ``disable_local_ca_jwt=true`` (OpenBao does not run in a pod)
 requires ``kubernetes_ca_cert`` even over plain http; without ``token_reviewer_jwt`` OpenBao would
 use the presented JWT itself as the bearer token for the TokenReview, which the API server refuses
-for a "vault"-audience token (as a real one does), so the kubeconfig's token is the reviewer.
+for a "vault"-audience token (as a real one does), so a reviewer ServiceAccount's token is set.
 """
 
 from __future__ import annotations
