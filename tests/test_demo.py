@@ -382,11 +382,12 @@ def _read_until(stream: Any, pattern: str, count: int, deadline: float) -> str:
 
 
 @pytest.mark.slow
-def test_looping_demo_keeps_rotating_until_ctrl_c_then_cleans_up() -> None:
+def test_looping_demo_keeps_rotating_until_ctrl_c_then_cleans_up(tmp_path: Path) -> None:
     """The default (looping) demo: rotation after rotation until Ctrl-C, then exit 0 and nothing left.
 
     Ctrl-C in a terminal signals the whole foreground process group; the demo runs in a group of
-    its own here and the group gets SIGINT, as from a terminal.
+    its own here and the group gets SIGINT, as from a terminal. ``--keep-logs`` keeps the
+    processes' logs, which must not hold any of the secret values the demo printed.
     """
     if os.geteuid() != 0:
         pytest.skip("needs root: the volume is a real tmpfs, whose unmount is checked")
@@ -396,7 +397,10 @@ def test_looping_demo_keeps_rotating_until_ctrl_c_then_cleans_up() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "KUBECONFIG"))}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "csi_vso", "demo", "--interval", "0.2", "--timeout", "90"],
+        [
+            *[sys.executable, "-m", "csi_vso", "demo", "--interval", "0.2", "--timeout", "90"],
+            *["--keep-logs", str(tmp_path / "logs"), "--log-level", "debug"],
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -433,3 +437,13 @@ def test_looping_demo_keeps_rotating_until_ctrl_c_then_cleans_up() -> None:
     assert _processes_mentioning(workdir.group(1)) == []
     for url in re.findall(r"started (?:OpenBao|the in-memory API server) (https?://[\d.:]+)", output):
         assert not _listening(url), f"{url} still accepts connections after Ctrl-C"
+
+    # The kept logs: every process but OpenBao (its log holds the root token), none empty, and
+    # none with a secret value in it, even at debug level.
+    logs = {p.name: p.read_text() for p in (tmp_path / "logs").iterdir()}
+    assert sorted(logs) == ["apiserver.log", "operator.log", "provider.log"]
+    assert all(logs.values()), [name for name, text in logs.items() if not text]
+    values = set(re.findall(r"'(v\d+-[0-9a-f]{8})'", output))
+    assert len(values) >= 3, output
+    leaks = [(name, v) for name, text in logs.items() for v in values if v in text]
+    assert leaks == []
