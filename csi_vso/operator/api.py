@@ -81,6 +81,7 @@ class LeaseDict(TypedDict, total=False):
     requestID: str
     issuedAt: str
     renewedAt: str
+    tokenAccessor: str
 
 
 class PendingRevocationDict(TypedDict):

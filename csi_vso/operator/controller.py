@@ -116,7 +116,12 @@ class Controller:
             label_selector=f"{protected.MANAGED_BY_LABEL}={protected.MANAGED_BY_VALUE}",
             resync_period=settings.informer_resync,
         )
-        self.session_cache = session_cache or SessionCache(interval=settings.token_upkeep_interval)
+        # A re-login abandons the old token, and the leases it issued end with it: every dynamic
+        # secret is looked at again (those on the old token schedule new credentials).
+        self.session_cache = session_cache or SessionCache(
+            interval=settings.token_upkeep_interval,
+            on_relogin=lambda: self._requeue_kind("VaultDynamicSecret"),
+        )
         self.rt = Runtime(
             api_client=api_client,
             operator_namespace=settings.operator_namespace,
@@ -214,9 +219,12 @@ class Controller:
 
     def _requeue_all_secrets(self) -> None:
         for kind in SECRET_KINDS:
-            for obj in self.informers[kind].list():
-                metadata = obj.get("metadata") or {}
-                self.queue.add((kind, str(metadata.get("namespace")), str(metadata.get("name"))))
+            self._requeue_kind(kind)
+
+    def _requeue_kind(self, kind: str) -> None:
+        for obj in self.informers[kind].list():
+            metadata = obj.get("metadata") or {}
+            self.queue.add((kind, str(metadata.get("namespace")), str(metadata.get("name"))))
 
     def _on_secret(self, event_type: str, secret: Any) -> None:
         """Re-queue the owner of a destination Secret that changed or went away.

@@ -300,6 +300,11 @@ def _lease_status() -> dict[str, Schema]:
                 "requestID": _str("Vault request id that issued it."),
                 "issuedAt": _str("When the credentials were issued.", format="date-time"),
                 "renewedAt": _str("When the lease was last renewed (or issued).", format="date-time"),
+                "tokenAccessor": _str(
+                    "Accessor of the Vault token that issued the lease (Vault revokes the lease when "
+                    "that token expires). Not a credential: it can only look up, renew or revoke "
+                    "that token, given a policy on auth/token/*-accessor."
+                ),
             },
         ),
         "pendingRevocations": {

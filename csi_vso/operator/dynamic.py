@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from csi_vso.operator import api, destination, metrics
@@ -47,6 +47,8 @@ class DynamicReconciler:
         self.rt = rt
         self._memory: dict[str, LeaseState] = {}
         self._verified: set[str] = set()  # leases confirmed with Vault by this process
+        # token accessor -> (when to replace its leases' credentials, why); see _issuer_deadline
+        self._issuers: dict[str, tuple[datetime | None, str]] = {}
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -121,6 +123,13 @@ class DynamicReconciler:
                 # Not allowed to look leases up: the renewal will tell whether the lease lives.
                 self._verified.add(state.lease_id)
 
+        issuer_deadline: datetime | None = None
+        if plan.action is not Action.ISSUE and state.lease_id and state.token_accessor:
+            issuer_deadline, why = self._issuer_deadline(state.token_accessor, session, now)
+            if issuer_deadline is not None and now >= issuer_deadline:
+                plan = _issue(why)
+                issuer_deadline = None
+
         if plan.action is Action.RENEW:
             requested = state.duration
             try:
@@ -147,8 +156,52 @@ class DynamicReconciler:
         state = self._revoke_due(state, now, session if state.pending else None, vault_ns)
         self._remember(owner.uid, state)
         self._report(obj, spec, state, generation)
-        replan = plan_dynamic(spec=spec, state=state, generation=generation, drift=None, now=rt.clock())
-        return replan.delay if replan.action is Action.WAIT else 0.5
+        later = rt.clock()
+        replan = plan_dynamic(spec=spec, state=state, generation=generation, drift=None, now=later)
+        if replan.action is not Action.WAIT:
+            return 0.5
+        if issuer_deadline is not None:
+            until = max(0.0, (issuer_deadline - later).total_seconds())
+            return until if replan.delay is None else min(replan.delay, until)
+        return replan.delay
+
+    def _issuer_deadline(
+        self, accessor: str, session: Callable[[], Resolved], now: datetime
+    ) -> tuple[datetime | None, str]:
+        """When to replace credentials whose issuing token nobody renews any more (None: no need).
+
+        Our own current token is renewed by the session cache: its leases live. Any other token
+        (a previous process's, or ours before a re-login) is looked up once: its leases end when
+        it expires, so the credentials are replaced halfway through its remaining life.
+        """
+        if accessor == session().session.token_accessor:
+            return None, ""
+        with self._lock:
+            if accessor in self._issuers:
+                return self._issuers[accessor]
+        answer: tuple[datetime | None, str]
+        try:
+            ttl = session().session.lookup_token_ttl(accessor)
+            answer = (
+                (None, "")
+                if ttl <= 0
+                else (
+                    now + timedelta(seconds=ttl / 2),
+                    "the Vault token that issued the lease is no longer renewed",
+                )
+            )
+        except VaultNotFound:
+            answer = (now, "the Vault token that issued the lease is gone (and its lease with it)")
+        except VaultUnavailable:
+            raise
+        except VaultError as exc:  # not allowed to look tokens up: rely on the renewal to notice
+            log.warning(
+                "cannot look up the token that issued a lease; renewals will tell", extra={"error": str(exc)}
+            )
+            answer = (None, "")
+        with self._lock:
+            self._issuers[accessor] = answer
+        return answer
 
     # -- actions --------------------------------------------------------------------------------
 
@@ -199,7 +252,15 @@ class DynamicReconciler:
             metrics.SKIPPED_WRITES.labels(kind=owner.kind).inc()
         metrics.SYNCS.labels(kind=owner.kind).inc()
         rotated = existing is not None and destination.is_owned_by(existing, owner.uid)
-        new_state = state.issued(lease, "", mac, generation_of(obj), now, spec.revocation_duration)
+        new_state = state.issued(
+            lease,
+            "",
+            mac,
+            generation_of(obj),
+            now,
+            spec.revocation_duration,
+            token_accessor=resolved.session.token_accessor if lease.id else "",
+        )
         if lease.id:
             self._verified.add(lease.id)
         self._remember(owner.uid, new_state)  # before anything else can fail: the lease is ours now

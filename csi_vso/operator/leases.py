@@ -12,6 +12,12 @@ Where the state lives, and why there:
   Nothing else stores them — no operator-side file, no status field.
 - Old leases kept alive for ``revocationDuration`` are listed in ``status.pendingRevocations``
   (ids and due times), so a restart still revokes them on time.
+- The accessor of the Vault token that issued the lease (``status.secretLease.tokenAccessor``).
+  Vault revokes a lease when its issuing token expires, and only the process holding a token
+  keeps renewing it: after a restart (or a re-login when the token hit its max TTL) the lease
+  is doomed however often it is renewed. The accessor lets the new token look up when the old
+  one expires (``auth/token/lookup-accessor``), and the credentials are replaced halfway to
+  that moment instead of failing at it. An accessor cannot read secrets or act as the token.
 
 On restart the operator reads these back (:meth:`LeaseState.from_storage`); if the destination
 Secret still carries the data whose MAC is recorded and the lease has not ended, it keeps
@@ -61,6 +67,7 @@ class LeaseState:
     last_generation: int | None = None
     last_sync: datetime | None = None
     pending: tuple[PendingRevocation, ...] = ()
+    token_accessor: str = ""  # the Vault token that issued the lease (the lease dies with it)
 
     @classmethod
     def from_storage(cls, status: Mapping[str, Any] | None) -> LeaseState:
@@ -83,6 +90,7 @@ class LeaseState:
             last_generation=generation if isinstance(generation, int) else None,
             last_sync=parse_time(status.get("lastSyncTime")),
             pending=tuple(pending),
+            token_accessor=str(lease.get("tokenAccessor") or ""),
         )
 
     def for_storage(self) -> dict[str, Any]:
@@ -97,6 +105,8 @@ class LeaseState:
             lease["issuedAt"] = _iso(self.issued_at) or ""
         if self.renewed_at is not None:
             lease["renewedAt"] = _iso(self.renewed_at) or ""
+        if self.token_accessor:
+            lease["tokenAccessor"] = self.token_accessor
         return {
             "secretLease": lease,
             "secretMAC": self.secret_mac,
@@ -121,7 +131,14 @@ class LeaseState:
         )
 
     def issued(
-        self, lease: Lease, request_id: str, mac: str, generation: int, now: datetime, grace: float | None
+        self,
+        lease: Lease,
+        request_id: str,
+        mac: str,
+        generation: int,
+        now: datetime,
+        grace: float | None,
+        token_accessor: str = "",
     ) -> LeaseState:
         """New credentials; the previous lease is revoked after ``grace`` seconds (None: left to expire)."""
         pending = list(self.pending)
@@ -138,6 +155,7 @@ class LeaseState:
             last_generation=generation,
             last_sync=now,
             pending=tuple(pending),
+            token_accessor=token_accessor,
         )
 
     def without_pending(self, lease_ids: set[str]) -> LeaseState:

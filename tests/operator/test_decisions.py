@@ -221,6 +221,7 @@ def lease_state(**changes: Any) -> leases.LeaseState:
         secret_mac="m",
         last_generation=1,
         last_sync=T0,
+        token_accessor="accessor-1",
     )
     return leases.LeaseState(**{**base.__dict__, **changes})
 

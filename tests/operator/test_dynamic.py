@@ -323,3 +323,54 @@ def test_allow_static_creds_follows_vaults_rotation(
         openbao.client().delete(f"{database}/static-roles/app")
         with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
             conn.execute(f'DROP ROLE IF EXISTS "{user}"')
+
+
+def test_restart_replaces_credentials_before_the_old_token_takes_them_down(
+    openbao: OpenBaoDevServer,
+    postgres: PostgresServer,
+    kube: Any,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    database: str,
+    operator: OperatorFactory,
+) -> None:
+    """Vault revokes a lease when the token that issued it expires, and after a restart nobody
+    renews that token: the new process keeps the credentials, then replaces them in time."""
+    from tests.operator.conftest import configure_k8s_auth
+
+    ns = k8s_vault.namespace
+    root = openbao.client()
+    configure_k8s_auth(
+        root, kube, mount=k8s_vault.mount, role="app", sa="app", namespaces=[ns], token_ttl="8s"
+    )
+    db_role(openbao, database, "tok", default_ttl="2m", max_ttl="10m")
+    key = secrets.token_bytes(32)
+    first_operator = operator(hmac_key=key)
+    cluster.apply(dynamic_secret(ns, "app", mount=database, path="creds/tok", destination="app-db"))
+    creds = wait_for(lambda: cluster.secret_data(ns, "app-db"), what="credentials")
+    lease = wait_for(lambda: lease_status(cluster, ns, "app").get("id"), what="lease")
+    accessor = lease_status(cluster, ns, "app")["tokenAccessor"]
+    assert accessor and accessor not in str(cluster.secret(ns, "app-db").data)
+    first_operator.stop()
+
+    operator(hmac_key=key)
+    replaced = wait_for(
+        lambda: (d := cluster.secret_data(ns, "app-db")) and d["username"] != creds["username"] and d,
+        timeout=15,
+        what="credentials replaced under the new process's token",
+    )
+    assert lease_status(cluster, ns, "app")["id"] != lease
+    rotated = [e for e in cluster.events(ns, "app") if e.reason == "CredentialsRotated"]
+    assert rotated and "no longer renewed" in rotated[0].message
+
+    def old_token_gone() -> bool:
+        try:
+            root.write("auth/token/lookup-accessor", accessor=accessor)
+            return False
+        except Exception:
+            return True
+
+    wait_for(old_token_gone, timeout=15, what="the first process's token expired")
+    assert not can_log_in(postgres, creds)  # Vault took them down with their token...
+    assert can_log_in(postgres, replaced)  # ...after the Secret already held working ones
+    assert cluster.secret_data(ns, "app-db") == replaced

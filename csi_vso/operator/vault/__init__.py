@@ -37,7 +37,11 @@ token each time. Exceptions it raises become ``VaultUnavailable`` unless they al
     renew_lease(lease_id, increment=None, namespace=None) -> Lease   # sys/leases/renew
     revoke_lease(lease_id, namespace=None) -> None                  # sys/leases/revoke
     lookup_lease(lease_id, namespace=None) -> LeaseInfo(.ttl, .renewable, .expire_time, ...)
-    login_count, token_state()
+    lookup_token_ttl(accessor) -> seconds left (auth/token/lookup-accessor; VaultNotFound: gone)
+    login_count, token_state(), token_accessor
+
+``SessionCache(on_relogin=callback)``: called when a session replaces its token (expiry, max
+TTL, a 403): leases issued under the old token end when it expires, so the caller re-checks them.
 
 Lease decisions, pure (``leases``)::
 
@@ -62,7 +66,8 @@ Things to know
   based, not tied to the issuing token), but the lease still ends when the token that issued it
   expires.
 - Vault answers 403 both for a dead token and for a policy that forbids the path; the session
-  cannot tell them apart, so a policy denial costs one extra login before ``VaultDenied`` is raised.
+  cannot tell them apart, so a policy denial costs one extra login before ``VaultDenied`` is raised
+  (except ``lookup_token_ttl``: a re-login would abandon the token and the leases it issued).
 - The default mount for ``appRole`` is ``approle`` (lower case, Vault's default); pass ``mount=""``
   to get it — Vault paths are case-sensitive, ``auth/appRole/login`` would be a different mount.
 - Metrics: ``metrics.VAULT_REQUESTS`` counter ``csi_vso_vault_requests_total{operation,outcome}``.

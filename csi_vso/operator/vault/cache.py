@@ -44,7 +44,14 @@ class SessionKey:
 
 
 class SessionCache:
-    def __init__(self, *, interval: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_relogin: Callable[[], None] | None = None,
+    ) -> None:
+        self._on_relogin = on_relogin  # a session replaced its token (see VaultSession)
         self._interval = interval
         self._clock = clock
         self._sessions: dict[SessionKey, VaultSession] = {}
@@ -76,7 +83,13 @@ class SessionCache:
                 session = self._sessions.get(key)
             if session is not None:
                 return session
-            session = VaultSession(connection=connection, auth=auth, jwt_source=jwt_source, clock=self._clock)
+            session = VaultSession(
+                connection=connection,
+                auth=auth,
+                jwt_source=jwt_source,
+                clock=self._clock,
+                on_relogin=self._on_relogin,
+            )
             try:
                 session.login()
             except BaseException:
@@ -88,6 +101,8 @@ class SessionCache:
                     self._sessions.pop(old)
                     self._key_locks.pop(old, None)
                 self._sessions[key] = session
+            if stale and self._on_relogin is not None:
+                self._on_relogin()  # the replaced session's token is no longer renewed
             return session
 
     def evict(self, predicate: Callable[[SessionKey], bool]) -> int:

@@ -128,6 +128,10 @@ def translate(exc: BaseException, context: RequestContext) -> VaultError:
                 return VaultNotFound(
                     f"{where}: no such lease (HTTP 400){detail}", context=context, status=status
                 )
+            if "invalid accessor" in detail:  # auth/token/lookup-accessor: the token is gone
+                return VaultNotFound(
+                    f"{where}: no such token (HTTP 400){detail}", context=context, status=status
+                )
             return VaultInvalid(f"{where}: rejected (HTTP 400){detail}", context=context, status=status)
         if isinstance(
             exc,

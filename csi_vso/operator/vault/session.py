@@ -86,9 +86,11 @@ class VaultSession:
         auth: AuthSettings,
         jwt_source: JwtSource | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_relogin: Callable[[], None] | None = None,
     ) -> None:
         if auth.uses_jwt and jwt_source is None:
             raise ValueError(f"{auth.method} login needs a jwt_source")
+        self._on_relogin = on_relogin
         self.connection = connection
         self.auth = auth
         self._jwt_source = jwt_source
@@ -107,6 +109,12 @@ class VaultSession:
     @property
     def login_count(self) -> int:
         return self._login_count
+
+    @property
+    def token_accessor(self) -> str:
+        """The current token's accessor ("" before login): names the token without being it."""
+        token = self._token
+        return token.accessor if token is not None else ""
 
     def token_state(self) -> TokenState:
         token = self._token
@@ -182,6 +190,9 @@ class VaultSession:
         token = parse_token(body, now=self._clock(), context=context)
         self._token = token
         self._login_count += 1
+        if self._login_count > 1 and self._on_relogin is not None:
+            # The previous token is no longer renewed: leases it issued end when it expires.
+            self._on_relogin()
         log.info(
             "logged in to Vault",
             extra={
@@ -222,11 +233,14 @@ class VaultSession:
         *,
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
+        relogin_on_denied: bool = True,
     ) -> dict[str, Any] | None:
         token = self._valid_token()
         try:
             return self._transport.request(context, method, token=token.value, json=json, params=params)
         except VaultDenied:
+            if not relogin_on_denied:
+                raise
             with self._lock:
                 if self._token is token:  # nobody re-logged in meanwhile
                     self._login_locked()
@@ -314,6 +328,22 @@ class VaultSession:
     def revoke_lease(self, lease_id: str, *, namespace: str | None = None) -> None:
         context = self._context("revoke_lease", "sys/leases/revoke", namespace=self._namespace(namespace))
         self._call(context, "PUT", json={"lease_id": lease_id})
+
+    def lookup_token_ttl(self, accessor: str) -> int:
+        """Seconds the token named by ``accessor`` has left (0: never expires; VaultNotFound: gone).
+
+        ``auth/token/lookup-accessor`` in the auth's Vault namespace, where the token lives.
+        """
+        context = self._context(
+            "lookup_token", "auth/token/lookup-accessor", namespace=self.auth.vault_namespace
+        )
+        # A 403 here is a policy without auth/token/lookup-accessor, not a dead token: logging in
+        # again would abandon the current token, and with it every lease it issued.
+        body = self._call(context, "POST", json={"accessor": accessor}, relogin_on_denied=False)
+        data = (body or {}).get("data")
+        if not isinstance(data, dict):
+            raise VaultInvalid(f"{context.describe()}: answer has no data", context=context)
+        return int(data.get("ttl") or 0)
 
     def lookup_lease(self, lease_id: str, *, namespace: str | None = None) -> LeaseInfo:
         """Remaining TTL of a lease (VaultNotFound when Vault no longer knows it)."""

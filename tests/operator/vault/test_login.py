@@ -207,3 +207,43 @@ def test_cache_thread_keeps_tokens_alive(
         assert session.login_count == 1  # the first token is still the one in use
     finally:
         cache.close()
+
+
+def test_relogin_is_announced_and_the_old_token_can_be_looked_up_by_accessor(
+    root: hvac.Client, unique_path: str, connection: ConnectionSettings
+) -> None:
+    """Leases die with their token: the caller learns of a re-login and can ask how long the old one lives."""
+    from csi_vso.operator.vault import VaultNotFound
+
+    _, policy = _kv_with_policy(root, unique_path)
+    policy += '\npath "auth/token/lookup-accessor" { capabilities = ["update"] }'
+    approle = configure_approle(root, prefix=unique_path, policy_hcl=policy, token_ttl="1h")
+    relogins: list[int] = []
+    session = VaultSession(connection=connection, auth=approle.auth(), on_relogin=lambda: relogins.append(1))
+    try:
+        session.login()
+        first = session.token_accessor
+        assert first and relogins == []  # the first login is no news
+        session.login()
+        second = session.token_accessor
+        assert second != first and relogins == [1]
+        assert 3500 < session.lookup_token_ttl(first) <= 3600  # still alive, nobody renews it
+        root.write("auth/token/revoke-accessor", accessor=first)
+        with pytest.raises(VaultNotFound, match="no such token"):
+            session.lookup_token_ttl(first)
+    finally:
+        session.close()
+
+
+def test_token_lookup_denied_by_policy_does_not_abandon_the_token(
+    root: hvac.Client, unique_path: str, session_for: Callable[[AppRole], VaultSession]
+) -> None:
+    """Without auth/token/lookup-accessor in the policy the lookup fails, and the token (with its
+    leases) is kept: a re-login here would doom every lease the current token issued."""
+    _, policy = _kv_with_policy(root, unique_path)
+    approle = configure_approle(root, prefix=unique_path, policy_hcl=policy)
+    session = session_for(approle)
+    session.login()
+    with pytest.raises(VaultDenied):
+        session.lookup_token_ttl("some-accessor")
+    assert session.login_count == 1
