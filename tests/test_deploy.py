@@ -703,3 +703,58 @@ def test_manifests_and_kustomization_name_the_image_of_this_version() -> None:
         assert _container(_find(kind, name))["image"] == f"csi-vso:{version}", f"{kind} {name}"
     images = _docs(DEPLOY / "kustomization.yaml")[0]["images"]
     assert images == [{"name": "csi-vso", "newTag": version}]
+
+
+def _docker_ignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore ``patterns`` exclude ``path`` or a directory above it (Go match rules:
+    ``*`` and ``?`` stay within one path segment, ``**`` spans any; a later ``!`` re-includes)."""
+
+    def regex(pattern: str) -> re.Pattern[str]:
+        out = ""
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                out, i = out + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                out, i = out + ".*", i + 2
+            elif pattern[i] == "*":
+                out, i = out + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                out, i = out + "[^/]", i + 1
+            else:
+                out, i = out + re.escape(pattern[i]), i + 1
+        return re.compile(out + r"\Z")
+
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for raw in patterns:
+        negate = raw.startswith("!")
+        matcher = regex(raw.removeprefix("!").strip("/"))
+        if any(matcher.match(prefix) for prefix in prefixes):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_keeps_what_the_dockerfile_copies_and_drops_local_state() -> None:
+    import subprocess
+
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    sources = [
+        src
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+        for src in line.split()[1:-1]
+    ]
+    assert sorted(sources) == ["README.md", "csi_vso", "pyproject.toml"]
+    tracked = subprocess.run(
+        ["git", "ls-files", *sources], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "csi_vso/providerapi/provider_pb2_grpc.py" in tracked  # generated code ships
+    assert [p for p in tracked if _docker_ignored(p, patterns)] == []
+    for local in (".venv/bin/python", ".git/HEAD", "csi_vso/__pycache__/cli.cpython-311.pyc", "tests/x.py"):
+        assert _docker_ignored(local, patterns), local
