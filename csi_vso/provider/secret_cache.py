@@ -12,7 +12,9 @@ it. Until then Mount answers UNAVAILABLE and the provider reports not ready.
 
 Listeners (the rotation in issue 4) are called with ``(namespace, name)`` on the
 informer's thread after the cache already holds the new state of that Secret (added,
-changed or deleted). They must be quick or hand work to their own threads.
+changed or deleted; a re-list after 410 Gone reports deletions before it replaces its cache,
+so those calls are held back until it has). They must be quick or hand work to their own
+threads.
 """
 
 from __future__ import annotations
@@ -77,8 +79,11 @@ class SecretCache:
             self._list_func(),
             label_selector=label_selector,
         )
-        for event_type in (ADDED, MODIFIED, DELETED):
-            self._informer.add_event_handler(event_type, self._on_event)
+        # Deletions that a re-list found, held until the cache has dropped them (see _on_deleted).
+        self._deferred: list[tuple[str, str]] = []
+        self._informer.add_event_handler(ADDED, self._on_event)
+        self._informer.add_event_handler(MODIFIED, self._on_event)
+        self._informer.add_event_handler(DELETED, self._on_deleted)
 
     def _list_func(self) -> Callable[..., Any]:
         list_all = self._core.list_secret_for_all_namespaces
@@ -93,6 +98,7 @@ class SecretCache:
                 return list_all(**kwargs)
             kwargs.setdefault("timeout_seconds", _WATCH_TIMEOUT_SECONDS)
             kwargs.setdefault("allow_watch_bookmarks", True)
+            self._release_deferred()  # a re-list, if one ran, has replaced the cache by now
             if not self._synced.is_set():
                 self._synced.set()
                 log.info("protected Secret cache synced", extra={"secrets": self.count()})
@@ -104,14 +110,36 @@ class SecretCache:
         return list_secrets
 
     def _on_event(self, secret: Any) -> None:
+        self._release_deferred()
+        meta = getattr(secret, "metadata", None)
+        if meta is not None:
+            self._notify(meta.namespace, meta.name)
+
+    def _on_deleted(self, secret: Any) -> None:
+        """A deletion: from the watch the cache has already dropped the Secret, but a re-list
+        (after 410 Gone) reports what vanished *before* it replaces the cache. Such deletions
+        wait until the re-list's other events or the next watch, when the cache is current."""
         meta = getattr(secret, "metadata", None)
         if meta is None:
             return
+        if self.get(meta.namespace, meta.name) is not None:
+            with self._lock:
+                self._deferred.append((meta.namespace, meta.name))
+            return
+        self._notify(meta.namespace, meta.name)
+
+    def _release_deferred(self) -> None:
+        with self._lock:
+            deferred, self._deferred = self._deferred, []
+        for namespace, name in deferred:
+            self._notify(namespace, name)
+
+    def _notify(self, namespace: str, name: str) -> None:
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
             try:
-                listener(meta.namespace, meta.name)
+                listener(namespace, name)
             except Exception as exc:
                 # Name the failure only: its message could carry what the listener was handling.
                 log.error("Secret cache listener failed", extra={"error": type(exc).__name__})

@@ -6,11 +6,14 @@ import base64
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from csi_vso.devkit.apiserver import APIServer
+from csi_vso.kube import api_client
 from csi_vso.provider.errors import PermissionDenied
 from csi_vso.provider.identity import IdentityVerifier, KubeIdentityAPI, PodFacts, TokenFacts
 from csi_vso.provider.params import PodClaim
@@ -189,3 +192,49 @@ def test_clean_stop_logs_no_error(kube: Any, caplog: pytest.LogCaptureFixture) -
     with caplog.at_level(logging.DEBUG):
         cache.stop()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_deletion_found_by_a_relist_reaches_listeners_after_the_cache_dropped_it(
+    tmp_path: Path,
+) -> None:
+    """After 410 Gone the informer re-lists and reports vanished Secrets *before* replacing its
+    cache; listeners (rotation) must still see them gone, as promised for every other event."""
+    server = APIServer(port=0)
+    server.start()
+    kubeconfig = str(tmp_path / "kubeconfig")
+    server.write_kubeconfig(kubeconfig)
+    cluster = Cluster(api_client(kubeconfig))
+    cache = SecretCache(api_client(kubeconfig))
+    gate = threading.Event()
+    blocked = threading.Event()
+    seen: list[tuple[str, bool]] = []
+
+    def listener(namespace: str, name: str) -> None:
+        seen.append((name, cache.get(namespace, name) is None))
+        if name == "hold":  # keep the informer away from its watch while the test cuts it
+            blocked.set()
+            gate.wait(20)
+
+    cache.add_listener(listener)
+    cache.start()
+    try:
+        assert cache.wait_for_sync(30)
+        ns = cluster.namespace("relist")
+        cluster.secret(ns, "gone", {"v": b"x"})
+        wait_for(lambda: cache.get(ns, "gone") is not None, what="Secret cached")
+        cluster.secret(ns, "hold", {"v": b"x"})
+        assert blocked.wait(20)
+        # While the informer sits in the listener: its stream ends, the deletion happens
+        # unseen, and the event history it would resume from is compacted away (410 next).
+        server.drop_watches()
+        server.set_watch_window(0)
+        cluster.core.delete_namespaced_secret("gone", ns)
+        cluster.secret(ns, "after", {"v": b"x"})
+        gate.set()
+        wait_for(lambda: cache.get(ns, "gone") is None, what="re-list dropped the Secret")
+        wait_for(lambda: len([s for s in seen if s[0] == "gone"]) >= 2, what="listener told of the deletion")
+        assert [s for s in seen if s[0] == "gone"] == [("gone", False), ("gone", True)]
+    finally:
+        gate.set()
+        cache.stop()
+        server.stop()
