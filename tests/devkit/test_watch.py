@@ -131,10 +131,15 @@ def test_selector_transitions_become_added_and_deleted(core: client.CoreV1Api, n
 
 
 def test_timeout_seconds_ends_the_stream(core: client.CoreV1Api, namespace: str) -> None:
-    rv = core.list_namespaced_config_map(namespace).metadata.resource_version
+    # Selected: on a real cluster kube-root-ca.crt may land in the new namespace meanwhile.
+    rv = core.list_namespaced_config_map(namespace, label_selector=OURS).metadata.resource_version
     events = list(
         watch.Watch().stream(
-            core.list_namespaced_config_map, namespace, resource_version=rv, timeout_seconds=1
+            core.list_namespaced_config_map,
+            namespace,
+            resource_version=rv,
+            timeout_seconds=1,
+            label_selector=OURS,
         )
     )
     assert events == []
