@@ -67,7 +67,8 @@ Things to know
   expires.
 - Vault answers 403 both for a dead token and for a policy that forbids the path; the session
   cannot tell them apart, so a policy denial costs one extra login before ``VaultDenied`` is raised
-  (except ``lookup_token_ttl``: a re-login would abandon the token and the leases it issued).
+  (except the lookups ``lookup_lease`` / ``lookup_token_ttl``: a re-login would abandon the token
+  and the leases it issued, for a question the operator can live without).
 - The default mount for ``appRole`` is ``approle`` (lower case, Vault's default); pass ``mount=""``
   to get it — Vault paths are case-sensitive, ``auth/appRole/login`` would be a different mount.
 - Metrics: ``metrics.VAULT_REQUESTS`` counter ``csi_vso_vault_requests_total{operation,outcome}``.

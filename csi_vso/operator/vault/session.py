@@ -348,4 +348,6 @@ class VaultSession:
     def lookup_lease(self, lease_id: str, *, namespace: str | None = None) -> LeaseInfo:
         """Remaining TTL of a lease (VaultNotFound when Vault no longer knows it)."""
         context = self._context("lookup_lease", "sys/leases/lookup", namespace=self._namespace(namespace))
-        return parse_lease_lookup(self._call(context, "PUT", json={"lease_id": lease_id}), context=context)
+        # No re-login on 403 (see lookup_token_ttl): a policy without sys/leases/lookup is common.
+        body = self._call(context, "PUT", json={"lease_id": lease_id}, relogin_on_denied=False)
+        return parse_lease_lookup(body, context=context)
