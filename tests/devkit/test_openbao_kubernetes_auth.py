@@ -29,6 +29,7 @@ from kubernetes import client as k8s
 from csi_vso.devkit.kubeauth import configure_kubernetes_auth
 from csi_vso.devkit.openbao import OpenBaoDevServer
 from csi_vso.operator.vault import AuthSettings, ConnectionSettings, VaultDenied, VaultSession
+from tests.devkit.conftest import wait_for
 
 AUDIENCE = "vault"
 
@@ -146,7 +147,8 @@ def test_deleted_service_account_is_refused(
     try:
         session.login()  # the very same token works while the ServiceAccount exists
         k8s.CoreV1Api(kube.api_client()).delete_namespaced_service_account("app", namespace)
-        assert _token_review(kube, jwt, [AUDIENCE]).authenticated is not True
+        # A real server answers from informer caches a moment behind the delete: wait for it.
+        wait_for(lambda: _token_review(kube, jwt, [AUDIENCE]).authenticated is not True)
         # OpenBao passes the JWT to TokenReview, which now answers "not authenticated".
         with pytest.raises(VaultDenied, match=r"login .*: permission denied \(HTTP 403\)") as err:
             session.login()

@@ -100,7 +100,8 @@ def test_review_fails_once_the_service_account_is_gone(
 ) -> None:
     token = _token(core, namespace, "app", [AUDIENCE])
     core.delete_namespaced_service_account("app", namespace)
-    assert _review(api, token, [AUDIENCE]).authenticated is not True
+    # wait_for: a real server checks through its informer caches, a moment behind the write.
+    wait_for(lambda: _review(api, token, [AUDIENCE]).authenticated is not True)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "app"}})  # same name, new uid
     assert _review(api, token, [AUDIENCE]).authenticated is not True
 
@@ -123,7 +124,7 @@ def test_pod_bound_token(api: client.ApiClient, core: client.CoreV1Api, namespac
     assert review.user.extra["authentication.kubernetes.io/pod-uid"] == [pod.metadata.uid]
     core.delete_namespaced_pod("p", namespace, grace_period_seconds=0)
     wait_for(lambda: not core.list_namespaced_pod(namespace, field_selector="metadata.name=p").items)
-    assert _review(api, token, [AUDIENCE]).authenticated is not True
+    wait_for(lambda: _review(api, token, [AUDIENCE]).authenticated is not True)  # informer-cache lag
 
 
 def test_token_request_validation(core: client.CoreV1Api, namespace: str, sa: Any) -> None:
