@@ -187,6 +187,30 @@ def test_loopback_is_added_to_no_proxy_keeping_what_was_there(
     assert environ == after
 
 
+def test_root_that_cannot_mount_gets_a_plain_directory_volume_and_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root in an unprivileged container (or without ``mount``) still gets a demo, told why."""
+    if os.geteuid() != 0:
+        pytest.skip("the fallback is for root; non-root never tries to mount")
+    import io
+
+    from csi_vso.demo import runner
+
+    demo = runner.Demo(
+        runner.Settings(once=True, interval=0, timeout=1, keep_logs=None, log_level="info"),
+        out=io.StringIO(),
+    )
+    demo.workdir = tmp_path
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no mount binary to be found
+    target = demo.prepare_volume("0b0b0b0b-0000-4000-8000-000000000001")
+    assert target.is_dir() and str(target) not in Path("/proc/mounts").read_text()
+    assert demo.cleanups == []  # nothing to unmount
+    said = demo.out.getvalue()  # type: ignore[attr-defined]
+    assert f"volume {target} (a plain directory: could not mount a tmpfs: " in said
+    assert "No such file or directory" in said
+
+
 # -- the whole demo ----------------------------------------------------------------------------
 
 

@@ -308,19 +308,30 @@ class Demo:
         return socket_path
 
     def prepare_volume(self, pod_uid: str) -> Path:
-        """The pod's volume as kubelet lays it out: tmpfs as root, a plain directory otherwise."""
+        """The pod's volume as kubelet lays it out: tmpfs as root, a plain directory otherwise.
+
+        Root without the right to mount (an unprivileged container, no ``mount`` binary) gets
+        the plain directory too, with the reason: the rest of the demo is the same either way.
+        """
         target = self.workdir / "pods" / pod_uid / "volumes" / "kubernetes.io~csi" / VOLUME_NAME / "mount"
         target.mkdir(parents=True)
-        if os.geteuid() == 0:
+        if os.geteuid() != 0:
+            self.say(f"volume {target} (a plain directory: not root, so no tmpfs)")
+            return target
+        try:
             subprocess.run(
                 ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(target)],
                 check=True,
                 capture_output=True,
+                text=True,
             )
-            self.cleanups.append(lambda: unmount(target))
-            self.say(f"volume {target} (tmpfs, as the driver mounts it)")
-        else:
-            self.say(f"volume {target} (a plain directory: not root, so no tmpfs)")
+        except (OSError, subprocess.CalledProcessError) as exc:
+            detail = getattr(exc, "stderr", None) or str(exc)
+            reason = (detail.strip().splitlines() or ["mount failed"])[0].strip()
+            self.say(f"volume {target} (a plain directory: could not mount a tmpfs: {reason})")
+            return target
+        self.cleanups.append(lambda: unmount(target))
+        self.say(f"volume {target} (tmpfs, as the driver mounts it)")
         return target
 
     # One rotation.
