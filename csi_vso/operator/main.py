@@ -16,7 +16,10 @@ import threading
 import types
 from pathlib import Path
 
+import urllib3
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
 
 from csi_vso import kube
 from csi_vso.operator import hmac, metrics
@@ -89,9 +92,14 @@ def run(args: argparse.Namespace) -> int:
     identity = (
         args.leader_election_identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     )
-    api_client = kube.api_client(args.kubeconfig)
     health = metrics.Health()
-    server = metrics.serve(args.metrics_addr, health)
+    try:
+        api_client = kube.api_client(args.kubeconfig)
+        server = metrics.serve(args.metrics_addr, health)
+    except (OSError, ValueError, ConfigException) as exc:
+        # An unusable kubeconfig or a metrics port in use: one line, not a traceback.
+        log.error("operator could not start", extra={"error": str(exc)})
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: types.FrameType | None) -> None:
@@ -102,7 +110,19 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    key = hmac.load_or_create_key(client.CoreV1Api(api_client), namespace, args.hmac_key_secret)
+    try:
+        key = hmac.load_or_create_key(client.CoreV1Api(api_client), namespace, args.hmac_key_secret)
+    except (ApiException, urllib3.exceptions.HTTPError, OSError, RuntimeError) as exc:
+        # The API server unreachable or RBAC missing at start: say which Secret and why, then exit
+        # (the Deployment restarts us). An API error is reduced to its status: no response body.
+        reason = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else str(exc)
+        log.error(
+            "operator could not read or create its HMAC key Secret",
+            extra={"secret": f"{namespace}/{args.hmac_key_secret}", "error": reason},
+        )
+        if server is not None:
+            server.shutdown()
+        return 1
     controller = Controller(
         api_client,
         ControllerSettings(

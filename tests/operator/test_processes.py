@@ -363,3 +363,42 @@ def test_lease_lock_turns_an_unreachable_api_server_into_a_failed_attempt() -> N
         )
         is False
     )
+
+
+@pytest.mark.parametrize(
+    ("kubeconfig", "message"),
+    [
+        (None, "operator could not start"),  # a path that does not exist
+        ("unreachable", "operator could not read or create its HMAC key Secret"),
+    ],
+)
+def test_startup_failures_exit_1_with_one_clear_line(
+    tmp_path: Path, kubeconfig: str | None, message: str
+) -> None:
+    path = tmp_path / "kubeconfig"
+    if kubeconfig == "unreachable":
+        path.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+            f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{free_port()}'}}}}]\n"
+            "users: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+        )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csi_vso",
+            "operator",
+            "--kubeconfig",
+            str(path),
+            "--metrics-addr",
+            "0",
+            "--operator-namespace",
+            "ops",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert message in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
