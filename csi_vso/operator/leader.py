@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
@@ -71,6 +72,28 @@ class TolerantLeaseLock(LeaseLock):  # type: ignore[misc]
         except _UNREACHABLE as exc:
             log.warning("cannot renew the leader Lease", extra={"error": type(exc).__name__})
             return False
+
+
+def release(api_client: client.ApiClient, settings: ElectionSettings) -> bool:
+    """Give the Lease up on a clean shutdown (SIGTERM), so a standby takes over at once instead
+    of after the lease duration. Best effort, and only if we still hold it; returns whether it did.
+
+    Called after the controllers stopped: nothing of ours writes any more.
+    """
+    api = client.CoordinationV1Api(api_client)
+    try:
+        lease = api.read_namespaced_lease(settings.name, settings.namespace)
+        if lease.spec is None or lease.spec.holder_identity != settings.identity:
+            return False
+        lease.spec.holder_identity = None
+        lease.spec.lease_duration_seconds = 1
+        lease.spec.renew_time = datetime.now(UTC)
+        api.replace_namespaced_lease(settings.name, settings.namespace, lease)  # resourceVersion: CAS
+    except (ApiException, *_UNREACHABLE) as exc:
+        log.warning("could not release the leader Lease", extra={"error": type(exc).__name__})
+        return False
+    log.info("released the leader Lease", extra={"identity": settings.identity, "lease": settings.name})
+    return True
 
 
 def run_elected(

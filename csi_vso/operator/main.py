@@ -24,7 +24,7 @@ from kubernetes.config.config_exception import ConfigException
 from csi_vso import kube
 from csi_vso.operator import hmac, metrics
 from csi_vso.operator.controller import Controller, ControllerSettings
-from csi_vso.operator.leader import ElectionSettings, run_elected
+from csi_vso.operator.leader import ElectionSettings, release, run_elected
 
 log = logging.getLogger(__name__)
 
@@ -137,22 +137,24 @@ def run(args: argparse.Namespace) -> int:
         hmac_key=key,
     )
     lost = threading.Event()
+    leading = threading.Event()
+    election = ElectionSettings(
+        namespace=namespace,
+        name=args.leader_election_id,
+        identity=identity,
+        lease_duration=args.leader_elect_lease_duration,
+        renew_deadline=args.leader_elect_renew_deadline,
+        retry_period=args.leader_elect_retry_period,
+    )
+
+    def start_leading() -> None:
+        leading.set()
+        controller.start()
+
     try:
         if args.leader_elect:
             health.ready.set()  # a standby is a healthy, ready replica
-            run_elected(
-                api_client,
-                ElectionSettings(
-                    namespace=namespace,
-                    name=args.leader_election_id,
-                    identity=identity,
-                    lease_duration=args.leader_elect_lease_duration,
-                    renew_deadline=args.leader_elect_renew_deadline,
-                    retry_period=args.leader_elect_retry_period,
-                ),
-                on_started=controller.start,
-                on_stopped=lost.set,
-            )
+            run_elected(api_client, election, on_started=start_leading, on_stopped=lost.set)
             return 1 if lost.is_set() else 0
         controller.start()
         health.ready.set()
@@ -163,5 +165,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         health.ready.clear()
         controller.stop()
+        if leading.is_set() and not lost.is_set():
+            release(api_client, election)  # a standby need not wait out the lease
         if server is not None:
             server.shutdown()

@@ -402,3 +402,18 @@ def test_startup_failures_exit_1_with_one_clear_line(
     assert result.returncode == 1
     assert message in result.stderr + result.stdout
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_sigterm_releases_the_lease_for_the_standby(
+    kube: Kube, cluster: Cluster, namespace: str, processes: Any
+) -> None:
+    """A clean shutdown (rolling update) hands over at once: the Lease no longer names the old leader."""
+    leader = processes("op-r")
+    wait_for(lambda: lease_holder(cluster, namespace) == "op-r", timeout=20, what="op-r leads")
+    standby = processes("op-s")
+    wait_for(lambda: standby.metric("csi_vso_reconciles_total") >= 0, timeout=20, what="op-s serving")
+    leader.stop(signal.SIGTERM)
+    assert leader.proc.returncode == 0
+    assert lease_holder(cluster, namespace) != "op-r"  # released, not left to expire (3 s)
+    wait_for(lambda: lease_holder(cluster, namespace) == "op-s", timeout=20, what="op-s takes over")
+    assert "released the leader Lease" in leader.log_path.read_text()
