@@ -242,7 +242,7 @@ def auth_spec() -> Schema:
             ),
             "namespace": _str("Vault/OpenBao namespace to log in to."),
             "method": _str("kubernetes, jwt or appRole."),
-            "mount": _str("Auth method mount path (default: the method name)."),
+            "mount": _str("Auth method mount path (default: kubernetes, jwt, or approle for appRole)."),
             "allowedNamespaces": _str_list(
                 "Namespaces whose secrets may use this VaultAuth ('*' = all). Absent: only its own."
             ),
