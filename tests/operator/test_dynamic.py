@@ -115,8 +115,14 @@ def test_renewal_then_truncation_rotates(
         what="rotation after truncation",
     )
     assert can_log_in(postgres, second)
-    assert lease_status(cluster, ns, "app")["id"] != lease
-    rotated = [e for e in cluster.events(ns, "app") if e.reason == "CredentialsRotated"]
+    # Status and the event follow the Secret write: wait for them rather than race them.
+    wait_for(
+        lambda: lease_status(cluster, ns, "app").get("id") not in (None, lease), what="new lease in status"
+    )
+    rotated = wait_for(
+        lambda: [e for e in cluster.events(ns, "app") if e.reason == "CredentialsRotated"],
+        what="rotation event",
+    )
     # Near the max TTL a renewal comes back truncated, or (if Vault's rounding kept one within
     # the slack) the next one is refused as past the max TTL: either way, new credentials.
     assert rotated and ("truncated" in rotated[0].message or "renewal failed" in rotated[0].message)
@@ -236,7 +242,11 @@ def test_put_with_params_and_no_lease_refreshes_on_refresh_after(
     first = wait_for(lambda: cluster.secret_data(ns, "cert"), what="certificate")
     assert first["certificate"].startswith("-----BEGIN CERTIFICATE-----")
     assert "PRIVATE KEY" in first["private_key"]
-    assert lease_status(cluster, ns, "cert").get("id") == ""
+    # The status patch follows the Secret write: wait for it rather than race it.
+    lease = wait_for(
+        lambda: (st := lease_status(cluster, ns, "cert")) and "id" in st and st, what="lease status"
+    )
+    assert lease["id"] == ""
     second = wait_for(
         lambda: (d := cluster.secret_data(ns, "cert")) and d["serial_number"] != first["serial_number"] and d,
         timeout=10,
@@ -359,8 +369,14 @@ def test_restart_replaces_credentials_before_the_old_token_takes_them_down(
         timeout=15,
         what="credentials replaced under the new process's token",
     )
-    assert lease_status(cluster, ns, "app")["id"] != lease
-    rotated = [e for e in cluster.events(ns, "app") if e.reason == "CredentialsRotated"]
+    # Status and the event follow the Secret write: wait for them rather than race them.
+    wait_for(
+        lambda: lease_status(cluster, ns, "app").get("id") not in (None, lease), what="new lease in status"
+    )
+    rotated = wait_for(
+        lambda: [e for e in cluster.events(ns, "app") if e.reason == "CredentialsRotated"],
+        what="rotation event",
+    )
     # Normally "no longer renewed" (halfway to its expiry); on a slow machine the token may be gone.
     assert rotated and "the Vault token that issued the lease" in rotated[0].message
 
