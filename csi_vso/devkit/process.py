@@ -1,0 +1,125 @@
+"""The lifecycle every real server the devkit starts shares (OpenBao, PostgreSQL).
+
+Each server runs as a child process in a session of its own (a Ctrl-C in the terminal is ours
+to handle, not the child's), writes its output to a log file in a temporary directory of its
+own (OpenBao prints its root token: nothing may reach the test output), is waited on until it
+answers, is stopped by :meth:`LocalServer.stop` or at interpreter exit, and keeps its port so
+``stop()`` then ``start()`` brings it back at the same address ("the server is down, then
+back" tests). Subclasses say how to start it (:meth:`start` builds the command and calls
+:meth:`_spawn`) and how to tell it is ready (:meth:`_ready`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+
+class LocalServer:
+    """A child server process with a working directory, a log file and a readiness check."""
+
+    #: How the server is named in error messages.
+    display_name = "server"
+    #: The signal that asks the server to shut down cleanly (SIGKILL follows after a timeout).
+    stop_signal = signal.SIGTERM
+    #: The exception raised when the server cannot be started.
+    error: type[RuntimeError] = RuntimeError
+
+    def __init__(self, *, workdir_prefix: str, log_name: str, start_timeout: float) -> None:
+        self._workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix))
+        self.log_path = self._workdir / log_name
+        self._start_timeout = start_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _spawn(self, args: list[str], *, env: dict[str, str], user: str | None = None) -> None:
+        """Start ``args`` logging into :attr:`log_path`, then wait until :meth:`_ready`."""
+        self._log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            user=user,
+            cwd=self._workdir,
+            start_new_session=True,
+        )
+        atexit.register(self.stop)  # an interrupted run must not leave the server behind
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self._start_timeout
+        while time.monotonic() < deadline:
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                code = None if proc is None else proc.returncode
+                raise self.error(
+                    f"{self.display_name} exited with status {code} while starting; see {self.log_path}"
+                )
+            if self._ready():
+                return
+            time.sleep(0.05)
+        raise self.error(
+            f"{self.display_name} did not become ready within {self._start_timeout}s; see {self.log_path}"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the server to stop, SIGKILL it after ``timeout``; the port stays ours for ``start()``."""
+        proc, self._proc = self._proc, None
+        atexit.unregister(self.stop)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(self.stop_signal)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def close(self) -> None:
+        """Stop the server and remove its directory (data and logs)."""
+        self.stop()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def log_text(self) -> str:
+        """The server's log so far, for failure messages (OpenBao's holds its root token)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
