@@ -28,7 +28,7 @@ from typing import Any
 
 from csi_vso.operator import api, destination, metrics
 from csi_vso.operator.conditions import LEASE_RENEWAL, READY, SECRET_SYNCED, set_condition
-from csi_vso.operator.hmac import compute_mac, macs_equal
+from csi_vso.operator.hmac import macs_equal
 from csi_vso.operator.leases import Action, DynamicPlan, LeaseState, due_revocations, plan_dynamic
 from csi_vso.operator.refs import RefError
 from csi_vso.operator.render import render
@@ -229,28 +229,11 @@ class DynamicReconciler:
             # (it changes at every read and would make every read a "rotation").
             lease = Lease(id="", duration=_static_ttl(vault_data), renewable=False)
             vault_data = {k: v for k, v in vault_data.items() if k != "ttl"}
-        data = render(vault_data)
-        mac = compute_mac(rt.hmac_key, owner.uid, data, spec.secret_type)
-        desired = destination.build(
-            owner=owner,
-            destination=spec.destination,
-            secret_type=spec.secret_type,
-            data=data,
-            mac=mac,
-            access=spec.access,
-            written_at=now,
+        synced = rt.sync_destination(
+            owner=owner, spec=spec, data=render(vault_data), existing=existing, now=now
         )
-        previous_mac = (
-            compute_mac(rt.hmac_key, owner.uid, destination.decode_data(existing), spec.secret_type)
-            if existing is not None
-            else None
-        )
-        changed = not destination.in_sync(existing, desired, previous_mac)
-        if changed:
-            rt.write_destination(existing, desired, owner)
-        else:  # static credentials read before Vault rotated them: nothing new
-            metrics.SKIPPED_WRITES.labels(kind=owner.kind).inc()
-        metrics.SYNCS.labels(kind=owner.kind).inc()
+        # Not written: static credentials read before Vault rotated them, nothing new.
+        changed, mac, previous_mac = synced.wrote, synced.mac, synced.previous_mac
         rotated = existing is not None and destination.is_owned_by(existing, owner.uid)
         new_state = state.issued(
             lease,

@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from csi_vso.operator import api, destination, metrics
 from csi_vso.operator.events import EventRecorder
+from csi_vso.operator.hmac import compute_mac
 from csi_vso.operator.rollout import Rollouts
 from csi_vso.operator.sessions import Sessions
 from csi_vso.operator.watch import Informer
@@ -32,6 +33,15 @@ FINALIZER = "csi-vso.io/finalizer"
 
 class Conflict(Exception):
     """Someone else changed the object between our read and our write: retry soon (temporary)."""
+
+
+@dataclass(frozen=True)
+class DestinationSync:
+    """What syncing rendered data into a destination Secret did."""
+
+    mac: str  # keyed MAC of the data now in the Secret
+    previous_mac: str | None  # MAC of what it held before; None when it did not exist
+    wrote: bool  # False: the Secret already matched, nothing was written
 
 
 @dataclass
@@ -113,6 +123,43 @@ class Runtime:
         )
 
     # -- custom resources -----------------------------------------------------------------------
+
+    def sync_destination(
+        self,
+        *,
+        owner: destination.Owner,
+        spec: api.StaticSecretSpec | api.DynamicSecretSpec,
+        data: dict[str, bytes],
+        existing: Mapping[str, Any] | None,
+        now: datetime,
+    ) -> DestinationSync:
+        """Write ``data`` into the spec's destination unless it already holds exactly that.
+
+        Comparing keyed MACs (not values) decides, so a no-op sync costs no API write and the
+        decision never needs the plaintext of what the Secret held beyond this call.
+        """
+        mac = compute_mac(self.hmac_key, owner.uid, data, spec.secret_type)
+        desired = destination.build(
+            owner=owner,
+            destination=spec.destination,
+            secret_type=spec.secret_type,
+            data=data,
+            mac=mac,
+            access=spec.access,
+            written_at=now,
+        )
+        previous_mac = (
+            compute_mac(self.hmac_key, owner.uid, destination.decode_data(existing), spec.secret_type)
+            if existing is not None
+            else None
+        )
+        wrote = not destination.in_sync(existing, desired, previous_mac)
+        if wrote:
+            self.write_destination(existing, desired, owner)
+        else:
+            metrics.SKIPPED_WRITES.labels(kind=owner.kind).inc()
+        metrics.SYNCS.labels(kind=owner.kind).inc()
+        return DestinationSync(mac=mac, previous_mac=previous_mac, wrote=wrote)
 
     def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
         """Merge ``status`` into the object's status unless that changes nothing; returns whether it wrote."""

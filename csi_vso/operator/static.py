@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from csi_vso.operator import api, destination, metrics
+from csi_vso.operator import api, destination
 from csi_vso.operator.conditions import READY, SECRET_SYNCED, set_condition
 from csi_vso.operator.hmac import compute_mac, macs_equal
 from csi_vso.operator.render import render
@@ -191,36 +191,15 @@ def reconcile_static(
     secret = resolved.session.read_kv(
         spec.mount, spec.path, kv_version=kv_version, version=spec.version, namespace=vault_ns
     )
-    data = render(secret.data)
-    mac = compute_mac(rt.hmac_key, owner.uid, data, spec.secret_type)
     destination.check_writable(existing, spec.destination, owner)
-    desired = destination.build(
-        owner=owner,
-        destination=spec.destination,
-        secret_type=spec.secret_type,
-        data=data,
-        mac=mac,
-        access=spec.access,
-        written_at=now,
-    )
-    existing_mac = (
-        compute_mac(rt.hmac_key, owner.uid, destination.decode_data(existing), spec.secret_type)
-        if existing is not None
-        else None
-    )
-    wrote = False
-    if destination.in_sync(existing, desired, existing_mac):
-        metrics.SKIPPED_WRITES.labels(kind=owner.kind).inc()
-    else:
-        rt.write_destination(existing, desired, owner)
-        wrote = True
-    metrics.SYNCS.labels(kind=owner.kind).inc()
+    synced = rt.sync_destination(owner=owner, spec=spec, data=render(secret.data), existing=existing, now=now)
+    wrote = synced.wrote
     data_changed = (
         existing is not None
         and destination.is_owned_by(existing, owner.uid)
-        and not macs_equal(existing_mac, mac)
+        and not macs_equal(synced.previous_mac, synced.mac)
     )
-    new_state = SyncState(last_generation=generation, secret_mac=mac, last_sync=now)
+    new_state = SyncState(last_generation=generation, secret_mac=synced.mac, last_sync=now)
     memory[owner.uid] = new_state
     if wrote:
         what = "updated" if data_changed else "created" if existing is None else "written"
