@@ -371,7 +371,7 @@ def test_demo_once_rotates_and_leaves_nothing_behind(user: str, tmp_path: Path) 
     )
     assert rotation, output
     assert rotation.group(1) != rotation.group(2)
-    assert "shut down: every process stopped, volume unmounted, temporary files removed" in result.stdout
+    assert "shut down: every process stopped, volume and temporary files removed" in result.stdout
 
     # Nothing left behind.
     assert not Path(workdir).exists(), f"{workdir} was not removed"
@@ -452,7 +452,7 @@ def test_looping_demo_keeps_rotating_until_ctrl_c_then_cleans_up(tmp_path: Path)
         output,
     ), output
     assert "stopped by Ctrl-C" in after, output
-    assert "shut down: every process stopped, volume unmounted, temporary files removed" in after, output
+    assert "shut down: every process stopped, volume and temporary files removed" in after, output
 
     workdir = re.search(r"workdir (\S+), uid 0\)", output)
     assert workdir, output

@@ -142,7 +142,7 @@ class Demo:
                 f"shut down INCOMPLETE: still running {left}, {self.workdir} exists: {self.workdir.exists()}"
             )
         else:
-            self.say("shut down: every process stopped, volume unmounted, temporary files removed")
+            self.say("shut down: every process stopped, volume and temporary files removed")
 
     # Set-up, step by step.
 
