@@ -8,6 +8,7 @@ nothing listening on the addresses it printed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -471,3 +472,77 @@ def test_looping_demo_keeps_rotating_until_ctrl_c_then_cleans_up(tmp_path: Path)
     assert len(values) >= 3, output
     leaks = [(name, v) for name, text in logs.items() for v in values if v in text]
     assert leaks == []
+
+
+@pytest.mark.slow
+def test_a_sigkilled_demo_leaves_no_process_running() -> None:
+    """SIGKILL runs none of the demo's clean-up: the kernel must still stop every child it started.
+
+    Only the demo process is killed, not its group (the children are in sessions of their own
+    anyway). The tmpfs it mounted and its directories do stay behind, which is accepted; this
+    test removes them.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the volume is a real tmpfs, as in the looping demo")
+    import signal
+    import time
+
+    from tests.devkit.test_process import wait_until_exited
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "KUBECONFIG"))}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csi_vso", "demo", "--interval", "0.2", "--timeout", "90"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd="/",
+        env=env,
+        start_new_session=True,
+    )
+    workdir: str | None = None
+    bao_workdirs: list[str] = []
+    pids: list[int] = []
+    try:
+        assert proc.stdout is not None
+        output = _read_until(proc.stdout, r"end-to-end latency \d+ ms", 1, time.monotonic() + 180)
+        assert proc.poll() is None, f"the looping demo exited on its own:\n{output}"
+        found = re.search(r"workdir (\S+), uid 0\)", output)
+        assert found, output
+        workdir = found.group(1)
+        urls = re.findall(r"started (?:OpenBao|the in-memory API server) (https?://[\d.:]+)", output)
+        assert len(urls) == 2, output
+        # The API server, the operator and the provider name the workdir; OpenBao its port.
+        bao_url = re.search(r"started OpenBao (https?://[\d.:]+)", output)
+        assert bao_url, output
+        bao_port = bao_url.group(1).rsplit(":", 1)[1]
+        children = dict(
+            line.split(": ", 1)
+            for line in _processes_mentioning(workdir) + _processes_mentioning(f"127.0.0.1:{bao_port}")
+        )
+        pids = [int(pid) for pid in children]
+        bao_workdirs = [
+            os.readlink(f"/proc/{pid}/cwd") for pid, cmd in children.items() if " server -dev " in cmd
+        ]
+        assert len(pids) == 4 and len(bao_workdirs) == 1, children
+
+        proc.kill()
+        proc.wait()
+        assert wait_until_exited(pids) == [], f"still running after the demo was SIGKILLed: {children}"
+        assert _processes_mentioning(workdir) == []
+        for url in urls:
+            assert not _listening(url), f"{url} still accepts connections after the demo was SIGKILLed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in wait_until_exited(pids, timeout=0):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if workdir is not None:
+            for line in Path("/proc/mounts").read_text().splitlines():
+                if line.split()[1].startswith(workdir):
+                    subprocess.run(["umount", "-l", line.split()[1]], check=False)
+            shutil.rmtree(workdir, ignore_errors=True)
+        for path in bao_workdirs:
+            shutil.rmtree(path, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 A child's whole process group is signalled on stop, so nothing it spawned outlives the demo;
 Ctrl-C in the terminal reaches only the demo (children are in other sessions), which then
-stops them in order.
+stops them in order. A demo that is SIGKILLed stops nothing itself: on Linux each child is
+started with ``csi_vso.devkit.process.die_with_parent`` so the kernel SIGTERMs it instead.
 """
 
 from __future__ import annotations

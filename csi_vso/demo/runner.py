@@ -45,6 +45,7 @@ from csi_vso.demo.scenario import (
     wait_for,
 )
 from csi_vso.devkit.kubeauth import api_server_url
+from csi_vso.devkit.process import die_with_parent
 from csi_vso.provider.settings import DEFAULT_TOKEN_AUDIENCE
 
 
@@ -227,6 +228,7 @@ class Demo:
             stderr=log,
             cwd=self.workdir,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # a SIGKILLed demo must not leave its children running
         )
         child = Child(name=name, proc=proc, log_path=log_path, log=log)
         self.children.append(child)

@@ -7,19 +7,72 @@ answers, is stopped by :meth:`LocalServer.stop` or at interpreter exit, and keep
 ``stop()`` then ``start()`` brings it back at the same address ("the server is down, then
 back" tests). Subclasses say how to start it (:meth:`start` builds the command and calls
 :meth:`_spawn`) and how to tell it is ready (:meth:`_ready`).
+
+A parent that is SIGKILLed (or crashes hard) runs neither ``stop()`` nor atexit, and a child in
+a session of its own would then run forever: on Linux every child also asks the kernel to
+signal it when its parent dies (:func:`die_with_parent`, also used by ``csi-vso demo``).
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
+import functools
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+@functools.cache
+def _prctl() -> Any | None:
+    """libc's ``prctl``, resolved in the parent (never looked up between fork and exec)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send ``signum`` to the child when this process dies.
+
+    Why: children run in sessions of their own, so nothing else stops them when the parent is
+    SIGKILLed or crashes without running its clean-up. Python 3.11's ``subprocess`` has no
+    option for ``PR_SET_PDEATHSIG``, hence a ``preexec_fn``, kept to one ``prctl`` call and one
+    ``getppid`` check (it runs between fork and exec). It runs after ``Popen``'s ``user=``
+    switch, which matters: a credential change clears the setting. The ``getppid`` check closes
+    the race where the parent died before ``prctl`` ran: the child then exits instead of exec-ing.
+
+    Caveat: the kernel fires the signal when the *thread* that spawned the child exits, not the
+    process; spawn only from long-lived threads (the demo and the test fixtures spawn from the
+    main thread). Only the child itself is signalled, not processes it started. Returns ``None``
+    (no ``preexec_fn``) off Linux.
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return in_child
 
 
 class LocalServer:
@@ -61,6 +114,7 @@ class LocalServer:
             user=user,
             cwd=self._workdir,
             start_new_session=True,
+            preexec_fn=die_with_parent(self.stop_signal),
         )
         atexit.register(self.stop)  # an interrupted run must not leave the server behind
         try:
