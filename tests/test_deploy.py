@@ -402,6 +402,8 @@ def test_provider_daemonset_agrees_with_the_cli() -> None:
     assert str(used.socket_dir) == str(defaults.socket_dir) == "/var/run/secrets-store-csi-providers"
     assert used.provider_name == defaults.provider_name == "vso"
     assert str(used.state_dir) == str(defaults.state_dir) == "/var/lib/csi-vso"
+    # Secrets only into the driver's tmpfs on a node; the CLI default stays off for plain dirs.
+    assert used.require_mounted_target is True and defaults.require_mounted_target is False
     assert _volume_for_mount(pod_spec, str(used.socket_dir))["hostPath"]["path"] == str(used.socket_dir)
     assert _volume_for_mount(pod_spec, str(used.state_dir))["hostPath"]["path"] == str(used.state_dir)
     # Metrics/probes: same port as the CLI default, bound beyond loopback so kubelet reaches it.

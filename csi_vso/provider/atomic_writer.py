@@ -98,6 +98,15 @@ class UnsafeTargetError(AtomicWriteError):
     """The target holds something the writer did not create where it must write (e.g. a planted symlink)."""
 
 
+class NotMountedError(AtomicWriteError):
+    """The target was required to be a mounted volume and is a plain directory of its parent's filesystem.
+
+    On a node the driver mounts a tmpfs exactly at the target before Mount and unmounts it at
+    teardown; a plain directory there means the tmpfs is gone (or never came), and writing would
+    put secrets onto the node's disk and keep kubelet from removing the directory.
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # Pure validation
 
@@ -177,13 +186,18 @@ def write_atomically(
     *,
     grace: float = GRACE_SECONDS,
     known_changed: bool = False,
+    require_mount: bool = False,
 ) -> WriteResult:
     """Make ``target_dir`` hold exactly ``files``; readers see the old set or the new one.
 
     Steps (the code below carries the same numbers):
       1. Validate the payload; report every problem at once (InvalidPayloadError).
       2. Open the target with O_DIRECTORY|O_NOFOLLOW (a symlinked target is refused) and take an
-         exclusive flock on it, so concurrent writers to one target run one after another.
+         exclusive flock on it, so concurrent writers to one target run one after another. With
+         ``require_mount``, refuse (NotMountedError) unless the opened directory is the root of
+         a mount (:func:`is_mount_root`). Checked on the held fd, so it cannot go stale: the
+         writes below land in the directory that was checked, and a mount we hold an fd in
+         cannot be unmounted under us except lazily, which still leaves our writes in its tmpfs.
       3. Remove leftovers: the ``..data_tmp`` symlink of a crashed write, and every ``..*``
          directory ``..data`` does not point to (crashed writes, replaced versions) once the last
          swap is more than ``grace`` seconds old (see the module docstring).
@@ -218,6 +232,8 @@ def write_atomically(
 
     # 2. Open the target without following a symlink, and lock it.
     with _locked(_open_target(target_dir)) as dfd:
+        if require_mount and not is_mount_root(dfd):
+            raise NotMountedError(not_mounted_message(target_dir))
         current = _current_data_dir(dfd, target_dir)
         # 3. Remove leftovers of a crashed write.
         removed = _remove_leftovers(dfd, keep=current, grace=grace)
@@ -244,6 +260,34 @@ def write_atomically(
         _remove_stale_links(dfd, keep=names)
         # 10. The replaced directory stays for the grace period.
         return WriteResult(changed=True, data_dir=new_dir, leftovers_removed=removed)
+
+
+def is_mount_root(dfd: int) -> bool:
+    """Whether the directory open as ``dfd`` is the root of a mount: its device differs from its parent's.
+
+    ``..`` is resolved from the fd, so it is the parent of that very directory (across the mount
+    boundary when it is a mount root). Two stats, no /proc parsing. A bind mount of the same
+    filesystem keeps the device and reads as not mounted; the driver mounts a tmpfs, which
+    always has a device of its own.
+    """
+    return os.fstat(dfd).st_dev != os.stat("..", dir_fd=dfd, follow_symlinks=False).st_dev
+
+
+def is_mounted_target(target_dir: Path) -> bool:
+    """:func:`is_mount_root` for a path (opened without following a symlink); False when missing."""
+    try:
+        dfd = _open_target(target_dir)
+    except (FileNotFoundError, UnsafeTargetError):
+        return False
+    try:
+        return is_mount_root(dfd)
+    finally:
+        os.close(dfd)
+
+
+def not_mounted_message(target_dir: Path) -> str:
+    """The words for a target that is not a mounted volume (a path only, never content)."""
+    return f"target_path {target_dir} is not a mounted volume; refusing to write secrets onto the node's disk"
 
 
 def remove_all(target_dir: Path) -> int:

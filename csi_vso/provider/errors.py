@@ -103,6 +103,13 @@ class TargetUnsafe(ProviderError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class TargetNotMounted(ProviderError):
+    """Provider mode with ``--require-mounted-target``: the target is a plain directory, not the
+    driver's tmpfs, so writing would leave secrets on the node's disk."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class WriteFailed(ProviderError):
     """Writing the files into the volume failed for a reason outside the request (disk, kernel)."""
 

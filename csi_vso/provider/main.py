@@ -65,6 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "keys alone (needs tokenRequests on the CSIDriver)",
     )
     parser.add_argument(
+        "--require-mounted-target",
+        action="store_true",
+        help="in provider write mode, write only into a target_path that is a mount point (the "
+        "driver's tmpfs): Mount refuses a plain directory with FAILED_PRECONDITION and rotation "
+        "drops a volume whose tmpfs was unmounted, so secrets never land on the node's disk. "
+        "Off by default for plain directories (tests, demo); the DaemonSet turns it on",
+    )
+    parser.add_argument(
         "--metrics-addr",
         default=DEFAULT_METRICS_ADDR,
         help=f"host:port for /metrics, /healthz and /readyz (default: {DEFAULT_METRICS_ADDR})",
@@ -82,6 +90,7 @@ def settings_from(args: argparse.Namespace) -> ProviderSettings:
         metrics_port=port,
         token_audience=args.token_audience,
         require_pod_token=args.require_pod_token,
+        require_mounted_target=args.require_mounted_target,
     )
 
 

@@ -26,6 +26,12 @@ On start (after the cache synced) every registered volume is reconciled, which a
 the leftovers a crash left in it. A housekeeping thread drops volumes whose target is gone
 (pod deleted, volume unmounted) and removes replaced version directories once the writer's
 grace period has passed.
+
+With ``require_mount`` (``--require-mounted-target``) a target that is still a directory but
+no longer a mount point counts as gone too: at teardown the driver unmounts the tmpfs and
+kubelet then removes the empty directory, and a rotation in between must not write secrets
+onto the node's disk (nor make that removal fail). The check runs before the decision and
+again inside the writer, under its lock on the very directory it writes.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.registry import REGISTRY
@@ -264,7 +270,8 @@ class RotationMetrics:
         )
         self.collected = Counter(
             "csi_vso_rotation_gc_total",
-            "Registered volumes dropped because their target is gone.",
+            "Registered volumes dropped because their target is gone (or, with "
+            "--require-mounted-target, is no longer a mount point).",
             registry=reg,
         )
         self.registered = Gauge(
@@ -301,8 +308,10 @@ class Rotator:
         workers: int = 4,
         grace: float = atomic_writer.GRACE_SECONDS,
         gc_interval: float = 30.0,
+        require_mount: bool = False,
     ) -> None:
         self._secrets = secrets
+        self._require_mount = require_mount
         self._registry = registry
         self._key = version_key
         self._metrics = metrics
@@ -423,11 +432,20 @@ class Rotator:
                 )
                 if isinstance(decision, Write) and decision.versions != mounted:
                     atomic_writer.write_atomically(
-                        Path(target), [f.to_write() for f in decision.files], grace=self._grace
+                        Path(target),
+                        [f.to_write() for f in decision.files],
+                        grace=self._grace,
+                        require_mount=self._require_mount,
                     )
                     record = record.with_outcome(versions=decision.versions)
                 elif not isinstance(decision, Write):
                     self._schedule(target, _Trigger(time.monotonic()))  # changed since the Mount
+            except atomic_writer.NotMountedError:
+                # Unmounted right after the Mount wrote into it: nothing to rotate there.
+                previous = self._registry.get(target)
+                if previous is not None:
+                    self._collect(target, previous, unmounted=True)
+                return
             except (OSError, atomic_writer.AtomicWriteError) as exc:
                 self._metrics.errors.labels(kind=type(exc).__name__).inc()
                 log.warning(
@@ -547,8 +565,9 @@ class Rotator:
             record = self._registry.get(target)
             if record is None:
                 return
-            if not os.path.isdir(target):
-                self._collect(target, record)
+            state = self._target_state(target)
+            if state != "ok":
+                self._collect(target, record, unmounted=state == "unmounted")
                 return
             views, versions_key = self._views(record)
             decision = decide(
@@ -600,9 +619,13 @@ class Rotator:
                 grace=self._grace,
                 # Versions differ only when content does; a reconcile compares bytes instead.
                 known_changed=trigger.secret is not None and healthy,
+                require_mount=self._require_mount,
             )
         except FileNotFoundError:
             self._collect(target, record)
+            return
+        except atomic_writer.NotMountedError:
+            self._collect(target, record, unmounted=True)  # unmounted since _rotate looked
             return
         except (atomic_writer.AtomicWriteError, OSError) as exc:
             kind = type(exc).__name__
@@ -633,14 +656,21 @@ class Rotator:
             self._registry.put(updated, durable=not healthy)
             self._schedule_flush()
 
-    def _collect(self, target: str, record: MountRecord) -> None:
-        """The target is gone (pod deleted, volume unmounted): forget it, once, quietly."""
+    def _collect(self, target: str, record: MountRecord, *, unmounted: bool = False) -> None:
+        """The target is gone (pod deleted, volume unmounted): forget it, once, quietly.
+
+        ``unmounted``: the directory is still there but no longer a mount point (only checked
+        with ``require_mount``); nothing was written into it.
+        """
         if self._registry.remove(target):
             self._metrics.collected.inc()
             self._metrics.registered.set(len(self._registry))
-            log.info(
-                "volume target gone: dropped from the registry", extra={"target": target, "pod": _pod(record)}
+            message = (
+                "volume target is no longer a mounted volume: dropped from the registry, nothing written"
+                if unmounted
+                else "volume target gone: dropped from the registry"
             )
+            log.info(message, extra={"target": target, "pod": _pod(record)})
 
     # -- housekeeping ------------------------------------------------------------------------
 
@@ -705,16 +735,27 @@ class Rotator:
             self._schedule_flush()
 
     def collect_garbage(self) -> int:
-        """Drop every registered volume whose target directory is gone; return how many."""
+        """Drop every registered volume whose target directory is gone (or, with
+        ``require_mount``, no longer a mount point); return how many."""
         dropped = 0
         for target in self._registry.targets():
-            if not os.path.isdir(target):
+            if self._target_state(target) == "ok":
+                continue
+            with self.target_lock(target):
                 record = self._registry.get(target)
-                if record is not None:
-                    with self.target_lock(target):
-                        self._collect(target, record)
+                state = self._target_state(target)  # again, now that no Mount can race it
+                if record is not None and state != "ok":
+                    self._collect(target, record, unmounted=state == "unmounted")
                     dropped += 1
         return dropped
+
+    def _target_state(self, target: str) -> Literal["gone", "unmounted", "ok"]:
+        """ "gone" (no directory), "unmounted" (a plain directory where a mount is required) or "ok"."""
+        if not os.path.isdir(target):
+            return "gone"
+        if self._require_mount and not atomic_writer.is_mounted_target(Path(target)):
+            return "unmounted"
+        return "ok"
 
 
 def _pod(record: MountRecord) -> str:
@@ -752,6 +793,7 @@ class RotationExtension:
             metrics=RotationMetrics(server.metrics.registry),
             workers=self._workers,
             gc_interval=self._gc_interval,
+            require_mount=settings.require_mounted_target,
         )
         server.service.add_observer(rotator.observe_mount)
         self.rotator = rotator

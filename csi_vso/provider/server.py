@@ -98,6 +98,7 @@ class ProviderServer:
             identity=self.identity,
             version_key=load_or_create_key(settings.state_dir),
             writer=writer,
+            require_mounted_target=settings.require_mounted_target,
         )
         self._extensions = list(extensions)
         self._health = health.HealthServicer()

@@ -11,7 +11,9 @@ so that each step can be read and tested on its own:
    unprotected one), then apply the access policy (PERMISSION_DENIED);
 5. render the files and their versions;
 6. ``writeMode: provider``: write them into the volume with the atomic writer and tell
-   the observers (the rotation registry of issue 4); ``driver``: return them.
+   the observers (the rotation registry of issue 4); ``driver``: return them. With
+   ``require_mounted_target`` the writer first checks, under its lock, that the target is a
+   mount point (the driver's tmpfs) and the Mount fails with FAILED_PRECONDITION otherwise.
 
 Steps 4-5 are :meth:`MountService.render_for`, which rotation calls again when a Secret
 changes, so a republish and a rotation produce byte-identical volumes.
@@ -30,12 +32,20 @@ from csi_vso.provider import authz
 from csi_vso.provider.atomic_writer import (
     FileToWrite,
     InvalidPayloadError,
+    NotMountedError,
     UnsafeTargetError,
     WriteResult,
     write_atomically,
 )
 from csi_vso.provider.authz import VerifiedPod
-from csi_vso.provider.errors import InvalidArgument, NotFound, TargetUnsafe, Unavailable, WriteFailed
+from csi_vso.provider.errors import (
+    InvalidArgument,
+    NotFound,
+    TargetNotMounted,
+    TargetUnsafe,
+    Unavailable,
+    WriteFailed,
+)
 from csi_vso.provider.params import PodClaim, parse_request
 from csi_vso.provider.render import ObjectVersion, RenderedFile, render, versions
 from csi_vso.provider.validation import MountSpec, WriteMode, validate
@@ -54,7 +64,12 @@ class IdentitySource(Protocol):
     def verify(self, claim: PodClaim) -> VerifiedPod: ...
 
 
-Writer = Callable[[Path, Sequence[FileToWrite]], WriteResult]
+class Writer(Protocol):
+    """:func:`~csi_vso.provider.atomic_writer.write_atomically`'s shape (tests wrap it)."""
+
+    def __call__(
+        self, target_dir: Path, files: Sequence[FileToWrite], *, require_mount: bool = False
+    ) -> WriteResult: ...
 
 
 @dataclass(frozen=True)
@@ -102,11 +117,13 @@ class MountService:
         identity: IdentitySource,
         version_key: bytes,
         writer: Writer = write_atomically,
+        require_mounted_target: bool = False,
     ) -> None:
         self._secrets = secrets
         self._identity = identity
         self._key = version_key
         self._writer = writer
+        self._require_mount = require_mounted_target
         self._observers: list[MountObserver] = []
 
     def add_observer(self, observer: MountObserver) -> None:
@@ -177,9 +194,13 @@ class MountService:
         """Write ``rendered`` into the spec's target with the atomic writer; errors become ProviderErrors."""
         target = spec.target_path
         try:
-            return self._writer(Path(target), [f.to_write() for f in rendered.files])
+            return self._writer(
+                Path(target), [f.to_write() for f in rendered.files], require_mount=self._require_mount
+            )
         except InvalidPayloadError as exc:
             raise InvalidArgument(exc.problems) from None
+        except NotMountedError as exc:
+            raise TargetNotMounted(str(exc)) from None
         except UnsafeTargetError as exc:
             raise TargetUnsafe(f"refusing to write into {target}: {exc}") from None
         except (FileNotFoundError, NotADirectoryError):

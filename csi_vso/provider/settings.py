@@ -34,6 +34,10 @@ class ProviderSettings:
     # Refuse Mounts that carry no pod token for token_audience (identity from kubelet's token,
     # not only from attribute keys; see csi_vso.provider.identity).
     require_pod_token: bool = False
+    # Provider-mode writes only into a target that is a mount point (the driver's tmpfs), never
+    # into a plain directory on the node's disk (a teardown racing a rotation). Off by default
+    # so plain temp directories work in tests and the demo; the DaemonSet turns it on.
+    require_mounted_target: bool = False
     # Time in-flight Mounts get to finish after SIGTERM.
     grace_seconds: float = 20.0
     max_workers: int = 16

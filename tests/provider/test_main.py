@@ -62,6 +62,18 @@ def test_token_flags() -> None:
         ProviderSettings(token_audience="")
 
 
+def test_require_mounted_target_flag_is_off_by_default_and_documented(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert settings_from(build_parser().parse_args(["provider"])).require_mounted_target is False
+    assert ProviderSettings().require_mounted_target is False
+    args = build_parser().parse_args(["provider", "--require-mounted-target"])
+    assert settings_from(args).require_mounted_target is True
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["provider", "--help"])
+    assert "the DaemonSet turns it on" in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.parametrize(("text", "problem"), [("8095", "is not host:port"), ("h:port", "is not host:port")])
 def test_bad_metrics_addr(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
@@ -130,10 +142,12 @@ def test_stop_lets_in_flight_mounts_finish_and_refuses_new_ones(kube: Any, tmp_p
     entered = threading.Event()
     release = threading.Event()
 
-    def slow_writer(target: Path, files: Sequence[FileToWrite]) -> WriteResult:
+    def slow_writer(
+        target: Path, files: Sequence[FileToWrite], *, require_mount: bool = False
+    ) -> WriteResult:
         entered.set()
         release.wait(20)
-        return write_atomically(target, files)
+        return write_atomically(target, files, require_mount=require_mount)
 
     settings = ProviderSettings(
         socket_dir=tmp_path / "s", state_dir=tmp_path / "state", metrics_port=0, grace_seconds=20
