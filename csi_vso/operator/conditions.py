@@ -50,6 +50,23 @@ def set_condition(
     return result
 
 
+def synced_conditions(
+    conditions: Sequence[ConditionDict], *, message: str, generation: int
+) -> list[ConditionDict]:
+    """``Ready`` and ``SecretSynced`` both True with ``message``: the outcome of every good sync."""
+    conditions = set_condition(
+        conditions, type=READY, status="True", reason="Synced", message=message, generation=generation
+    )
+    return set_condition(
+        conditions,
+        type=SECRET_SYNCED,
+        status="True",
+        reason="SecretSynced",
+        message=message,
+        generation=generation,
+    )
+
+
 def _make(type: str, status: Status, reason: str, message: str, generation: int, when: str) -> ConditionDict:
     return {
         "type": type,

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from csi_vso.operator import api, destination, metrics
-from csi_vso.operator.conditions import LEASE_RENEWAL, READY, SECRET_SYNCED, set_condition
+from csi_vso.operator.conditions import LEASE_RENEWAL, set_condition, synced_conditions
 from csi_vso.operator.hmac import macs_equal
 from csi_vso.operator.leases import Action, DynamicPlan, LeaseState, due_revocations, plan_dynamic
 from csi_vso.operator.refs import RefError
@@ -331,17 +331,8 @@ class DynamicReconciler:
         owner = owner_of(obj)
         where = f"{owner.namespace}/{spec.destination.name}"
         message = f"Secret {where} holds credentials from {spec.mount}/{spec.path}"
-        conditions = list((obj.get("status") or {}).get("conditions") or [])
-        conditions = set_condition(
-            conditions, type=READY, status="True", reason="Synced", message=message, generation=generation
-        )
-        conditions = set_condition(
-            conditions,
-            type=SECRET_SYNCED,
-            status="True",
-            reason="SecretSynced",
-            message=message,
-            generation=generation,
+        conditions = synced_conditions(
+            (obj.get("status") or {}).get("conditions") or [], message=message, generation=generation
         )
         if state.lease_id:
             # Derived from the state only, so an idle reconcile rewrites nothing.

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from csi_vso.operator import api, destination
-from csi_vso.operator.conditions import READY, SECRET_SYNCED, set_condition
+from csi_vso.operator.conditions import synced_conditions
 from csi_vso.operator.hmac import compute_mac, macs_equal
 from csi_vso.operator.render import render
 from csi_vso.operator.runtime import Runtime, generation_of, owner_of, rfc3339_micro
@@ -227,17 +227,8 @@ def _report_synced(
 ) -> None:
     owner = owner_of(obj)
     message = f"Secret {owner.namespace}/{spec.destination.name} is in sync with {spec.mount}/{spec.path}"
-    conditions = list((obj.get("status") or {}).get("conditions") or [])
-    conditions = set_condition(
-        conditions, type=READY, status="True", reason="Synced", message=message, generation=generation
-    )
-    conditions = set_condition(
-        conditions,
-        type=SECRET_SYNCED,
-        status="True",
-        reason="SecretSynced",
-        message=message,
-        generation=generation,
+    conditions = synced_conditions(
+        (obj.get("status") or {}).get("conditions") or [], message=message, generation=generation
     )
     status: dict[str, Any] = {
         "observedGeneration": generation,
