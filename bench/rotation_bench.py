@@ -177,7 +177,7 @@ def main() -> int:
         (work / "sock-push").mkdir()
         provider = ProviderProcess(str(kubeconfig), work / "sock-push", work / "state-push")
         providers.append(provider)
-        provider.start().wait_for_log("rotation started")
+        provider.start().wait_serving()
         targets = [vols / f"push-{i:04d}" for i in range(args.mounts)]
         mount_seconds = mount_all(provider, pod, targets, args.files)
         many, many_cpu = push(cluster, ns, provider, targets, args.files, args.rotations, "shared")

@@ -94,6 +94,14 @@ class ProviderProcess:
     def wait_ready(self, timeout: float = 30.0) -> float:
         return self.wait_for_log("provider ready", timeout)
 
+    def wait_serving(self, timeout: float = 30.0) -> float:
+        """Until Mounts are answered with rotation running: both log lines, in either order.
+
+        Rotation starts once the cache has synced, which can be before the socket is bound, so
+        "rotation started" alone does not mean the socket answers yet.
+        """
+        return max(self.wait_for_log("rotation started", timeout), self.wait_ready(timeout))
+
     @property
     def pid(self) -> int:
         assert self.proc is not None

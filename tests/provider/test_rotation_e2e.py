@@ -113,7 +113,7 @@ def mount_volumes(provider: ProviderProcess, pod: Pod, targets: list[Path]) -> N
 def test_torn_reads_through_the_provider(env: dict[str, Any]) -> None:
     cluster, ns, pod, provider = env["cluster"], env["ns"], env["pod"], env["provider"]
     cluster.secret(ns, "db", secret_data(0, pad=2048))
-    provider.start().wait_for_log("rotation started")
+    provider.start().wait_serving()
     vol = env["tmpfs"] / "vol"
     mount_volumes(provider, pod, [vol])
     stop = env["tmpfs"] / "stop"
@@ -163,7 +163,7 @@ def test_sigkill_during_rotations(env: dict[str, Any]) -> None:
     cluster, ns, pod, provider = env["cluster"], env["ns"], env["pod"], env["provider"]
     rng = random.Random(7)
     cluster.secret(ns, "db", secret_data(0))
-    provider.start().wait_for_log("rotation started")
+    provider.start().wait_serving()
     vols = [env["tmpfs"] / f"vol{i}" for i in range(3)]
     mount_volumes(provider, pod, vols)
     latest = 0
@@ -191,7 +191,7 @@ def test_sigkill_during_rotations(env: dict[str, Any]) -> None:
             seen = volume_version(v)
             assert seen is not None and seen <= latest
         provider.start()
-        provider.wait_for_log("rotation started")
+        provider.wait_serving()
         wait_version(vols, latest)
         wait_clean(vols)
     assert kills == 30 and latest > 30
@@ -205,7 +205,7 @@ def test_sigkill_during_rotations(env: dict[str, Any]) -> None:
 def test_changes_while_down_arrive_after_readiness(env: dict[str, Any]) -> None:
     cluster, ns, pod, provider = env["cluster"], env["ns"], env["pod"], env["provider"]
     cluster.secret(ns, "db", secret_data(1))
-    provider.start().wait_for_log("rotation started")
+    provider.start().wait_serving()
     vols = [env["tmpfs"] / f"vol{i}" for i in range(5)]
     mount_volumes(provider, pod, vols)
     assert provider.stop() == 0
