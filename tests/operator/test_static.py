@@ -337,30 +337,34 @@ def test_bad_custom_resources_get_a_condition_and_an_event(
         cluster.core.delete_namespace(other)
 
 
-def test_approle_auth_from_a_secret(
-    openbao: OpenBaoDevServer, cluster: Cluster, namespace: str, kv_mount: str, operator: OperatorFactory
-) -> None:
+def _approle_login(
+    openbao: OpenBaoDevServer,
+    cluster: Cluster,
+    namespace: str,
+    kv_mount: str,
+    *,
+    prefix: str,
+    path: str,
+    value: str,
+) -> tuple[str, str]:
+    """An AppRole mount whose role reads ``kv_mount``, a KV value at ``path``, the secret id in
+    Secret ``approle``, and VaultConnection/VaultAuth ``default`` logging in with it.
+    Returns (auth mount, secret id)."""
     root = openbao.client()
-    mount = "ar-" + namespace
+    mount = f"{prefix}-{namespace}"
     root.sys.create_or_update_policy(name=mount, policy=f'path "{kv_mount}/*" {{ capabilities = ["read"] }}')
     root.sys.enable_auth_method("approle", path=mount)
     root.write(f"auth/{mount}/role/app", token_policies=[mount], token_ttl="10m")
     role_id = root.read(f"auth/{mount}/role/app/role-id")["data"]["role_id"]
     secret_id = root.write(f"auth/{mount}/role/app/secret-id")["data"]["secret_id"]
-    root.secrets.kv.v2.create_or_update_secret(mount_point=kv_mount, path="ar", secret={"v": "via-approle"})
+    root.secrets.kv.v2.create_or_update_secret(mount_point=kv_mount, path=path, secret={"v": value})
     cluster.core.create_namespaced_secret(
         namespace, {"metadata": {"name": "approle"}, "stringData": {"id": secret_id}}
     )
+    auth = {"method": "appRole", "mount": mount, "appRole": {"roleId": role_id, "secretRef": "approle"}}
     for manifest in (
         {"kind": "VaultConnection", "spec": {"address": openbao.address}},
-        {
-            "kind": "VaultAuth",
-            "spec": {
-                "method": "appRole",
-                "mount": mount,
-                "appRole": {"roleId": role_id, "secretRef": "approle"},
-            },
-        },
+        {"kind": "VaultAuth", "spec": auth},
     ):
         cluster.apply(
             {
@@ -369,6 +373,16 @@ def test_approle_auth_from_a_secret(
                 **manifest,
             }
         )
+    return mount, secret_id
+
+
+def test_approle_auth_from_a_secret(
+    openbao: OpenBaoDevServer, cluster: Cluster, namespace: str, kv_mount: str, operator: OperatorFactory
+) -> None:
+    root = openbao.client()
+    mount, _ = _approle_login(
+        openbao, cluster, namespace, kv_mount, prefix="ar", path="ar", value="via-approle"
+    )
     operator()
     cluster.apply(static_secret(namespace, "ar", mount=kv_mount, path="ar", destination="ar", type="kv-v2"))
     assert wait_for(lambda: cluster.secret_data(namespace, "ar")) == {"v": "via-approle"}
@@ -613,34 +627,9 @@ def test_rotated_approle_secret_id_is_picked_up_without_editing_the_vault_auth(
 ) -> None:
     """The secret id is re-read from its Secret (settings_refresh): a rotation needs no CR edit."""
     root = openbao.client()
-    mount = "arr-" + namespace
-    root.sys.create_or_update_policy(name=mount, policy=f'path "{kv_mount}/*" {{ capabilities = ["read"] }}')
-    root.sys.enable_auth_method("approle", path=mount)
-    root.write(f"auth/{mount}/role/app", token_policies=[mount], token_ttl="10m")
-    role_id = root.read(f"auth/{mount}/role/app/role-id")["data"]["role_id"]
-    first_id = root.write(f"auth/{mount}/role/app/secret-id")["data"]["secret_id"]
-    root.secrets.kv.v2.create_or_update_secret(mount_point=kv_mount, path="arr", secret={"v": "one"})
-    cluster.core.create_namespaced_secret(
-        namespace, {"metadata": {"name": "approle"}, "stringData": {"id": first_id}}
+    mount, first_id = _approle_login(
+        openbao, cluster, namespace, kv_mount, prefix="arr", path="arr", value="one"
     )
-    for manifest in (
-        {"kind": "VaultConnection", "spec": {"address": openbao.address}},
-        {
-            "kind": "VaultAuth",
-            "spec": {
-                "method": "appRole",
-                "mount": mount,
-                "appRole": {"roleId": role_id, "secretRef": "approle"},
-            },
-        },
-    ):
-        cluster.apply(
-            {
-                "apiVersion": api.API_VERSION,
-                "metadata": {"name": "default", "namespace": namespace},
-                **manifest,
-            }
-        )
     operator(settings_refresh=0.5)
     cluster.apply(
         static_secret(
