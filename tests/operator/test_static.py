@@ -337,6 +337,52 @@ def test_bad_custom_resources_get_a_condition_and_an_event(
         cluster.core.delete_namespace(other)
 
 
+def _apply_connection_and_auth(
+    cluster: Cluster, openbao: OpenBaoDevServer, namespace: str, auth_spec: dict[str, Any]
+) -> None:
+    """VaultConnection and VaultAuth ``default`` in ``namespace``: OpenBao's address and ``auth_spec``."""
+    for manifest in (
+        {"kind": "VaultConnection", "spec": {"address": openbao.address}},
+        {"kind": "VaultAuth", "spec": auth_spec},
+    ):
+        cluster.apply(
+            {
+                "apiVersion": api.API_VERSION,
+                "metadata": {"name": "default", "namespace": namespace},
+                **manifest,
+            }
+        )
+
+
+def _jwt_mount(
+    openbao: OpenBaoDevServer,
+    kube: Any,
+    namespace: str,
+    kv_mount: str,
+    *,
+    prefix: str,
+    role: str,
+    audience: str,
+) -> str:
+    """A jwt auth mount trusting the API server's JWKS; ``role`` admits ServiceAccount ``role`` of
+    ``namespace`` for ``audience`` and may read ``kv_mount``. Returns the mount path."""
+    root = openbao.client()
+    mount = f"{prefix}-{namespace}"
+    root.sys.create_or_update_policy(name=mount, policy=f'path "{kv_mount}/*" {{ capabilities = ["read"] }}')
+    root.sys.enable_auth_method("jwt", path=mount)
+    root.write(f"auth/{mount}/config", jwks_url=f"{kube.url}/openid/v1/jwks")
+    root.write(
+        f"auth/{mount}/role/{role}",
+        role_type="jwt",
+        user_claim="sub",
+        bound_audiences=[audience],
+        bound_subject=f"system:serviceaccount:{namespace}:{role}",
+        token_policies=[mount],
+        token_ttl="10m",
+    )
+    return mount
+
+
 def _approle_login(
     openbao: OpenBaoDevServer,
     cluster: Cluster,
@@ -362,17 +408,7 @@ def _approle_login(
         namespace, {"metadata": {"name": "approle"}, "stringData": {"id": secret_id}}
     )
     auth = {"method": "appRole", "mount": mount, "appRole": {"roleId": role_id, "secretRef": "approle"}}
-    for manifest in (
-        {"kind": "VaultConnection", "spec": {"address": openbao.address}},
-        {"kind": "VaultAuth", "spec": auth},
-    ):
-        cluster.apply(
-            {
-                "apiVersion": api.API_VERSION,
-                "metadata": {"name": "default", "namespace": namespace},
-                **manifest,
-            }
-        )
+    _apply_connection_and_auth(cluster, openbao, namespace, auth)
     return mount, secret_id
 
 
@@ -443,39 +479,19 @@ def test_jwt_auth_with_a_service_account_token(
 ) -> None:
     """jwt auth verifies the TokenRequest JWT against the API server's JWKS (no TokenReview)."""
     root = openbao.client()
-    mount = "jwt-" + namespace
-    root.sys.create_or_update_policy(name=mount, policy=f'path "{kv_mount}/*" {{ capabilities = ["read"] }}')
-    root.sys.enable_auth_method("jwt", path=mount)
-    root.write(f"auth/{mount}/config", jwks_url=f"{kube.url}/openid/v1/jwks")
-    root.write(
-        f"auth/{mount}/role/app",
-        role_type="jwt",
-        user_claim="sub",
-        bound_audiences=["vault"],
-        bound_subject=f"system:serviceaccount:{namespace}:app",
-        token_policies=[mount],
-        token_ttl="10m",
-    )
+    mount = _jwt_mount(openbao, kube, namespace, kv_mount, prefix="jwt", role="app", audience="vault")
     root.secrets.kv.v2.create_or_update_secret(mount_point=kv_mount, path="jwt", secret={"v": "via-jwt"})
     cluster.service_account(namespace, "app")
-    for manifest in (
-        {"kind": "VaultConnection", "spec": {"address": openbao.address}},
+    _apply_connection_and_auth(
+        cluster,
+        openbao,
+        namespace,
         {
-            "kind": "VaultAuth",
-            "spec": {
-                "method": "jwt",
-                "mount": mount,
-                "jwt": {"role": "app", "serviceAccount": "app", "audiences": ["vault"]},
-            },
+            "method": "jwt",
+            "mount": mount,
+            "jwt": {"role": "app", "serviceAccount": "app", "audiences": ["vault"]},
         },
-    ):
-        cluster.apply(
-            {
-                "apiVersion": api.API_VERSION,
-                "metadata": {"name": "default", "namespace": namespace},
-                **manifest,
-            }
-        )
+    )
     operator()
     cluster.apply(static_secret(namespace, "j", mount=kv_mount, path="jwt", destination="j", type="kv-v2"))
     assert wait_for(lambda: cluster.secret_data(namespace, "j")) == {"v": "via-jwt"}
@@ -574,38 +590,18 @@ def test_jwt_auth_with_a_jwt_from_a_secret(
 ) -> None:
     """jwt.secretRef: the JWT is read from key 'jwt' of a Secret at each login (no TokenRequest by us)."""
     root = openbao.client()
-    mount = "jwts-" + namespace
-    root.sys.create_or_update_policy(name=mount, policy=f'path "{kv_mount}/*" {{ capabilities = ["read"] }}')
-    root.sys.enable_auth_method("jwt", path=mount)
-    root.write(f"auth/{mount}/config", jwks_url=f"{kube.url}/openid/v1/jwks")
-    root.write(
-        f"auth/{mount}/role/ci",
-        role_type="jwt",
-        user_claim="sub",
-        bound_audiences=["ci"],
-        bound_subject=f"system:serviceaccount:{namespace}:ci",
-        token_policies=[mount],
-        token_ttl="10m",
-    )
+    mount = _jwt_mount(openbao, kube, namespace, kv_mount, prefix="jwts", role="ci", audience="ci")
     root.secrets.kv.v2.create_or_update_secret(mount_point=kv_mount, path="jwts", secret={"v": "via-secret"})
     cluster.service_account(namespace, "ci")
     token = cluster.core.create_namespaced_service_account_token(
         "ci", namespace, {"spec": {"audiences": ["ci"], "expirationSeconds": 3600}}
     ).status.token
-    for manifest in (
-        {"kind": "VaultConnection", "spec": {"address": openbao.address}},
-        {
-            "kind": "VaultAuth",
-            "spec": {"method": "jwt", "mount": mount, "jwt": {"role": "ci", "secretRef": "ci-jwt"}},
-        },
-    ):
-        cluster.apply(
-            {
-                "apiVersion": api.API_VERSION,
-                "metadata": {"name": "default", "namespace": namespace},
-                **manifest,
-            }
-        )
+    _apply_connection_and_auth(
+        cluster,
+        openbao,
+        namespace,
+        {"method": "jwt", "mount": mount, "jwt": {"role": "ci", "secretRef": "ci-jwt"}},
+    )
     operator()
     cluster.apply(static_secret(namespace, "j", mount=kv_mount, path="jwts", destination="j", type="kv-v2"))
     missing = wait_for(
