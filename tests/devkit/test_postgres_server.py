@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from csi_vso.devkit import postgres
 from csi_vso.devkit.postgres import PostgresServer
 
 
@@ -38,3 +40,18 @@ def test_server_does_not_run_as_root(postgres: PostgresServer) -> None:
     # The backend has exited by now; the postmaster's owner is what matters.
     postmaster_pid = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
     assert os.stat(f"/proc/{postmaster_pid}").st_uid != 0
+
+
+def test_binaries_behind_a_private_directory_still_start_as_the_unprivileged_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkout under a 0700 directory (mktemp -d, /root): the server user cannot reach the venv."""
+    if os.geteuid() != 0:
+        pytest.skip("only root runs the server as another user")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "pginstall").symlink_to(postgres.postgres_bin_dir().parent)
+    monkeypatch.setattr(postgres, "postgres_bin_dir", lambda: private / "pginstall" / "bin")
+    with PostgresServer() as server, psycopg.connect(server.dsn()) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+        assert private not in server._bin.parents  # a world-readable copy was used
