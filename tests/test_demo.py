@@ -31,6 +31,7 @@ from csi_vso.operator.crds import build_crds
 from csi_vso.provider import params, validation
 
 DEMO_USER = "csi-vso-demo"
+REPO = Path(__file__).resolve().parents[1]
 
 
 # -- the scenario's pure pieces ---------------------------------------------------------------
@@ -224,49 +225,67 @@ def _ensure_user() -> None:
         )
 
 
-def _blocked_ancestor(path: Path) -> Path | None:
-    """The outermost directory on ``path`` that other users may not enter (e.g. /root, 0700)."""
-    for ancestor in reversed(path.parents):
-        if not ancestor.stat().st_mode & stat.S_IXOTH:
-            return ancestor
-    return None
+def _blocked_ancestors(*paths: Path) -> list[Path]:
+    """Directories on the way to ``paths`` that other users may not enter (0700 /root, mktemp -d)."""
+    blocked = {
+        ancestor
+        for path in paths
+        for ancestor in path.parents
+        if ancestor.exists() and not ancestor.stat().st_mode & stat.S_IXOTH
+    }
+    return sorted(blocked, key=lambda p: len(p.parts))  # outermost first
+
+
+# Run as root inside a private mount namespace: make each blocked directory enterable by
+# mounting a 0755 tmpfs over it and binding its original entries back (they keep their own
+# permissions), then exec the command. Nothing outside the namespace changes.
+_OPEN_BLOCKED_DIRS = r"""
+import os, subprocess, sys
+stage_root, count = sys.argv[1], int(sys.argv[2])
+blocked, command = sys.argv[3 : 3 + count], sys.argv[3 + count :]
+for i, directory in enumerate(blocked):
+    original = os.path.join(stage_root, str(i))
+    os.mkdir(original)
+    subprocess.run(["mount", "--bind", directory, original], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", directory], check=True)
+    for name in os.listdir(original):
+        source, target = os.path.join(original, name), os.path.join(directory, name)
+        if os.path.islink(source):
+            os.symlink(os.readlink(source), target)
+            continue
+        if os.path.isdir(source):
+            os.mkdir(target)
+        else:
+            open(target, "w").close()
+        subprocess.run(["mount", "--bind", source, target], check=True)
+os.execvp(command[0], command)
+"""
 
 
 def _as_user(command: list[str], stage: Path) -> tuple[list[str], str]:
     """``command`` run as the demo user with no capabilities at all, and how (for messages).
 
-    Plain ``runuser`` when the user can execute this interpreter. CI machines often have it
-    under a directory only root may enter (pyenv in /root): then the command runs in a private
-    mount namespace where that directory is replaced by a world-enterable tmpfs holding just
-    the interpreter's tree (bind-mounted), and ``setpriv`` switches to the user. The demo
-    still runs with uid != 0 and an empty capability set, so it takes its non-root path.
+    Plain ``runuser`` when the user can import the package with this interpreter. CI machines
+    often keep the interpreter, the venv or the checkout under a directory only root may enter
+    (pyenv in /root, a clone in ``mktemp -d``): then the command runs in a private mount
+    namespace where those directories are opened (``_OPEN_BLOCKED_DIRS``), and ``setpriv``
+    switches to the user. The demo still runs with uid != 0 and an empty capability set, so it
+    takes its non-root path.
     """
     probe = subprocess.run(
         ["runuser", "-u", DEMO_USER, "--", sys.executable, "-c", "import csi_vso"],
         capture_output=True,
         check=False,
     )
-    if probe.returncode == 0:
+    blocked = _blocked_ancestors(Path(sys.executable).resolve(), Path(sys.prefix), REPO)
+    if probe.returncode == 0 or not blocked:
         return ["runuser", "-u", DEMO_USER, "--", *command], "runuser"
-    interpreter = Path(sys.executable).resolve()
-    blocked = _blocked_ancestor(interpreter)
-    if blocked is None:
-        return ["runuser", "-u", DEMO_USER, "--", *command], "runuser"
-    tree = blocked / interpreter.relative_to(blocked).parts[0]
-    script = (
-        'mount --bind "$1" "$2" && mount -t tmpfs -o mode=0755,size=1m tmpfs "$3" '
-        '&& mkdir "$1" && mount --bind "$2" "$1" && shift 3 && exec "$@"'
-    )
     setpriv = ["setpriv", f"--reuid={DEMO_USER}", f"--regid={DEMO_USER}", "--clear-groups"]
-    wrapped = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
-    return [
-        *wrapped,
-        str(tree),
-        str(stage),
-        str(blocked),
-        *setpriv,
-        *command,
-    ], f"setpriv (with {blocked} opened)"
+    opener = [sys.executable, "-c", _OPEN_BLOCKED_DIRS, str(stage), str(len(blocked)), *map(str, blocked)]
+    names = ", ".join(map(str, blocked))
+    return ["unshare", "--mount", "--propagation", "private", *opener, *setpriv, *command], (
+        f"setpriv (with {names} opened)"
+    )
 
 
 def _listening(url: str) -> bool:
