@@ -167,7 +167,11 @@ class LocalServer:
             return ""
 
     def __enter__(self) -> Self:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()  # __exit__ will not run: remove the working directory here
+            raise
         return self
 
     def __exit__(

@@ -106,3 +106,10 @@ def test_a_child_server_stops_when_its_parent_is_sigkilled(user: str) -> None:
             os.kill(child_pid, signal.SIGKILL)
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_server_that_fails_to_start_in_a_with_block_leaves_no_directory() -> None:
+    server = OpenBaoDevServer(binary="/bin/false")
+    with pytest.raises(OpenBaoError), server:
+        pass
+    assert not server.log_path.parent.exists()
