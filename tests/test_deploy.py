@@ -512,6 +512,7 @@ def test_every_rbac_rule_has_a_comment_saying_why(path: str) -> None:
 # Kubernetes client methods -> the (API group, resource, verb) RBAC must grant for them.
 _CORE = {"secret": "secrets", "pod": "pods", "service_account": "serviceaccounts", "event": "events"}
 _APPS = {"deployment": "deployments", "stateful_set": "statefulsets", "daemon_set": "daemonsets"}
+_RBAC = {"role": "roles", "role_binding": "rolebindings"}
 _VERBS = {
     "read": "get",
     "get": "get",  # CustomObjectsApi names its reads get_*
@@ -540,6 +541,8 @@ def _needed_permissions(package: str) -> set[tuple[str, str, str]]:
                 in_file.add(("", _CORE[noun], rbac_verb))
             elif noun in _APPS:
                 in_file.add(("apps", _APPS[noun], rbac_verb))
+            elif noun in _RBAC:
+                in_file.add(("rbac.authorization.k8s.io", _RBAC[noun], rbac_verb))
             elif noun == "service_account_token":
                 in_file.add(("", "serviceaccounts/token", rbac_verb))
             elif noun == "token_review":
