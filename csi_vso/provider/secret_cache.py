@@ -60,6 +60,36 @@ _QUIET = _QuietWhileStopping()
 logging.getLogger("kubernetes.informer.informer").addFilter(_QUIET)
 
 
+def notify_listeners(listeners: list[Listener], namespace: str, name: str) -> None:
+    """Call each listener; one that fails is logged by the failure's type and the rest still run."""
+    for listener in listeners:
+        try:
+            listener(namespace, name)
+        except Exception as exc:
+            # Name the failure only: its message could carry what the listener was handling.
+            log.error("Secret listener failed", extra={"error": type(exc).__name__})
+
+
+def check_cluster_access(api: client.ApiClient) -> list[str]:
+    """What ``--secret-access=cluster`` needs and the provider's own identity lacks (empty: all there).
+
+    Asked with SelfSubjectAccessReviews, so a provider installed without the cluster-wide grant
+    refuses to start with a clear line instead of looping on 403 behind a never-ready probe.
+    """
+    authz = client.AuthorizationV1Api(api)
+    missing = []
+    for verb in ("list", "watch"):
+        review = client.V1SelfSubjectAccessReview(
+            spec=client.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=client.V1ResourceAttributes(verb=verb, group="", resource="secrets")
+            )
+        )
+        status = authz.create_self_subject_access_review(review, _request_timeout=10).status
+        if status is None or not status.allowed or status.denied:
+            missing.append(f"{verb} secrets (cluster-wide)")
+    return missing
+
+
 class _Stopped(Exception):
     """Raised into the informer's loop when it tries to list or watch after stop()."""
 
@@ -67,8 +97,24 @@ class _Stopped(Exception):
 class SecretCache:
     """Protected Secrets by (namespace, name), kept current by one label-selected watch."""
 
-    def __init__(self, api: client.ApiClient, *, label_selector: str = protected.PROTECTED_SELECTOR) -> None:
-        self._core = client.CoreV1Api(api)
+    def __init__(
+        self,
+        api: client.ApiClient | None = None,
+        *,
+        label_selector: str = protected.PROTECTED_SELECTOR,
+        list_call: Callable[..., Any] | None = None,
+        namespace: str | None = None,
+        field_selector: str | None = None,
+    ) -> None:
+        """Cluster-wide over ``api`` by default; ``list_call`` (a ``list_namespaced_secret``
+        shaped function) with ``namespace`` and ``field_selector`` narrows it, e.g. to one
+        Secret read with a pod's token (:mod:`csi_vso.provider.secret_watches`)."""
+        if list_call is None:
+            if api is None:
+                raise ValueError("SecretCache needs an API client or a list function")
+            list_call = client.CoreV1Api(api).list_secret_for_all_namespaces
+        self._list_call = list_call
+        self._cluster_wide = namespace is None
         self._synced = threading.Event()
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
@@ -77,7 +123,9 @@ class SecretCache:
         self._watch_response: Any = None  # the open watch stream, so stop() can cut it
         self._informer = SharedInformer(
             self._list_func(),
+            namespace=namespace,
             label_selector=label_selector,
+            field_selector=field_selector,
         )
         # Deletions that a re-list found, held until the cache has dropped them (see _on_deleted).
         self._deferred: list[tuple[str, str]] = []
@@ -86,7 +134,7 @@ class SecretCache:
         self._informer.add_event_handler(DELETED, self._on_deleted)
 
     def _list_func(self) -> Callable[..., Any]:
-        list_all = self._core.list_secret_for_all_namespaces
+        list_all = self._list_call
 
         # wraps() keeps the docstring the Watch reads to learn the item type (V1Secret).
         @functools.wraps(list_all)
@@ -101,7 +149,8 @@ class SecretCache:
             self._release_deferred()  # a re-list, if one ran, has replaced the cache by now
             if not self._synced.is_set():
                 self._synced.set()
-                log.info("protected Secret cache synced", extra={"secrets": self.count()})
+                if self._cluster_wide:  # one per node: worth a line; a per-Secret watch is not
+                    log.info("protected Secret cache synced", extra={"secrets": self.count()})
             self._watch_response = list_all(**kwargs)
             if self._stopping.is_set():
                 self._cut_watch()
@@ -137,12 +186,7 @@ class SecretCache:
     def _notify(self, namespace: str, name: str) -> None:
         with self._lock:
             listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(namespace, name)
-            except Exception as exc:
-                # Name the failure only: its message could carry what the listener was handling.
-                log.error("Secret cache listener failed", extra={"error": type(exc).__name__})
+        notify_listeners(listeners, namespace, name)
 
     # --------------------------------------------------------------------------------------
 
@@ -155,6 +199,15 @@ class SecretCache:
         if response is not None:
             with contextlib.suppress(Exception):
                 response.shutdown()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def cut(self) -> None:
+        """End the current watch stream: the informer calls the list function again (which may
+        pick another credential) and resumes from its last resourceVersion, missing nothing."""
+        self._cut_watch()
 
     def stop(self) -> None:
         """Stop the informer and wait for its thread.
@@ -190,6 +243,21 @@ class SecretCache:
 
     def count(self) -> int:
         return len(self._informer.cache.list_keys())
+
+    def known(self, namespace: str, name: str) -> bool:
+        """Whether :meth:`get` reflects the API for this Secret (a None then means "absent")."""
+        return self.has_synced()
+
+    def read(self, namespace: str, name: str, *, pod: object, token: str | None) -> client.V1Secret | None:
+        """Mount's read (cluster mode): the cached Secret; the pod's token is not used."""
+        return self.get(namespace, name)
+
+    def refusal(self, pod: object, namespace: str, name: str) -> str | None:
+        """Cluster mode keeps no per-pod verdicts of the API server: never a refusal."""
+        return None
+
+    def set_needed(self, needed: Callable[[], set[tuple[str, str, str]]]) -> None:
+        """Cluster mode caches every protected Secret whatever is mounted: nothing to track."""
 
     def add_listener(self, callback: Listener) -> None:
         """Call ``callback(namespace, name)`` after every change the cache applies."""

@@ -16,7 +16,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -32,6 +32,20 @@ class Pod:
     name: str
     uid: str
     service_account: str
+    # What kubelet passes in csi.storage.k8s.io/serviceAccount.tokens for this pod (audience ->
+    # token): the API-audience token (key "") for pods made by Cluster.pod.
+    tokens: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def claiming(self, **changes: str) -> Pod:
+        """The same pod's tokens with other attribute keys: a forged or mistaken claim."""
+        values = {
+            "namespace": self.namespace,
+            "name": self.name,
+            "uid": self.uid,
+            "service_account": self.service_account,
+        }
+        values.update(changes)
+        return Pod(**values, tokens=self.tokens)
 
 
 def kubelet_attributes(
@@ -71,7 +85,7 @@ def mount_request(
     if write_mode is not None:
         params["writeMode"] = write_mode
     params.update(parameters or {})
-    params.update(kubelet_attributes(pod, tokens=tokens))
+    params.update(kubelet_attributes(pod, tokens=pod.tokens if tokens is None else tokens))
     return provider_pb2.MountRequest(
         attributes=json.dumps(params), secrets="null", target_path=target, permission=permission
     )
@@ -133,14 +147,16 @@ class Cluster:
                 ),
             ),
         )
-        return Pod(namespace, name, created.metadata.uid, service_account)
+        pod = Pod(namespace, name, created.metadata.uid, service_account)
+        return Pod(namespace, name, pod.uid, service_account, tokens={"": self.token(pod, "")})
 
-    def token(self, pod: Pod, audience: str) -> str:
-        """A pod-bound service-account token for ``audience`` (what kubelet puts in tokenRequests)."""
+    def token(self, pod: Pod, audience: str, expiration_seconds: int = 3600) -> str:
+        """A pod-bound service-account token for ``audience`` (what kubelet puts in tokenRequests);
+        ``""`` asks, as kubelet does for ``audience: ""``, for the API server's own audiences."""
         request = client.AuthenticationV1TokenRequest(
             spec=client.V1TokenRequestSpec(
-                audiences=[audience],
-                expiration_seconds=3600,
+                audiences=[audience] if audience else [],
+                expiration_seconds=expiration_seconds,
                 bound_object_ref=client.V1BoundObjectReference(
                     api_version="v1", kind="Pod", name=pod.name, uid=pod.uid
                 ),

@@ -17,8 +17,20 @@ ROOT = Path(__file__).resolve().parents[2]
 class ProviderProcess:
     """One `csi-vso provider` process; its JSON log lines are collected from stderr."""
 
-    def __init__(self, kubeconfig: str, socket_dir: Path, state_dir: Path, *, rotation: bool = True) -> None:
+    def __init__(
+        self,
+        kubeconfig: str,
+        socket_dir: Path,
+        state_dir: Path,
+        *,
+        rotation: bool = True,
+        token_dir: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.rotation = rotation
+        # Pod tokens kept for restarts (pod-token mode): beside the state dir unless told.
+        self.token_dir = token_dir if token_dir is not None else state_dir.parent / "tokens"
+        self.extra_args = extra_args
         self.kubeconfig = kubeconfig
         self.socket_dir = socket_dir
         self.state_dir = state_dir
@@ -50,6 +62,9 @@ class ProviderProcess:
                 str(self.socket_dir),
                 "--state-dir",
                 str(self.state_dir),
+                "--token-dir",
+                str(self.token_dir),
+                *self.extra_args,
                 "--metrics-addr",
                 "127.0.0.1:0",
                 "--log-format",
