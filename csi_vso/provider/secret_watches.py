@@ -17,8 +17,8 @@ cluster. Here a node holds only what its pods mount, and reads it with their cre
   forgets its identity verdicts; a 403 drops it for that Secret; the call then goes on with
   the next credential at once, resuming from the last resourceVersion: no gap, no re-list.
 - **Turnover.** Housekeeping (every ``interval`` s) drops expired credentials and those no
-  volume needs any more (no registered provider-mode volume of that pod reads the Secret, and
-  no Mount offered it for ``idle_after`` s: driver-mode volumes live on republishes), cuts a
+  volume needs any more (the pod's registered provider-mode volumes of that Secret are gone;
+  a driver-mode volume's credential lives while Mounts keep offering it, ``idle_after``), cuts a
   watch whose credential expires within ``renew_before`` s when a fresher one exists (the
   informer reconnects with it), and stops a watch that no credential is left for: memory,
   watches and API calls follow what is mounted on the node, not the cluster.
@@ -69,6 +69,7 @@ class _Watch:
     cache: SecretCache | None = None
     creds: dict[str, Credential] = field(default_factory=dict)  # pod uid -> newest credential
     offered: dict[str, float] = field(default_factory=dict)  # pod uid -> last Mount that offered it
+    registered: set[str] = field(default_factory=set)  # pods seen with a registered volume of it
     using: Credential | None = None
     failure: str = ""  # why no request can be made now ("" when one can)
     errors: int = 0  # consecutive failed calls (for backoff)
@@ -437,10 +438,17 @@ class SecretWatches:
         with self._cond:
             for key, watch in list(self._watches.items()):
                 for uid, credential in list(watch.creds.items()):
-                    idle = now - watch.offered.get(uid, 0.0) > self._idle_after
-                    if credential.expires_at <= now or (idle and (uid, *key) not in needed):
+                    if (uid, *key) in needed:
+                        watch.registered.add(uid)
+                        unneeded = False
+                    elif uid in watch.registered:
+                        unneeded = True  # its provider-mode volumes are gone (pod deleted, unmounted)
+                    else:  # driver mode, or a Mount not registered yet: kept while republished
+                        unneeded = now - watch.offered.get(uid, 0.0) > self._idle_after
+                    if credential.expires_at <= now or unneeded:
                         del watch.creds[uid]
                         watch.offered.pop(uid, None)
+                        watch.registered.discard(uid)
                         released.add(uid)
                 if not watch.creds:
                     watch.stopped = True

@@ -1,0 +1,449 @@
+"""Pod-token mode end to end: a node reads only what its pods mount, with their own tokens.
+
+The provider runs in-process (so the tests can see which pod's token each watch uses), serving
+gRPC over its real unix socket against the API server; pods and their tokens are made through
+the API as kubelet would (TokenRequest bound to the pod, audience ""). The Role/RoleBinding per
+Secret are the operator's own (:mod:`csi_vso.operator.access_rbac`), applied by the test in the
+operator's place. On a server that enforces RBAC the denials come from the API server itself;
+the policy annotations are checked by the provider either way.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from csi_vso import protected
+from csi_vso.operator import access_rbac
+from csi_vso.operator.api import AccessPolicy
+from csi_vso.operator.destination import Owner
+from csi_vso.provider.authz import VerifiedPod
+from csi_vso.provider.errors import PermissionDenied
+from csi_vso.provider.identity import IdentityVerifier
+from csi_vso.provider.params import PodClaim
+from csi_vso.provider.pod_api import SelfFacts
+from csi_vso.provider.rotation import RotationExtension, Rotator
+from csi_vso.provider.secret_watches import SecretWatches
+from csi_vso.provider.server import ProviderServer
+from csi_vso.provider.settings import ProviderSettings
+from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request, wait_for
+
+pytestmark = pytest.mark.slow
+
+OWN_NAMESPACE = AccessPolicy()  # the default policy: pods of the Secret's own namespace
+
+
+def grant(api: client.ApiClient, namespace: str, secret: str, policy: AccessPolicy) -> None:
+    """What the operator maintains for a protected Secret: its Role and RoleBinding (no owner here:
+    the test stands in for the custom resource, and a dangling ownerReference would be collected)."""
+    owner = Owner("secrets.hashicorp.com/v1beta1", "VaultStaticSecret", "test", namespace, "test-uid")
+    rbac = client.RbacAuthorizationV1Api(api)
+    bound = access_rbac.subjects(namespace, policy)
+    for obj in (access_rbac.role(owner, secret), access_rbac.role_binding(owner, secret, bound)):
+        obj["metadata"].pop("ownerReferences")
+        create, replace = (
+            (rbac.create_namespaced_role, rbac.replace_namespaced_role)
+            if obj["kind"] == "Role"
+            else (rbac.create_namespaced_role_binding, rbac.replace_namespaced_role_binding)
+        )
+        try:
+            create(namespace, obj)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            replace(obj["metadata"]["name"], namespace, obj)
+
+
+def policy_annotations(policy: AccessPolicy) -> dict[str, str]:
+    out = {protected.ALLOWED_NAMESPACES_ANNOTATION: protected.encode_list(policy.namespaces)}
+    if policy.service_accounts:
+        out[protected.ALLOWED_SERVICE_ACCOUNTS_ANNOTATION] = protected.encode_list(policy.service_accounts)
+    return out
+
+
+class Node:
+    """One node's provider (pod-token mode, rotation on) and the cluster around it."""
+
+    def __init__(
+        self, server: ProviderServer, rotation: RotationExtension, cluster: Cluster, root: Path
+    ) -> None:
+        self.server = server
+        self.rotation = rotation
+        self.cluster = cluster
+        self.root = root
+        self.driver = DriverClient(str(server.settings.socket_path))
+        self.ns = cluster.namespace("node")
+
+    @property
+    def watches(self) -> SecretWatches:
+        assert isinstance(self.server.cache, SecretWatches)
+        return self.server.cache
+
+    @property
+    def rotator(self) -> Rotator:
+        assert self.rotation.rotator is not None
+        return self.rotation.rotator
+
+    def target(self, pod: Pod, volume: str = "v") -> Path:
+        path = self.root / "pods" / pod.uid / "volumes" / "kubernetes.io~csi" / volume / "mount"
+        path.mkdir(parents=True)
+        return path
+
+    def put(self, name: str, value: bytes, policy: AccessPolicy = OWN_NAMESPACE) -> None:
+        self.cluster.secret(self.ns, name, {"v": value}, annotations=policy_annotations(policy))
+
+    def mount(self, pod: Pod, secret: str, target: Path, **kw: Any) -> Any:
+        objects = [{"secretName": secret, "secretNamespace": self.ns, "key": "v"}]
+        return self.driver.mount(mount_request(pod, objects, str(target), **kw))
+
+    def kubelet_removes(self, pod: Pod) -> None:
+        """The pod is deleted: kubelet unpublishes its volumes (their directories go)."""
+        self.cluster.core.delete_namespaced_pod(pod.name, pod.namespace)
+        gone = self.root / "pods" / pod.uid
+        while gone.exists():  # a rotation may be writing a new version into it meanwhile
+            shutil.rmtree(gone, ignore_errors=True)
+        self.rotator.collect_garbage()
+
+
+@pytest.fixture
+def node(kube: Any, tmp_path: Path) -> Iterator[Node]:
+    settings = ProviderSettings(
+        socket_dir=tmp_path / "sockets",
+        state_dir=tmp_path / "state",
+        token_dir=tmp_path / "tokens",
+        metrics_port=0,
+        grace_seconds=5,
+    )
+    rotation = RotationExtension()
+    server = ProviderServer(settings, kube.api_client(), extensions=[rotation])
+    server.start()
+    cluster = Cluster(kube.api_client())
+    env: Node | None = None
+    try:
+        wait_for(server.ready, what="provider ready")
+        wait_for(lambda: rotation.rotator is not None, what="rotation wired")
+        env = Node(server, rotation, cluster, tmp_path / "kubelet")
+        yield env
+    finally:
+        if env is not None:
+            env.driver.close()
+        server.stop(5)
+        cluster.cleanup()
+
+
+def enforces_rbac(kube: Any, node: Node, pod: Pod) -> bool:
+    """Whether the API server answers access reviews from RBAC (the devkit did not, at first)."""
+    allowed, _ = node.server.pods.may_read(pod.tokens[""], node.ns, "no-role-names-this-secret")
+    return not allowed
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def test_node_holds_and_watches_only_what_its_pods_mount(node: Node) -> None:
+    """Issue 10 finding 2(b): forged labelled Secrets elsewhere cost this node nothing."""
+    pod = node.cluster.pod(node.ns)
+    for i in range(20):  # labelled Secrets nobody on this node mounts (700 KiB each)
+        node.cluster.secret(node.ns, f"forged-{i}", {"v": b"F" * (700 * 1024)})
+    node.put("db", b"one")
+    grant(node.cluster.api, node.ns, "db", AccessPolicy())
+    target = node.target(pod)
+    node.mount(pod, "db", target)
+    assert (target / "v").read_bytes() == b"one"
+    assert node.watches.count() == 1
+    assert set(node.watches.watching()) == {(node.ns, "db")}
+    metrics = node.server.metrics.registry
+    assert metrics.get_sample_value("csi_vso_provider_cached_secrets") == 1
+
+
+def test_token_file_is_private_and_not_in_the_state_dir(node: Node) -> None:
+    pod = node.cluster.pod(node.ns)
+    node.put("db", b"one")
+    grant(node.cluster.api, node.ns, "db", AccessPolicy())
+    node.mount(pod, "db", node.target(pod))
+    token_dir = node.server.settings.token_dir
+    [kept] = list(token_dir.iterdir())
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token_dir.stat().st_mode) == 0o700
+    assert pod.tokens[""].encode() in kept.read_bytes()
+    state = node.server.settings.state_dir
+    assert all(pod.tokens[""].encode() not in p.read_bytes() for p in state.rglob("*") if p.is_file())
+
+
+def test_denied_pod_gets_permission_denied_naming_the_secret_and_nothing_written(
+    kube: Any, node: Node
+) -> None:
+    allowed = node.cluster.pod(node.ns, name="reader-0", service_account="reader")
+    other = node.cluster.pod(node.ns, name="other-0", service_account="other")
+    policy = AccessPolicy(service_accounts=(f"{node.ns}/reader",))
+    node.put("db", b"one", policy)
+    grant(node.cluster.api, node.ns, "db", policy)
+    node.mount(allowed, "db", node.target(allowed))
+    target = node.target(other)
+    with pytest.raises(grpc.RpcError) as err:
+        node.mount(other, "db", target)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    details = err.value.details()
+    assert f"pod {node.ns}/other-0 may not mount protected Secret {node.ns}/db" in details
+    if enforces_rbac(kube, node, other):
+        assert "the API server does not let service account 'other' read it" in details
+    else:  # the provider's own policy check (defense in depth) refuses it all the same
+        assert "service account 'other' is not in its" in details
+    assert os.listdir(target) == []
+
+
+def test_policy_check_refuses_what_rbac_would_allow(node: Node) -> None:
+    """The RoleBinding admits the namespace, the Secret's policy narrows it: the provider refuses."""
+    pod = node.cluster.pod(node.ns, name="other-0", service_account="other")
+    node.put("db", b"one", AccessPolicy(service_accounts=("reader",)))
+    grant(node.cluster.api, node.ns, "db", AccessPolicy())  # wider than the annotation
+    target = node.target(pod)
+    with pytest.raises(grpc.RpcError) as err:
+        node.mount(pod, "db", target)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert (
+        f"may not mount protected Secret {node.ns}/db: service account 'other' is not in"
+        in err.value.details()
+    )
+    assert os.listdir(target) == []
+
+
+def test_policy_narrowed_removes_the_excluded_pods_files_at_the_next_event(node: Node) -> None:
+    reader = node.cluster.pod(node.ns, name="reader-0", service_account="reader")
+    other = node.cluster.pod(node.ns, name="other-0", service_account="other")
+    node.put("db", b"one")
+    grant(node.cluster.api, node.ns, "db", AccessPolicy())
+    kept, dropped = node.target(reader), node.target(other)
+    node.mount(reader, "db", kept)
+    node.mount(other, "db", dropped)
+    assert (dropped / "v").read_bytes() == b"one"
+    # What the operator does on a narrowed CR: RoleBinding first, then the Secret's policy.
+    narrowed = AccessPolicy(service_accounts=(f"{node.ns}/reader",))
+    grant(node.cluster.api, node.ns, "db", narrowed)
+    node.put("db", b"two", narrowed)
+    wait_for(lambda: not os.path.lexists(dropped / "v"), what="the excluded pod's files removed")
+    wait_for(lambda: (kept / "v").read_bytes() == b"two", what="the admitted pod rotated")
+    assert [e for e in os.listdir(dropped) if not e.startswith("..")] == []
+
+
+def test_token_turnover_keeps_rotation_going_and_the_last_pod_stops_the_watch(node: Node) -> None:
+    first = node.cluster.pod(node.ns, name="app-0")
+    second = node.cluster.pod(node.ns, name="app-1")
+    # The first pod's token lives longer: the watch picks it (the freshest valid one).
+    first = Pod(
+        first.namespace,
+        first.name,
+        first.uid,
+        first.service_account,
+        tokens={"": node.cluster.token(first, "", 7200)},
+    )
+    node.put("db", b"v0")
+    grant(node.cluster.api, node.ns, "db", AccessPolicy())
+    a, b = node.target(first), node.target(second)
+    node.mount(first, "db", a)
+    node.mount(second, "db", b)
+    node.watches.tidy()  # housekeeping sees both pods' registered volumes
+    assert node.watches.watching() == {(node.ns, "db"): first.uid}
+
+    # Keep rotating while the first pod goes away; every version must reach the second pod.
+    stop = threading.Event()
+    written: list[bytes] = []
+
+    def rotate() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            value = f"v{n}".encode()
+            node.put("db", value)
+            written.append(value)
+            wait_for(lambda value=value: (b / "v").read_bytes() == value, what=f"{value!r} in the second pod")
+
+    rotating = threading.Thread(target=rotate)
+    rotating.start()
+    try:
+        wait_for(lambda: len(written) >= 3, what="rotations before the turnover")
+        node.kubelet_removes(first)
+        node.watches.tidy()  # housekeeping: the first pod's token is no longer needed
+        wait_for(lambda: node.watches.watching().get((node.ns, "db")) == second.uid, what="turnover")
+        count = len(written)
+        wait_for(lambda: len(written) >= count + 3, what="rotations after the turnover")
+    finally:
+        stop.set()
+        rotating.join()
+    assert (b / "v").read_bytes() == written[-1]
+
+    # The last pod goes: the watch stops and the node holds nothing.
+    node.kubelet_removes(second)
+    node.watches.tidy()
+    assert node.watches.watching() == {}
+    assert node.watches.count() == 0
+    assert list(node.server.settings.token_dir.iterdir()) == []
+
+
+def test_refused_token_is_replaced_by_another_pods_without_a_gap(kube: Any, node: Node) -> None:
+    """The pod whose token the watch uses is deleted while its volume is still registered (kubelet
+    not done yet): at the stream's next reconnect the API server refuses that token (401)."""
+    if kube.server is None:
+        pytest.skip("needs the devkit server's drop_watches hook to force a reconnect")
+    first = node.cluster.pod(node.ns, name="app-0")
+    second = node.cluster.pod(node.ns, name="app-1")
+    first = Pod(
+        first.namespace,
+        first.name,
+        first.uid,
+        first.service_account,
+        tokens={"": node.cluster.token(first, "", 7200)},
+    )
+    node.put("db", b"v0")
+    grant(node.cluster.api, node.ns, "db", AccessPolicy())
+    b = node.target(second)
+    node.mount(first, "db", node.target(first))
+    node.mount(second, "db", b)
+    assert node.watches.watching()[(node.ns, "db")] == first.uid
+    node.cluster.core.delete_namespaced_pod(first.name, first.namespace)
+    kube.server.drop_watches()  # as an API server restart: the informer reconnects
+    node.put("db", b"after")
+    wait_for(lambda: (b / "v").read_bytes() == b"after", what="rotation with the second pod's token")
+    assert node.watches.watching()[(node.ns, "db")] == second.uid
+    # Issue 10 finding 6: the refused pod's cached identity is gone with it; a replayed Mount
+    # with its token is refused by the API server, not served from a cache.
+    with pytest.raises(grpc.RpcError) as err:
+        node.mount(
+            first, "db", node.root / "pods" / first.uid / "volumes" / "kubernetes.io~csi" / "v" / "mount"
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "refused by the API server" in err.value.details()
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 10 finding 6: no cached verdict outlives the token's exp; a deleted pod drops it.
+
+
+def _jwt(exp: float) -> str:
+    import json
+
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256'})}.{part({'exp': int(exp)})}.sig"
+
+
+class FakeSelfReviews:
+    """SelfSubjectReview answers from a table, counting calls (the real one is tested above)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.refuse = False
+
+    def review_self(self, token: str) -> SelfFacts:
+        from csi_vso.provider.pod_api import TokenRefused
+
+        self.calls += 1
+        if self.refuse:
+            raise TokenRefused("refused")
+        return SelfFacts("system:serviceaccount:ns:app", "app-0", "uid-0", None)
+
+
+class NoIdentityAPI:
+    def get_pod(self, namespace: str, name: str) -> None:
+        raise AssertionError("not used with a pod token")
+
+    def review_token(self, token: str, audience: str) -> None:
+        raise AssertionError("not used with a pod token")
+
+
+def test_finding6_a_cached_verdict_never_outlives_the_tokens_exp() -> None:
+    now = [1_000_000.0]
+    reviews = FakeSelfReviews()
+    verifier = IdentityVerifier(
+        NoIdentityAPI(),  # type: ignore[arg-type]
+        pods=reviews,
+        audience="csi-vso",
+        require_api_token=True,
+        token_ttl=300,
+        clock=lambda: now[0],
+    )
+    claim = PodClaim("app-0", "ns", "uid-0", "app", tokens={"": _jwt(now[0] + 100)})
+    assert verifier.verify(claim) == VerifiedPod("ns", "app-0", "uid-0", "app")
+    now[0] += 50
+    verifier.verify(claim)
+    assert reviews.calls == 1  # cached while the token lives
+    now[0] += 51  # past exp, well within the 300 s TTL: the API server is asked again
+    reviews.refuse = True
+    with pytest.raises(PermissionDenied, match="refused by the API server"):
+        verifier.verify(claim)
+    assert reviews.calls == 2
+
+
+def test_finding6_a_pod_seen_gone_drops_its_cached_verdicts() -> None:
+    now = [1_000_000.0]
+    reviews = FakeSelfReviews()
+    verifier = IdentityVerifier(
+        NoIdentityAPI(),  # type: ignore[arg-type]
+        pods=reviews,
+        audience="csi-vso",
+        require_api_token=True,
+        clock=lambda: now[0],
+    )
+    claim = PodClaim("app-0", "ns", "uid-0", "app", tokens={"": _jwt(now[0] + 3600)})
+    verifier.verify(claim)
+    verifier.verify(claim)
+    assert reviews.calls == 1
+    assert verifier.forget_pod("uid-0") == 1  # e.g. a watch got 401 for this pod's token
+    reviews.refuse = True
+    with pytest.raises(PermissionDenied):
+        verifier.verify(claim)
+    assert reviews.calls == 2
+
+
+def test_restart_resumes_from_kept_tokens_before_any_republish(kube: Any, tmp_path: Path) -> None:
+    """A restarted provider watches again with the pods' kept tokens: a change made while it was
+    down reaches the volume without a new Mount."""
+    cluster = Cluster(kube.api_client())
+    ns = cluster.namespace("restart")
+    pod = cluster.pod(ns)
+    cluster.secret(ns, "db", {"v": b"one"})
+    grant(cluster.api, ns, "db", AccessPolicy())
+    target = tmp_path / "kubelet" / "pods" / pod.uid / "volumes" / "kubernetes.io~csi" / "v" / "mount"
+    target.mkdir(parents=True)
+
+    def provider() -> ProviderServer:
+        settings = ProviderSettings(
+            socket_dir=tmp_path / "sockets",
+            state_dir=tmp_path / "state",
+            token_dir=tmp_path / "tokens",
+            metrics_port=0,
+            grace_seconds=5,
+        )
+        return ProviderServer(settings, kube.api_client(), extensions=[RotationExtension()])
+
+    server = provider()
+    server.start()
+    try:
+        driver = DriverClient(str(server.settings.socket_path))
+        driver.mount(mount_request(pod, [{"secretName": "db", "key": "v"}], str(target)))
+        driver.close()
+    finally:
+        server.stop(5)
+    cluster.secret(ns, "db", {"v": b"two"})
+    server = provider()
+    started = time.monotonic()
+    server.start()
+    try:
+        wait_for(lambda: (target / "v").read_bytes() == b"two", what="the change made while down")
+        print(f"restart: volume current {1000 * (time.monotonic() - started):.0f} ms after start")
+    finally:
+        server.stop(5)
+        cluster.cleanup()
