@@ -43,3 +43,16 @@ def needs_server(kube: Kube) -> APIServer:
     if kube.server is None:
         pytest.skip("needs the in-memory API server's internals (CSI_VSO_TEST_KUBECONFIG is set)")
     return kube.server
+
+
+def create_pod(
+    core: client.CoreV1Api, namespace: str, name: str, service_account: str, node_name: str | None = None
+) -> client.V1Pod:
+    """A minimal Pod running as ``service_account`` (scheduled to ``node_name`` when given)."""
+    spec: dict[str, object] = {
+        "serviceAccountName": service_account,
+        "containers": [{"name": "c", "image": "busybox"}],
+    }
+    if node_name is not None:
+        spec["nodeName"] = node_name
+    return core.create_namespaced_pod(namespace, {"metadata": {"name": name}, "spec": spec})
