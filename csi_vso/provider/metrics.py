@@ -47,6 +47,12 @@ class ProviderMetrics:
             "Protected Secrets held in the watch cache",
             registry=self.registry,
         )
+        self.secret_watches = Gauge(
+            "csi_vso_provider_secret_watches",
+            "Secret watches open against the API server (pod-token mode: one per Secret mounted "
+            "on this node; cluster mode: 1)",
+            registry=self.registry,
+        )
         self.bytes_served = Counter(
             "csi_vso_provider_served_bytes",
             "File bytes served by successful Mounts (returned or written)",
@@ -62,6 +68,9 @@ class ProviderMetrics:
 
     def track_cached_secrets(self, count: Callable[[], int]) -> None:
         self.cached_secrets.set_function(lambda: float(count()))
+
+    def track_secret_watches(self, count: Callable[[], int]) -> None:
+        self.secret_watches.set_function(lambda: float(count()))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

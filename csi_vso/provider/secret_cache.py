@@ -244,6 +244,10 @@ class SecretCache:
     def count(self) -> int:
         return len(self._informer.cache.list_keys())
 
+    def watch_count(self) -> int:
+        """Watches this source holds open: one, cluster-wide."""
+        return 1
+
     def known(self, namespace: str, name: str) -> bool:
         """Whether :meth:`get` reflects the API for this Secret (a None then means "absent")."""
         return self.has_synced()

@@ -147,6 +147,11 @@ class SecretWatches:
             caches = [w.cache for w in self._watches.values() if w.cache is not None]
         return sum(c.count() for c in caches)
 
+    def watch_count(self) -> int:
+        """Watches open (one per Secret mounted on this node)."""
+        with self._cond:
+            return len(self._watches)
+
     def watching(self) -> dict[SecretKey, str]:
         """Each watched Secret and the UID of the pod whose token its last call used."""
         with self._cond:

@@ -106,6 +106,7 @@ class ProviderServer:
             else SecretCache(api)
         )
         self.metrics.track_cached_secrets(self.cache.count)
+        self.metrics.track_secret_watches(self.cache.watch_count)
         self.service = MountService(
             secrets=self.cache,
             identity=self.identity,

@@ -393,15 +393,17 @@ def _bad_cases(env: Env, tmpfs: Path) -> dict[str, tuple[Any, grpc.StatusCode, s
         grpc.StatusCode.INVALID_ARGUMENT,
         "objects[0] has unknown key 'objectName'",
     )
+    # Read as the pod: no Role names an unprotected or missing Secret, so the API server refuses
+    # both alike (the pod cannot tell them apart, nor from one it may not read).
     cases["unprotected-secret"] = (
         req([{"secretName": "plain"}]),
-        grpc.StatusCode.NOT_FOUND,
-        f"protected Secret {env.ns}/plain not found",
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"may not mount protected Secret {env.ns}/plain: the API server does not let service account 'app'",
     )
     cases["nonexistent-secret"] = (
         req([{"secretName": "nothing"}]),
-        grpc.StatusCode.NOT_FOUND,
-        f"protected Secret {env.ns}/nothing not found",
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"may not mount protected Secret {env.ns}/nothing: the API server does not let service account 'app'",
     )
     cases["missing-key"] = (
         req([{"secretName": "db", "key": "nope"}]),
@@ -411,12 +413,12 @@ def _bad_cases(env: Env, tmpfs: Path) -> dict[str, tuple[Any, grpc.StatusCode, s
     cases["other-namespace-without-policy"] = (
         req([{"secretName": "db", "secretNamespace": env.ns}], pod=env.other_pod),
         grpc.StatusCode.PERMISSION_DENIED,
-        f"pod {env.other_ns}/other-0 may not mount protected Secret {env.ns}/db: namespace",
+        f"pod {env.other_ns}/other-0 may not mount protected Secret {env.ns}/db: the API server does not let",
     )
     cases["service-account-not-allowed"] = (
         req([{"secretName": "narrow"}]),
         grpc.StatusCode.PERMISSION_DENIED,
-        f"may not mount protected Secret {env.ns}/narrow: service account 'app' is not in",
+        f"may not mount protected Secret {env.ns}/narrow: the API server does not let service account 'app'",
     )
     # Forged claims carrying the real pod's own token: the SelfSubjectReview names the pod.
     cases["pod-uid-mismatch"] = (
@@ -650,7 +652,7 @@ def test_metrics_count_mounts_latency_bytes_and_cached_secrets(env: Env, tmpfs: 
     size = len(env.db["password"]) + len(env.db["user"])
     for name, delta in [
         ('csi_vso_provider_mounts_total{code="OK",mode="driver"}', 1),
-        ('csi_vso_provider_mounts_total{code="NOT_FOUND",mode="unknown"}', 1),
+        ('csi_vso_provider_mounts_total{code="PERMISSION_DENIED",mode="unknown"}', 1),
         ("csi_vso_provider_mount_duration_seconds_count", 2),
         ('csi_vso_provider_served_bytes_total{mode="driver"}', size),
     ]:

@@ -22,13 +22,13 @@ from typing import Any
 
 import grpc
 import pytest
+import yaml
 from kubernetes import client
+from kubernetes import utils as k8s_utils
 from kubernetes.client.exceptions import ApiException
 
 from csi_vso import protected
-from csi_vso.operator import access_rbac
 from csi_vso.operator.api import AccessPolicy
-from csi_vso.operator.destination import Owner
 from csi_vso.provider.authz import VerifiedPod
 from csi_vso.provider.errors import PermissionDenied
 from csi_vso.provider.identity import IdentityVerifier
@@ -38,32 +38,12 @@ from csi_vso.provider.rotation import RotationExtension, Rotator
 from csi_vso.provider.secret_watches import SecretWatches
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import ProviderSettings
-from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request, wait_for
+from tests.provider.driver_support import Cluster, DriverClient, Pod, grant, mount_request, wait_for
+from tests.provider.provider_process import ProviderProcess
 
 pytestmark = pytest.mark.slow
 
 OWN_NAMESPACE = AccessPolicy()  # the default policy: pods of the Secret's own namespace
-
-
-def grant(api: client.ApiClient, namespace: str, secret: str, policy: AccessPolicy) -> None:
-    """What the operator maintains for a protected Secret: its Role and RoleBinding (no owner here:
-    the test stands in for the custom resource, and a dangling ownerReference would be collected)."""
-    owner = Owner("secrets.hashicorp.com/v1beta1", "VaultStaticSecret", "test", namespace, "test-uid")
-    rbac = client.RbacAuthorizationV1Api(api)
-    bound = access_rbac.subjects(namespace, policy)
-    for obj in (access_rbac.role(owner, secret), access_rbac.role_binding(owner, secret, bound)):
-        obj["metadata"].pop("ownerReferences")
-        create, replace = (
-            (rbac.create_namespaced_role, rbac.replace_namespaced_role)
-            if obj["kind"] == "Role"
-            else (rbac.create_namespaced_role_binding, rbac.replace_namespaced_role_binding)
-        )
-        try:
-            create(namespace, obj)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            replace(obj["metadata"]["name"], namespace, obj)
 
 
 def policy_annotations(policy: AccessPolicy) -> dict[str, str]:
@@ -166,6 +146,7 @@ def test_node_holds_and_watches_only_what_its_pods_mount(node: Node) -> None:
     assert set(node.watches.watching()) == {(node.ns, "db")}
     metrics = node.server.metrics.registry
     assert metrics.get_sample_value("csi_vso_provider_cached_secrets") == 1
+    assert metrics.get_sample_value("csi_vso_provider_secret_watches") == 1
 
 
 def test_token_file_is_private_and_not_in_the_state_dir(node: Node) -> None:
@@ -446,4 +427,95 @@ def test_restart_resumes_from_kept_tokens_before_any_republish(kube: Any, tmp_pa
         print(f"restart: volume current {1000 * (time.monotonic() - started):.0f} ms after start")
     finally:
         server.stop(5)
+        cluster.cleanup()
+
+
+# --------------------------------------------------------------------------------------------
+# The provider as deployed: its own ServiceAccount, bound to exactly deploy/'s ClusterRole.
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def _apply(api: client.ApiClient, path: Path) -> None:
+    """Create each object of a deploy/ file as it stands (replace when it exists)."""
+    for doc in yaml.safe_load_all(path.read_text()):
+        try:
+            k8s_utils.create_from_dict(api, doc)
+        except k8s_utils.FailToCreateError as exc:
+            if any(e.status != 409 for e in exc.api_exceptions):
+                raise
+            kind, meta = doc["kind"], doc["metadata"]
+            if kind == "ClusterRole":
+                client.RbacAuthorizationV1Api(api).replace_cluster_role(meta["name"], doc)
+            elif kind == "ClusterRoleBinding":
+                client.RbacAuthorizationV1Api(api).replace_cluster_role_binding(meta["name"], doc)
+
+
+def _kubeconfig_as(kube: Any, token: str, path: Path) -> str:
+    """The admin kubeconfig's cluster (server, CA), with ``token`` as the only credential."""
+    config = yaml.safe_load(Path(kube.kubeconfig).read_text())
+    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": "provider", "user": {"token": token}}],
+                "contexts": [
+                    {"name": "provider", "context": {"cluster": cluster["name"], "user": "provider"}}
+                ],
+                "current-context": "provider",
+            }
+        )
+    )
+    return str(path)
+
+
+def test_provider_runs_as_its_deployed_service_account_with_no_secret_rbac(kube: Any, tmp_path: Path) -> None:
+    admin = kube.api_client()
+    for name in ("namespaces.yaml", "provider/serviceaccount.yaml", "provider/rbac.yaml"):
+        _apply(admin, DEPLOY / name)
+    core = client.CoreV1Api(admin)
+    answer = core.create_namespaced_service_account_token(
+        "csi-vso-provider", "csi-vso-system", {"spec": {"audiences": [], "expirationSeconds": 3600}}
+    )
+    identity = answer.status.token
+    as_provider = client.CoreV1Api(kube.client_with_token(identity))
+    cluster = Cluster(admin)
+    ns = cluster.namespace("deployed")
+    cluster.secret(ns, "db", {"v": b"one"})
+    # That identity's own reads of Secrets are refused by the API server.
+    for call in (
+        lambda: as_provider.list_secret_for_all_namespaces(),
+        lambda: as_provider.list_namespaced_secret(ns),
+        lambda: as_provider.read_namespaced_secret("db", ns),
+    ):
+        with pytest.raises(ApiException) as refused:
+            call()
+        assert refused.value.status == 403
+    pod = cluster.pod(ns)
+    socket_dir = tmp_path / "sockets"
+    socket_dir.mkdir()
+    provider = ProviderProcess(
+        _kubeconfig_as(kube, identity, tmp_path / "kubeconfig"), socket_dir, tmp_path / "state"
+    )
+    driver: DriverClient | None = None
+    try:
+        provider.start().wait_serving()
+        driver = DriverClient(provider.socket_path)
+        objects = [{"secretName": "db", "key": "v"}]
+        volume = tmp_path / "kubelet" / "pods" / pod.uid / "volumes" / "kubernetes.io~csi" / "v" / "mount"
+        volume.mkdir(parents=True)
+        driver.mount(mount_request(pod, objects, str(volume)))
+        returned = driver.mount(mount_request(pod, objects, str(tmp_path / "unused"), write_mode="driver"))
+        assert [(f.path, f.contents) for f in returned.files] == [("v", b"one")]
+        assert (volume / "v").read_bytes() == b"one"
+        cluster.secret(ns, "db", {"v": b"two"})
+        wait_for(lambda: (volume / "v").read_bytes() == b"two", what="live rotation")
+    finally:
+        if driver is not None:
+            driver.close()
+        provider.stop()
         cluster.cleanup()
