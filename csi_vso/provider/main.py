@@ -22,6 +22,7 @@ from csi_vso.kube import api_client
 from csi_vso.provider.rotation import RotationExtension
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import (
+    DEFAULT_CLUSTER_CACHE_MAX_BYTES,
     DEFAULT_METRICS_ADDR,
     DEFAULT_PROVIDER_NAME,
     DEFAULT_SOCKET_DIR,
@@ -63,6 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         '(the CSIDriver needs a tokenRequests entry with audience ""), so this node can read only '
         "what its pods may; cluster: cache every protected Secret of the cluster with the "
         "provider's own identity (weaker: needs cluster-wide list/watch on secrets, checked at start)",
+    )
+    parser.add_argument(
+        "--cluster-cache-max-bytes",
+        type=int,
+        default=DEFAULT_CLUSTER_CACHE_MAX_BYTES,
+        help="cluster mode: Secret data the cluster-wide cache may hold; Secrets beyond it are not "
+        "served (UNAVAILABLE naming this limit), so forged labelled Secrets cannot exhaust memory "
+        f"(default: {DEFAULT_CLUSTER_CACHE_MAX_BYTES})",
     )
     parser.add_argument(
         "--token-dir",
@@ -118,6 +127,7 @@ def settings_from(args: argparse.Namespace) -> ProviderSettings:
         secret_access=args.secret_access,
         allow_unverified_pods=args.insecure_allow_unverified_pods,
         token_dir=args.token_dir,
+        cluster_cache_max_bytes=args.cluster_cache_max_bytes,
         require_mounted_target=args.require_mounted_target,
     )
 

@@ -30,6 +30,8 @@ from kubernetes import client
 from kubernetes.informer import ADDED, DELETED, MODIFIED, SharedInformer
 
 from csi_vso import protected
+from csi_vso.provider.cache_budget import CacheBudget, data_bytes
+from csi_vso.provider.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ Listener = Callable[[str, str], None]
 # The watch asks the API server to end each stream after this long; the informer then
 # resumes from its last resourceVersion. Keeps stop() prompt and idle connections fresh.
 _WATCH_TIMEOUT_SECONDS = 240
+# Secrets per page of a budgeted list: a page of 700 KiB Secrets stays a few MiB.
+_PAGE = 20
 
 
 class _QuietWhileStopping(logging.Filter):
@@ -105,16 +109,20 @@ class SecretCache:
         list_call: Callable[..., Any] | None = None,
         namespace: str | None = None,
         field_selector: str | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         """Cluster-wide over ``api`` by default; ``list_call`` (a ``list_namespaced_secret``
         shaped function) with ``namespace`` and ``field_selector`` narrows it, e.g. to one
-        Secret read with a pod's token (:mod:`csi_vso.provider.secret_watches`)."""
+        Secret read with a pod's token (:mod:`csi_vso.provider.secret_watches`). ``max_bytes``
+        caps the Secret data held (:mod:`csi_vso.provider.cache_budget`); the list is then read
+        in pages, so an oversized cluster never arrives in one response."""
         if list_call is None:
             if api is None:
                 raise ValueError("SecretCache needs an API client or a list function")
             list_call = client.CoreV1Api(api).list_secret_for_all_namespaces
         self._list_call = list_call
         self._cluster_wide = namespace is None
+        self._budget = CacheBudget(max_bytes) if max_bytes is not None else None
         self._synced = threading.Event()
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
@@ -143,6 +151,8 @@ class SecretCache:
             if self._stopping.is_set():
                 raise _Stopped()
             if not kwargs.get("watch"):
+                if self._budget is not None:
+                    return self._paged_list(list_all, self._budget, kwargs)
                 return list_all(**kwargs)
             kwargs.setdefault("timeout_seconds", _WATCH_TIMEOUT_SECONDS)
             kwargs.setdefault("allow_watch_bookmarks", True)
@@ -158,11 +168,44 @@ class SecretCache:
 
         return list_secrets
 
+    def _paged_list(self, list_all: Callable[..., Any], budget: CacheBudget, kwargs: dict[str, Any]) -> Any:
+        """The list in pages of ``_PAGE`` Secrets, keeping only those the budget admits."""
+        budget.reset()
+        first: Any = None
+        kept: list[Any] = []
+        token: str | None = None
+        while True:
+            page = list_all(limit=_PAGE, _continue=token, **kwargs)
+            first = first if first is not None else page
+            for item in page.items or []:
+                if budget.admit((item.metadata.namespace, item.metadata.name), data_bytes(item.data)):
+                    kept.append(item)
+            meta = page.metadata
+            token = getattr(meta, "var_continue", None) or getattr(meta, "_continue", None)
+            if not token:
+                break
+        self._log_skipped(budget)
+        first.items = kept
+        return first
+
+    def _log_skipped(self, budget: CacheBudget) -> None:
+        if budget.used >= budget.max_bytes * 0.9:
+            log.warning(
+                "protected Secret cache at its size cap: Secrets beyond it are not served",
+                extra={"max_bytes": budget.max_bytes, "used_bytes": budget.used},
+            )
+
     def _on_event(self, secret: Any) -> None:
         self._release_deferred()
         meta = getattr(secret, "metadata", None)
-        if meta is not None:
-            self._notify(meta.namespace, meta.name)
+        if meta is None:
+            return
+        key = (meta.namespace, meta.name)
+        if self._budget is not None and not self._budget.admit(key, data_bytes(secret.data)):
+            self._informer.cache._remove(secret)  # does not fit: not held, Mount says so
+            self._log_skipped(self._budget)
+            return
+        self._notify(meta.namespace, meta.name)
 
     def _on_deleted(self, secret: Any) -> None:
         """A deletion: from the watch the cache has already dropped the Secret, but a re-list
@@ -171,6 +214,8 @@ class SecretCache:
         meta = getattr(secret, "metadata", None)
         if meta is None:
             return
+        if self._budget is not None:
+            self._budget.release((meta.namespace, meta.name))
         if self.get(meta.namespace, meta.name) is not None:
             with self._lock:
                 self._deferred.append((meta.namespace, meta.name))
@@ -244,6 +289,10 @@ class SecretCache:
     def count(self) -> int:
         return len(self._informer.cache.list_keys())
 
+    def held_bytes(self) -> int | None:
+        """Secret data counted against ``max_bytes`` (None: no cap)."""
+        return self._budget.used if self._budget is not None else None
+
     def watch_count(self) -> int:
         """Watches this source holds open: one, cluster-wide."""
         return 1
@@ -254,7 +303,14 @@ class SecretCache:
 
     def read(self, namespace: str, name: str, *, pod: object, token: str | None) -> client.V1Secret | None:
         """Mount's read (cluster mode): the cached Secret; the pod's token is not used."""
-        return self.get(namespace, name)
+        secret = self.get(namespace, name)
+        if secret is None and self._budget is not None and self._budget.skipped((namespace, name)):
+            raise Unavailable(
+                f"protected Secret {namespace}/{name} is not cached: the cluster-wide cache is at its "
+                f"--cluster-cache-max-bytes cap ({self._budget.max_bytes} bytes); --secret-access=pod-token "
+                "has no such cap"
+            )
+        return secret
 
     def refusal(self, pod: object, namespace: str, name: str) -> str | None:
         """Cluster mode keeps no per-pod verdicts of the API server: never a refusal."""

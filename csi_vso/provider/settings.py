@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from csi_vso.provider import cache_budget
+
 DEFAULT_SOCKET_DIR = Path("/var/run/secrets-store-csi-providers")
 DEFAULT_PROVIDER_NAME = "vso"
 DEFAULT_STATE_DIR = Path("/var/lib/csi-vso")
@@ -24,6 +26,7 @@ DEFAULT_TOKEN_DIR = Path("/run/csi-vso/tokens")
 POD_TOKEN = "pod-token"  # noqa: S105 - a mode name
 CLUSTER = "cluster"
 SECRET_ACCESS_MODES = (POD_TOKEN, CLUSTER)
+DEFAULT_CLUSTER_CACHE_MAX_BYTES = cache_budget.DEFAULT_MAX_BYTES
 
 # The driver only dials providers whose name matches this (DESIGN.md section 2).
 _PROVIDER_NAME = re.compile(r"^[a-zA-Z0-9_-]{0,30}$")
@@ -44,6 +47,8 @@ class ProviderSettings:
     # --insecure-allow-unverified-pods. Off: a pod token is required (issue 10, finding 5).
     allow_unverified_pods: bool = False
     token_dir: Path = DEFAULT_TOKEN_DIR
+    # Cluster mode: Secret data the cluster-wide cache may hold (csi_vso.provider.cache_budget).
+    cluster_cache_max_bytes: int = DEFAULT_CLUSTER_CACHE_MAX_BYTES
     # Provider-mode writes only into a target that is a mount point (the driver's tmpfs), never
     # into a plain directory on the node's disk (a teardown racing a rotation). Off by default
     # so plain temp directories work in tests and the demo; the DaemonSet turns it on.
@@ -62,6 +67,8 @@ class ProviderSettings:
                 "--insecure-allow-unverified-pods only applies to --secret-access=cluster: "
                 "pod-token mode reads every Secret with the pod's own token"
             )
+        if self.cluster_cache_max_bytes <= 0:
+            raise ValueError("--cluster-cache-max-bytes must be positive")
         if not self.token_audience:
             raise ValueError("the token audience must not be empty")
         if not self.provider_name or not _PROVIDER_NAME.match(self.provider_name):

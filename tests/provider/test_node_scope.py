@@ -132,7 +132,7 @@ def enforces_rbac(kube: Any, node: Node, pod: Pod) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def test_node_holds_and_watches_only_what_its_pods_mount(node: Node) -> None:
+def test_finding2b_pod_token_mode_holds_and_watches_only_what_its_pods_mount(node: Node) -> None:
     """Issue 10 finding 2(b): forged labelled Secrets elsewhere cost this node nothing."""
     pod = node.cluster.pod(node.ns)
     for i in range(20):  # labelled Secrets nobody on this node mounts (700 KiB each)
@@ -518,4 +518,59 @@ def test_provider_runs_as_its_deployed_service_account_with_no_secret_rbac(kube:
         if driver is not None:
             driver.close()
         provider.stop()
+        cluster.cleanup()
+
+
+def test_finding2b_cluster_mode_bounds_its_cache_and_keeps_serving(kube: Any, tmp_path: Path) -> None:
+    """Forged labelled Secrets (anyone who can create a Secret) fill at most the cache's cap;
+    one that does not fit answers UNAVAILABLE naming the limit; a small Secret is still served."""
+    cap = 2 * 1024 * 1024
+    cluster = Cluster(kube.api_client())
+    ns = cluster.namespace("forged")
+    forged = {"v": b"F" * (700 * 1024)}  # 933 KiB as base64: two fit under the cap, three do not
+    for i in range(3):  # before the start: arrive in the paged initial list
+        cluster.secret(ns, f"forged-{i}", forged, protect=False)
+        cluster.core.patch_namespaced_secret(
+            f"forged-{i}", ns, {"metadata": {"labels": protected.protected_labels("forged")}}
+        )
+    settings = ProviderSettings(
+        socket_dir=tmp_path / "sockets",
+        state_dir=tmp_path / "state",
+        metrics_port=0,
+        grace_seconds=5,
+        secret_access="cluster",
+        cluster_cache_max_bytes=cap,
+    )
+    server = ProviderServer(settings, kube.api_client())
+    server.start()
+    driver = DriverClient(str(settings.socket_path))
+    try:
+        assert server.cache.wait_for_sync(30)
+        for i in range(3, 6):  # after: arrive as watch events
+            cluster.secret(ns, f"forged-{i}", forged, protect=False)
+            cluster.core.patch_namespaced_secret(
+                f"forged-{i}", ns, {"metadata": {"labels": protected.protected_labels("forged")}}
+            )
+        cluster.secret(ns, "small", {"v": b"legit"})
+        pod = cluster.pod(ns)
+        wait_for(lambda: server.cache.get(ns, "small") is not None, what="the small Secret cached")
+        held = server.cache.held_bytes()  # type: ignore[union-attr]
+        assert held is not None and held <= cap
+        cached = [n for n in (f"forged-{i}" for i in range(6)) if server.cache.get(ns, n) is not None]
+        assert len(cached) == 2
+        skipped = next(f"forged-{i}" for i in range(6) if f"forged-{i}" not in cached)
+        with pytest.raises(grpc.RpcError) as err:
+            driver.mount(
+                mount_request(pod, [{"secretName": skipped}], str(tmp_path / "t1"), write_mode="driver")
+            )
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert f"protected Secret {ns}/{skipped} is not cached" in err.value.details()
+        assert "--cluster-cache-max-bytes cap" in err.value.details()
+        served = driver.mount(
+            mount_request(pod, [{"secretName": "small"}], str(tmp_path / "t2"), write_mode="driver")
+        )
+        assert [f.contents for f in served.files] == [b"legit"]
+    finally:
+        driver.close()
+        server.stop(5)
         cluster.cleanup()
