@@ -41,12 +41,13 @@ from tests.provider.driver_support import Cluster, DriverClient, mount_request  
 from tests.provider.provider_process import ProviderProcess  # noqa: E402
 
 
-def fill(kubeconfig: Path, namespace: str, count: int) -> float:
-    """``count`` protected Secrets of 1 KiB in ``namespace``, created through the API; seconds taken."""
+def fill(kubeconfig: Path, namespace: str, count: int, size: int = 1024) -> float:
+    """``count`` protected Secrets of ``size`` bytes in ``namespace``, created through the API;
+    seconds taken."""
     start = time.monotonic()
     if not count:
         return 0.0
-    data = {"v": base64.b64encode(b"x" * 1024).decode()}  # 1 KiB
+    data = {"v": base64.b64encode(b"x" * size).decode()}
     labels = protected.protected_labels("bench-owner")
 
     def create(chunk: range) -> None:
