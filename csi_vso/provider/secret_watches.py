@@ -471,6 +471,9 @@ class SecretWatches:
                 if dropped or expiring:
                     to_cut.append(watch)
             self._allowed = {g: t for g, t in self._allowed.items() if t > now}
+            # A refusal is kept while a volume of that pod still reads the Secret (rotation
+            # removes its files from it); a pod gone from the node needs none.
+            self._denied = {d: r for d, r in self._denied.items() if (d[0], *d[1]) in needed}
             holders = {uid for w in self._watches.values() for uid in w.creds}
             gone = {uid for uid in released | set(self._stored) if uid not in holders}
             for uid in gone:

@@ -308,6 +308,27 @@ def test_refused_token_is_replaced_by_another_pods_without_a_gap(kube: Any, node
     assert "refused by the API server" in err.value.details()
 
 
+def test_token_about_to_expire_is_replaced_by_a_fresher_one_without_a_gap(kube: Any, node: Node) -> None:
+    if kube.server is None:
+        pytest.skip("needs the devkit server to mint a token shorter than TokenRequest's 10 minutes")
+    first = node.cluster.pod(node.ns, name="app-0")
+    short = kube.server.mint_token(
+        node.ns, "app", [kube.server.app.issuer.issuer], expiration_seconds=90, bound_pod=first.name
+    )
+    first = Pod(first.namespace, first.name, first.uid, first.service_account, tokens={"": short})
+    node.put("db", b"v0")
+    a = node.target(first)
+    node.mount(first, "db", a)
+    assert node.watches.watching()[(node.ns, "db")] == first.uid  # the only token there is
+    second = node.cluster.pod(node.ns, name="app-1")
+    b = node.target(second)
+    node.mount(second, "db", b)
+    node.watches.tidy()  # the first token expires within the renewal margin: switch now
+    wait_for(lambda: node.watches.watching()[(node.ns, "db")] == second.uid, what="renewed credential")
+    node.put("db", b"v1")
+    wait_for(lambda: (a / "v").read_bytes() == b"v1" and (b / "v").read_bytes() == b"v1", what="rotation")
+
+
 # --------------------------------------------------------------------------------------------
 # Issue 10 finding 6: no cached verdict outlives the token's exp; a deleted pod drops it.
 
