@@ -7,8 +7,11 @@ and the custom resource's deletion (garbage collection through the ownerReferenc
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -16,7 +19,12 @@ from kubernetes.client.exceptions import ApiException
 from csi_vso.devkit.openbao import OpenBaoDevServer
 from csi_vso.operator import access_rbac
 from csi_vso.operator.api import AccessPolicy
+from csi_vso.provider.rotation import RotationExtension
+from csi_vso.provider.server import ProviderServer
+from csi_vso.provider.settings import ProviderSettings
 from tests.operator.conftest import Cluster, OperatorFactory, VaultAuthSetup, static_secret, wait_for
+from tests.provider.driver_support import Cluster as ProviderCluster
+from tests.provider.driver_support import DriverClient, mount_request
 
 
 def group(name: str) -> dict[str, str]:
@@ -225,3 +233,73 @@ def test_a_foreign_role_of_the_same_name_is_never_overwritten(
     role = rbac.read_namespaced_role("csi-vso-read-mine", ns)
     assert role.rules[0].resources == ["configmaps"]
     assert cluster.secret(ns, "mine") is None  # nothing written without its access control in place
+
+
+def test_narrowed_policy_reaches_the_api_server_and_removes_the_excluded_pods_files(
+    openbao: OpenBaoDevServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    kv_mount: str,
+    operator: OperatorFactory,
+    kube: Any,
+    tmp_path: Path,
+) -> None:
+    """End to end in pod-token mode: the operator's Role/RoleBinding decide what the pods' own
+    tokens may read; narrowing the CR removes the now-excluded pod's files at the next event."""
+    ns = k8s_vault.namespace
+    openbao.client().secrets.kv.v2.create_or_update_secret(
+        mount_point=kv_mount, path="app/narrow", secret={"password": "p-1"}
+    )
+    operator()
+    cluster.apply(
+        static_secret(
+            ns,
+            "db",
+            mount=kv_mount,
+            path="app/narrow",
+            destination="db-secret",
+            type="kv-v2",
+            refreshAfter="1h",
+        )
+    )
+    rbac = client.RbacAuthorizationV1Api(cluster.api_client)
+    assert wait_for(lambda: _subjects(rbac, ns) == [group(f"system:serviceaccounts:{ns}")], what="binding")
+    pods = ProviderCluster(kube.api_client())
+    reader = pods.pod(ns, name="reader-0", service_account="reader")
+    other = pods.pod(ns, name="other-0", service_account="other")
+    settings = ProviderSettings(
+        socket_dir=tmp_path / "sockets",
+        state_dir=tmp_path / "state",
+        token_dir=tmp_path / "tokens",
+        metrics_port=0,
+        grace_seconds=5,
+    )
+    server = ProviderServer(settings, kube.api_client(), extensions=[RotationExtension()])
+    server.start()
+    driver = DriverClient(str(settings.socket_path))
+    try:
+        targets = {}
+        for pod in (reader, other):
+            targets[pod.name] = tmp_path / pod.uid / "mount"
+            targets[pod.name].mkdir(parents=True)
+            driver.mount(
+                mount_request(pod, [{"secretName": "db-secret", "key": "password"}], str(targets[pod.name]))
+            )
+            assert (targets[pod.name] / "password").read_bytes() == b"p-1"
+        cluster.patch_spec("VaultStaticSecret", ns, "db", {"allowedServiceAccounts": [f"{ns}/reader"]})
+        assert wait_for(lambda: _subjects(rbac, ns) == [sa(ns, "reader")], what="narrowed binding")
+        assert wait_for(
+            lambda: not (targets["other-0"] / "password").exists(), what="the excluded pod's files removed"
+        )
+        assert (targets["reader-0"] / "password").read_bytes() == b"p-1"
+        # The API server itself now refuses the excluded pod: a new Mount is denied, naming the Secret.
+        again = tmp_path / "again"
+        again.mkdir()
+        with pytest.raises(grpc.RpcError) as err:
+            driver.mount(mount_request(other, [{"secretName": "db-secret", "key": "password"}], str(again)))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert f"may not mount protected Secret {ns}/db-secret" in err.value.details()
+        assert os.listdir(again) == []
+    finally:
+        driver.close()
+        server.stop(5)
