@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -24,6 +25,20 @@ def api(kube: Kube) -> Iterator[client.ApiClient]:
 @pytest.fixture
 def core(api: client.ApiClient) -> client.CoreV1Api:
     return client.CoreV1Api(api)
+
+
+@pytest.fixture
+def node(core: client.CoreV1Api) -> Iterator[client.V1Node]:
+    """A Node object for the test (no kubelet behind it), deleted afterwards."""
+    created = core.create_node({"metadata": {"name": f"csi-vso-test-{uuid.uuid4().hex[:8]}"}})
+    try:
+        yield created
+    finally:
+        try:
+            core.delete_node(created.metadata.name)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T:

@@ -537,3 +537,73 @@ def test_self_subject_review_and_token_review_carry_the_pod_extras(
     review = client.AuthenticationV1Api(api).create_token_review({"spec": {"token": token}}).status
     assert review.authenticated is True
     assert review.user.extra == me.extra
+
+
+# ------------------------------------------------------ escalation prevention
+
+
+def test_nobody_grants_more_than_they_hold(
+    as_sa: client.ApiClient, rbac: client.RbacAuthorizationV1Api, namespace: str
+) -> None:
+    mine = {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mine"], "verbs": ["get"]}
+    _role(
+        rbac,
+        namespace,
+        "rbac-writer",
+        {
+            "apiGroups": [RBAC_GROUP],
+            "resources": ["roles", "rolebindings"],
+            "verbs": ["create", "update", "patch"],
+        },
+        mine,
+    )
+    _bind(rbac, namespace, "rbac-writer", ("Role", "rbac-writer"), _sa_subject(namespace))
+    sa_rbac = client.RbacAuthorizationV1Api(as_sa)
+    user = f"system:serviceaccount:{namespace}:reader"
+    groups = f'["system:serviceaccounts" "system:serviceaccounts:{namespace}" "system:authenticated"]'
+
+    # What it holds, it may grant: a Role with that rule, and a binding to it.
+    _allowed(lambda: _role(sa_rbac, namespace, "held", mine))
+    _bind(sa_rbac, namespace, "held", ("Role", "held"), _sa_subject(namespace, "other"))
+
+    too_much = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}
+    status = _refusal(lambda: _role(sa_rbac, namespace, "too-much", too_much))
+    assert status["message"] == (
+        f'roles.rbac.authorization.k8s.io "too-much" is forbidden: user "{user}" (groups={groups}) '
+        "is attempting to grant RBAC permissions not currently held:\n"
+        '{APIGroups:[""], Resources:["secrets"], Verbs:["get"]}\n'
+        '{APIGroups:[""], Resources:["secrets"], Verbs:["list"]}'
+    )
+    assert status["details"] == {"name": "too-much", "group": RBAC_GROUP, "kind": "roles"}
+    status = _refusal(
+        lambda: sa_rbac.patch_namespaced_role(
+            "held", namespace, [{"op": "add", "path": "/rules/-", "value": too_much}]
+        )
+    )
+    assert "is attempting to grant RBAC permissions not currently held" in status["message"]
+    status = _refusal(
+        lambda: _bind(sa_rbac, namespace, "to-edit", ("ClusterRole", "edit"), _sa_subject(namespace))
+    )
+    assert status["message"].startswith(
+        f'rolebindings.rbac.authorization.k8s.io "to-edit" is forbidden: user "{user}" (groups={groups}) '
+        "is attempting to grant RBAC permissions not currently held:\n"
+    )
+
+    # ...unless it may "bind" that role, or "escalate" roles.
+    _role(
+        rbac,
+        namespace,
+        "binder",
+        {
+            "apiGroups": [RBAC_GROUP],
+            "resources": ["clusterroles"],
+            "resourceNames": ["edit"],
+            "verbs": ["bind"],
+        },
+        {"apiGroups": [RBAC_GROUP], "resources": ["roles"], "verbs": ["escalate"]},
+    )
+    _bind(rbac, namespace, "binder", ("Role", "binder"), _sa_subject(namespace))
+    _allowed(
+        lambda: _bind(sa_rbac, namespace, "to-edit", ("ClusterRole", "edit"), _sa_subject(namespace, "other"))
+    )
+    _role(sa_rbac, namespace, "too-much", too_much)

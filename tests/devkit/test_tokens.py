@@ -234,3 +234,62 @@ def test_tokens_verify_against_the_published_jwks(
     key = jwt.PyJWK(json.loads(body)["keys"][0])
     claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=AUDIENCE)
     assert claims["sub"] == f"system:serviceaccount:{namespace}:app"
+
+
+def _claims(token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
+def _whoami(kube: Kube, token: str) -> Any:
+    with kube.client_with_token(token) as as_token:
+        return client.AuthenticationV1Api(as_token).create_self_subject_review({}).status.user_info
+
+
+def test_a_pod_bound_token_names_the_pods_node(
+    kube: Kube, core: client.CoreV1Api, namespace: str, sa: Any, node: Any
+) -> None:
+    """Pod on an existing Node: ``kubernetes.io.node`` claim and node extras beside the pod's."""
+    pod = create_pod(core, namespace, "p", "app", node_name=node.metadata.name)
+    ref = {"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": pod.metadata.uid}
+    token = core.create_namespaced_service_account_token("app", namespace, {"spec": {"boundObjectRef": ref}})
+    claims = _claims(token.status.token)["kubernetes.io"]
+    assert claims["node"] == {"name": node.metadata.name, "uid": node.metadata.uid}
+    assert claims["pod"] == {"name": "p", "uid": pod.metadata.uid}
+    extra = _whoami(kube, token.status.token).extra
+    assert extra["authentication.kubernetes.io/node-name"] == [node.metadata.name]
+    assert extra["authentication.kubernetes.io/node-uid"] == [node.metadata.uid]
+    assert extra["authentication.kubernetes.io/pod-name"] == ["p"]
+
+    # Scheduled to a Node that does not exist: the token is minted, without a node claim.
+    ghost = create_pod(core, namespace, "ghost", "app", node_name="no-such-node")
+    ref = {"kind": "Pod", "apiVersion": "v1", "name": "ghost", "uid": ghost.metadata.uid}
+    token = core.create_namespaced_service_account_token("app", namespace, {"spec": {"boundObjectRef": ref}})
+    assert "node" not in _claims(token.status.token)["kubernetes.io"]
+
+
+def test_a_token_can_be_bound_to_a_node(
+    kube: Kube, api: client.ApiClient, core: client.CoreV1Api, namespace: str, sa: Any, node: Any
+) -> None:
+    ref = {"kind": "Node", "apiVersion": "v1", "name": node.metadata.name}
+    answer = core.create_namespaced_service_account_token("app", namespace, {"spec": {"boundObjectRef": ref}})
+    assert answer.spec.bound_object_ref.kind == "Node"
+    assert answer.spec.bound_object_ref.uid == node.metadata.uid
+    claims = _claims(answer.status.token)["kubernetes.io"]
+    assert claims["node"] == {"name": node.metadata.name, "uid": node.metadata.uid}
+    assert "pod" not in claims
+    extra = _whoami(kube, answer.status.token).extra
+    assert extra["authentication.kubernetes.io/node-name"] == [node.metadata.name]
+    assert "authentication.kubernetes.io/pod-name" not in extra
+
+    with pytest.raises(client.ApiException) as err:
+        _token(core, namespace, "app", [AUDIENCE], boundObjectRef={**ref, "name": "no-such-node"})
+    assert (err.value.status, json.loads(err.value.body)["reason"]) == (404, "NotFound")
+    with pytest.raises(client.ApiException) as err:
+        _token(core, namespace, "app", [AUDIENCE], boundObjectRef={**ref, "uid": "0000"})
+    assert err.value.status == 409
+
+    # The Node goes: a token bound to it stops being valid (a real server may take its
+    # short token cache window to notice).
+    core.delete_node(node.metadata.name)
+    wait_for(lambda: _review(api, answer.status.token, None).authenticated is not True, timeout=20)

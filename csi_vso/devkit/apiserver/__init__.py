@@ -43,8 +43,8 @@ Implemented:
   extras of bound tokens. ``/openid/v1/jwks`` is ``application/jwk-set+json`` (406 otherwise).
 
 Not implemented, or different from a real cluster:
-- No RBAC escalation prevention (writing a Role needs only ``create roles``), no ClusterRole
-  aggregation (``view``/``edit``/``admin`` carry their rules directly), no Node authorizer.
+- No ClusterRole aggregation (``view``/``edit``/``admin`` carry their rules directly), no
+  Node authorizer. (RBAC escalation prevention is done: ``escalation``.)
 - No admission webhooks, no server-side apply field ownership (``apply-patch+yaml`` is a
   merge patch that creates when missing), no protobuf/CBOR, no ``sendInitialEvents``,
   no aggregated discovery, no controllers besides the garbage collector, the namespace

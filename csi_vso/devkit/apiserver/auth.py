@@ -32,6 +32,9 @@ from csi_vso.devkit.apiserver.tokens import BoundObject, Claims, TokenInvalid, T
 
 Obj = dict[str, Any]
 
+#: boundObjectRef kinds a TokenRequest accepts, and where each is stored.
+_BINDABLE = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}
+
 MIN_EXPIRATION_SECONDS = 600
 DEFAULT_EXPIRATION_SECONDS = 3600
 
@@ -144,37 +147,19 @@ class Authenticator:
                     "spec.expirationSeconds", seconds, "may not specify a duration larger than 2^32 seconds"
                 )
             )
-        bound = None
+        bound = node = None
         ref = spec.get("boundObjectRef")
         if ref:
             kind = ref.get("kind")
             api_version = ref.get("apiVersion") or "v1"
-            if kind not in ("Pod", "Secret") or api_version != "v1":
+            if kind not in _BINDABLE or api_version != "v1":
                 group_version = api_version if "/" in api_version else f"/{api_version}"
                 raise errors.bad_request(f"cannot bind token to object of type {group_version}, Kind={kind}")
             if not ref.get("name"):
                 problems.append(errors.required("spec.boundObjectRef.name"))
             else:
-                storage = "pods" if kind == "Pod" else "secrets"
-                target = self.store.get(storage, namespace, ref["name"])
-                if target is None:
-                    raise errors.not_found(storage, "", ref["name"])
-                if kind == "Pod" and (target.obj.get("spec") or {}).get("serviceAccountName") != name:
-                    raise errors.bad_request(
-                        f'cannot bind token for serviceaccount "{name}" '
-                        "to pod running with different serviceaccount name."
-                    )
-                if ref.get("uid") and ref["uid"] != target.meta["uid"]:
-                    # The real server names the bound object's kind and name here, not the SA.
-                    raise ApiError(
-                        409,
-                        "Conflict",
-                        f'Operation cannot be fulfilled on {kind} "{ref["name"]}": the UID in the bound '
-                        f"object reference ({ref['uid']}) does not match the UID in record. "
-                        "The object might have been deleted and then recreated",
-                        {"name": ref["name"], "kind": kind},
-                    )
-                bound = BoundObject(kind, ref["name"], target.meta["uid"])
+                bound = self._bind_target(namespace, name, kind, ref)
+                node = self._scheduled_node(namespace, bound)
         if problems:
             raise errors.invalid("TokenRequest", "authentication.k8s.io", name, problems)
         token, exp = self.issuer.issue(
@@ -184,6 +169,7 @@ class Authenticator:
             audiences=audiences,
             expiration_seconds=seconds,
             bound=bound,
+            node=node,
         )
         out_spec: Obj = {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": None}
         if bound is not None:
@@ -204,6 +190,40 @@ class Authenticator:
             "spec": out_spec,
             "status": {"token": token, "expirationTimestamp": now_rfc3339(lambda: float(exp))},
         }
+
+    def _bind_target(self, namespace: str, service_account: str, kind: str, ref: Obj) -> BoundObject:
+        """The object a TokenRequest binds to, checked as the real server checks it."""
+        storage = _BINDABLE[kind]
+        where = "" if kind == "Node" else namespace
+        target = self.store.get(storage, where, ref["name"])
+        if target is None:
+            raise errors.not_found(storage, "", ref["name"])
+        if kind == "Pod" and (target.obj.get("spec") or {}).get("serviceAccountName") != service_account:
+            raise errors.bad_request(
+                f'cannot bind token for serviceaccount "{service_account}" '
+                "to pod running with different serviceaccount name."
+            )
+        if ref.get("uid") and ref["uid"] != target.meta["uid"]:
+            # The real server names the bound object's kind and name here, not the SA.
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {kind} "{ref["name"]}": the UID in the bound '
+                f"object reference ({ref['uid']}) does not match the UID in record. "
+                "The object might have been deleted and then recreated",
+                {"name": ref["name"], "kind": kind},
+            )
+        return BoundObject(kind, ref["name"], target.meta["uid"])
+
+    def _scheduled_node(self, namespace: str, bound: BoundObject) -> BoundObject | None:
+        """The Node a bound pod is scheduled to, when that Node exists (else no node claim,
+        and no error: the real server does not fail the TokenRequest for it)."""
+        if bound.kind != "Pod":
+            return None
+        pod = self.store.get("pods", namespace, bound.name)
+        node_name = ((pod.obj.get("spec") or {}).get("nodeName") if pod is not None else "") or ""
+        node = self.store.get("nodes", "", node_name) if node_name else None
+        return BoundObject("Node", node_name, node.meta["uid"]) if node is not None else None
 
     # ------------------------------------------------------------ TokenReview
 

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from csi_vso.devkit.apiserver import errors, rbac
+from csi_vso.devkit.apiserver import errors, escalation, rbac
 from csi_vso.devkit.apiserver.errors import ApiError
 from csi_vso.devkit.apiserver.operations import DeleteOptions
 from csi_vso.devkit.apiserver.rbac import User
@@ -199,6 +199,8 @@ class Handler(BaseHTTPRequestHandler):
             assert name is not None
             self._send_obj(201, self.app.auth.token_request(ns, name, self._json_body(raw)))
             return
+        if method in ("POST", "PUT", "PATCH") and sub is None:
+            self._check_escalation(method, rt, ns, name, raw, user)
         if name is None:
             if method == "GET":
                 labels = parse_label_selector(query.get("labelSelector"))
@@ -246,6 +248,30 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_raw_obj(200, stored, rt)
         else:
             raise errors.method_not_allowed(method)
+
+    def _check_escalation(
+        self, method: str, rt: ResourceType, ns: str, name: str | None, raw: bytes, user: User
+    ) -> None:
+        """Writes of RBAC objects may not grant more than the writer holds (see ``escalation``):
+        the write is tried as a dry run and its result checked before it is done for real."""
+        if rt.group != escalation.GROUP or rbac.MASTERS in user.groups:
+            return
+        if rt.plural not in escalation.ROLE_KINDS and rt.plural not in escalation.BINDING_KINDS:
+            return
+        ops = self.app.ops
+        if method == "POST":
+            new = ops.create(rt, ns, self._json_body(raw), True)
+        elif method == "PUT" and name is not None:
+            new = ops.update(rt, ns, name, self._json_body(raw), None, True)
+        elif method == "PATCH" and name is not None:
+            new = ops.patch(rt, ns, name, self.headers.get("Content-Type") or "", raw, None, True)
+        else:
+            return
+        new_name = str(new.meta.get("name") or "")
+        old = ops.store.get(rt.storage_key, ns, new_name)
+        why = escalation.check(self.app.policy, user, rt.plural, ns, new.obj, old.obj if old else None)
+        if why is not None:
+            raise errors.forbidden_request(rt.plural, rt.group, new_name, why)
 
     def _send_raw_obj(self, code: int, stored: Stored, rt: ResourceType) -> None:
         self._send(code, stored.raw(rt.api_version))
