@@ -595,3 +595,71 @@ def test_finding2b_cluster_mode_bounds_its_cache_and_keeps_serving(kube: Any, tm
         driver.close()
         server.stop(5)
         cluster.cleanup()
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 10 finding 2(b) under the DaemonSet's memory limit (the lead may fold this fixture into
+# the cgroup fixture of the hardening tests when both branches meet).
+
+MEMORY_CGROUP = Path("/sys/fs/cgroup/memory")  # cgroup v1
+MEMORY_LIMIT = 256 * 1024 * 1024
+
+
+@pytest.fixture
+def memory_limit() -> Iterator[Path]:
+    """A fresh cgroup v1 memory group limited to 256 MiB (the DaemonSet's limit), removed after."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a memory cgroup needs root")
+    if not (MEMORY_CGROUP / "memory.limit_in_bytes").exists():
+        pytest.skip(f"no cgroup v1 memory controller at {MEMORY_CGROUP}")
+    group = MEMORY_CGROUP / f"csi-vso-forged-{os.getpid()}-{time.monotonic_ns()}"
+    group.mkdir()
+    try:
+        (group / "memory.limit_in_bytes").write_text(str(MEMORY_LIMIT))
+        yield group
+    finally:
+        deadline = time.monotonic() + 10
+        while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        group.rmdir()
+
+
+@pytest.mark.parametrize("mode", ["pod-token", "cluster"])
+def test_finding2b_provider_survives_400_forged_700KiB_secrets_under_256Mi(
+    kube: Any, tmp_path: Path, memory_limit: Path, mode: str
+) -> None:
+    """Before: 213 labelled 700 KiB Secrets crash-looped every provider. Now pod-token mode never
+    holds them and cluster mode holds at most its cap; the process lives and serves."""
+    cluster = Cluster(kube.api_client())
+    ns = cluster.namespace("forged")
+    cluster.secret(ns, "db", {"v": b"legit"})
+    pod = cluster.pod(ns)
+    (tmp_path / "sockets").mkdir()
+    provider = ProviderProcess(
+        kube.kubeconfig, tmp_path / "sockets", tmp_path / "state", extra_args=("--secret-access", mode)
+    )
+    provider.start().wait_serving(timeout=120)
+    (memory_limit / "cgroup.procs").write_text(str(provider.pid))
+    driver = DriverClient(provider.socket_path)
+    try:
+        forged = {"v": base64.b64encode(b"F" * (700 * 1024)).decode()}
+        labels = protected.protected_labels("forged")
+        for i in range(400):
+            cluster.core.create_namespaced_secret(
+                ns, {"metadata": {"name": f"forged-{i}", "labels": labels}, "data": forged}
+            )
+        target = tmp_path / "kubelet" / pod.uid / "mount"
+        target.mkdir(parents=True)
+        driver.mount(mount_request(pod, [{"secretName": "db", "key": "v"}], str(target)), timeout=120)
+        assert (target / "v").read_bytes() == b"legit"
+        peak = int((memory_limit / "memory.max_usage_in_bytes").read_text())
+        # Charged from the moment it joined (after start-up, ~90 MiB RSS, which stays charged elsewhere).
+        print(
+            f"{mode}: +{peak / 2**20:.0f} MiB peak after start-up, 400 forged 700 KiB Secrets, limit 256 MiB"
+        )
+        assert provider.proc is not None and provider.proc.poll() is None  # not OOM-killed
+        assert int((memory_limit / "memory.failcnt").read_text()) == 0  # never even at the limit
+    finally:
+        driver.close()
+        provider.stop()
+        cluster.cleanup()
