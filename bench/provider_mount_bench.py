@@ -45,7 +45,7 @@ from csi_vso.kube import api_client  # noqa: E402
 from csi_vso.provider.rotation import RotationExtension  # noqa: E402
 from csi_vso.provider.server import ProviderServer  # noqa: E402
 from csi_vso.provider.settings import ProviderSettings  # noqa: E402
-from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request, wait_for  # noqa: E402
+from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request  # noqa: E402
 
 OBJECTS = 10
 VALUE_BYTES = 1024
@@ -112,17 +112,21 @@ def main() -> int:
         cluster.secret(ns, "bench", values)
 
         settings = ProviderSettings(
-            socket_dir=work / "sockets", state_dir=work / "state", metrics_port=0, grace_seconds=5
+            socket_dir=work / "sockets",
+            state_dir=work / "state",
+            token_dir=work / "tokens",
+            metrics_port=0,
+            grace_seconds=5,
         )
         # As `csi-vso provider` runs: with rotation, so every provider-mode Mount also pays for
         # being registered (a record on disk for a new volume, a cached re-render on republish).
         server = ProviderServer(settings, api_client(str(kubeconfig)), extensions=[RotationExtension()])
         server.start()
         assert server.cache.wait_for_sync(30)
-        provider = server
-        wait_for(lambda: provider.cache.get(ns, "bench") is not None, what="bench Secret cached")
         driver = DriverClient(str(settings.socket_path))
         objects = [{"secretName": "bench", "key": k} for k in sorted(values)]
+        # Pod-token mode watches a Secret from its first Mount on: start that watch before timing.
+        driver.mount(mount_request(pod, objects, str(tmpfs / "unused"), write_mode="driver"))
 
         def driver_mode(_: int) -> object:
             return driver.mount(mount_request(pod, objects, str(tmpfs / "unused"), write_mode="driver"))

@@ -196,6 +196,9 @@ class SecretWatches:
         cache = watch.cache
         assert cache is not None
         while not cache.wait_for_sync(timeout=0.05):
+            refused = self.refusal(pod, namespace, name)
+            if refused is not None:  # the list itself was refused for this pod's token
+                raise PermissionDenied(refused)
             if time.monotonic() > deadline:
                 raise Unavailable(
                     f"the watch of protected Secret {namespace}/{name} has not listed it yet"
