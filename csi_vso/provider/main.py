@@ -70,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_CLUSTER_CACHE_MAX_BYTES,
         help="cluster mode: Secret data the cluster-wide cache may hold; Secrets beyond it are not "
-        "served (UNAVAILABLE naming this limit), so forged labelled Secrets cannot exhaust memory "
-        f"(default: {DEFAULT_CLUSTER_CACHE_MAX_BYTES})",
+        "served (UNAVAILABLE naming this limit), so forged labelled Secrets cannot exhaust memory; "
+        f"0: no cap, one unpaged list (unsafe) (default: {DEFAULT_CLUSTER_CACHE_MAX_BYTES})",
     )
     parser.add_argument(
         "--token-dir",

@@ -103,7 +103,7 @@ class ProviderServer:
                 self.pods, store=TokenStore(settings.token_dir), forget_pod=self.identity.forget_pod
             )
             if settings.secret_access == POD_TOKEN
-            else SecretCache(api, max_bytes=settings.cluster_cache_max_bytes)
+            else SecretCache(api, max_bytes=settings.cluster_cache_max_bytes or None)
         )
         self.metrics.track_cached_secrets(self.cache.count)
         self.metrics.track_secret_watches(self.cache.watch_count)

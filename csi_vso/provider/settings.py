@@ -47,7 +47,8 @@ class ProviderSettings:
     # --insecure-allow-unverified-pods. Off: a pod token is required (issue 10, finding 5).
     allow_unverified_pods: bool = False
     token_dir: Path = DEFAULT_TOKEN_DIR
-    # Cluster mode: Secret data the cluster-wide cache may hold (csi_vso.provider.cache_budget).
+    # Cluster mode: Secret data the cluster-wide cache may hold (csi_vso.provider.cache_budget);
+    # 0: no cap and one unpaged list, as before the cap (forged Secrets can then exhaust memory).
     cluster_cache_max_bytes: int = DEFAULT_CLUSTER_CACHE_MAX_BYTES
     # Provider-mode writes only into a target that is a mount point (the driver's tmpfs), never
     # into a plain directory on the node's disk (a teardown racing a rotation). Off by default
@@ -67,8 +68,8 @@ class ProviderSettings:
                 "--insecure-allow-unverified-pods only applies to --secret-access=cluster: "
                 "pod-token mode reads every Secret with the pod's own token"
             )
-        if self.cluster_cache_max_bytes <= 0:
-            raise ValueError("--cluster-cache-max-bytes must be positive")
+        if self.cluster_cache_max_bytes < 0:
+            raise ValueError("--cluster-cache-max-bytes must not be negative (0: no cap)")
         if not self.token_audience:
             raise ValueError("the token audience must not be empty")
         if not self.provider_name or not _PROVIDER_NAME.match(self.provider_name):
