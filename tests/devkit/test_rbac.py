@@ -511,6 +511,9 @@ def test_access_reviews_answer_from_the_authorizer(
     )
     granted = [(r.resources, r.resource_names, r.verbs) for r in rules.status.resource_rules]
     assert (["secrets"], ["db"], ["get"]) in granted
+    with pytest.raises(client.ApiException) as err:
+        client.AuthorizationV1Api(as_sa).create_self_subject_rules_review({"spec": {}})
+    assert (err.value.status, _status(err.value)["message"]) == (400, "no namespace on request")
 
 
 def test_self_subject_review_and_token_review_carry_the_pod_extras(
