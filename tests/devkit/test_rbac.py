@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client, watch
 
 from tests.devkit.conftest import create_pod, wait_for
-from tests.fixtures.kube import Kube, get_path
+from tests.fixtures.kube import Kube, get_path, send
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
@@ -511,6 +511,9 @@ def test_access_reviews_answer_from_the_authorizer(
     )
     granted = [(r.resources, r.resource_names, r.verbs) for r in rules.status.resource_rules]
     assert (["secrets"], ["db"], ["get"]) in granted
+    with pytest.raises(client.ApiException) as err:
+        client.AuthorizationV1Api(as_sa).create_self_subject_rules_review({"spec": {}})
+    assert (err.value.status, _status(err.value)["message"]) == (400, "no namespace on request")
 
 
 def test_self_subject_review_and_token_review_carry_the_pod_extras(
@@ -607,3 +610,55 @@ def test_nobody_grants_more_than_they_hold(
         lambda: _bind(sa_rbac, namespace, "to-edit", ("ClusterRole", "edit"), _sa_subject(namespace, "other"))
     )
     _role(sa_rbac, namespace, "too-much", too_much)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _invalid(api: client.ApiClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST ``body`` raw (the typed client would refuse it) and expect 422 Invalid."""
+    code, _, raw = send(api, "POST", path, body)
+    status: dict[str, Any] = json.loads(raw)
+    assert (code, status["reason"]) == (422, "Invalid"), status
+    return status
+
+
+def test_rbac_objects_are_validated_like_the_real_server(
+    api: client.ApiClient, rbac: client.RbacAuthorizationV1Api, namespace: str
+) -> None:
+    roles = f"/apis/{RBAC_GROUP}/v1/namespaces/{namespace}/roles"
+
+    def role(*rules: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {"name": "bad"}, "rules": list(rules)}
+
+    status = _invalid(api, roles, role({"apiGroups": [""], "resources": ["secrets"]}))
+    assert status["message"] == (
+        'Role.rbac.authorization.k8s.io "bad" is invalid: rules[0].verbs: Required value: '
+        "verbs must contain at least one value"
+    )
+    status = _invalid(api, roles, role({"nonResourceURLs": ["/healthz"], "verbs": ["get"]}))
+    assert [c["field"] for c in status["details"]["causes"]] == ["rules[0].nonResourceURLs"]
+    assert "namespaced rules cannot apply to non-resource URLs" in status["message"]
+    status = _invalid(api, roles, role({"verbs": ["get"]}))
+    assert [c["field"] for c in status["details"]["causes"]] == ["rules[0].apiGroups", "rules[0].resources"]
+
+    # User and Group subjects get their apiGroup by default; the roleRef never changes.
+    _bind(rbac, namespace, "b", ("ClusterRole", "view"), {"kind": "Group", "name": "devs"})
+    binding = rbac.read_namespaced_role_binding("b", namespace)
+    assert binding.subjects[0].api_group == RBAC_GROUP
+    with pytest.raises(client.ApiException) as err:
+        rbac.patch_namespaced_role_binding("b", namespace, {"roleRef": {"name": "edit"}})
+    status = _status(err.value)
+    assert (err.value.status, [c["field"] for c in status["details"]["causes"]]) == (422, ["roleRef"])
+    assert "cannot change roleRef" in status["message"]
+    binding = {
+        "metadata": {"name": f"csi-vso-test-{uuid.uuid4().hex[:8]}"},
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "x"}, {"kind": "Robot", "name": "r"}],
+    }
+    status = _invalid(api, f"/apis/{RBAC_GROUP}/v1/clusterrolebindings", binding)
+    assert [c["field"] for c in status["details"]["causes"]] == [
+        "roleRef.kind",
+        "subjects[0].namespace",
+        "subjects[1].kind",
+    ]

@@ -112,10 +112,12 @@ def self_subject_access_review(policy: Policy, user: User, body: Any) -> Obj:
 def self_subject_rules_review(policy: Policy, user: User, body: Any) -> Obj:
     spec = _spec("SelfSubjectRulesReview", body)
     namespace = str(spec.get("namespace") or "")
+    if not namespace:
+        raise errors.bad_request("no namespace on request")
     return {
         "kind": "SelfSubjectRulesReview",
         "apiVersion": f"{GROUP}/v1",
         "metadata": {"creationTimestamp": None},
-        "spec": {"namespace": namespace} if namespace else {},
+        "spec": {"namespace": namespace},
         "status": rbac.rules_review(policy, user, namespace),
     }
