@@ -110,6 +110,7 @@ class SecretWatches:
         self._allowed: dict[tuple[str, SecretKey], float] = {}  # (token id, Secret) -> until
         self._denied: dict[tuple[str, SecretKey], str] = {}  # (pod uid, Secret) -> reason
         self._stored: dict[str, tuple[str, frozenset[SecretKey]]] = {}  # pod uid -> what is on disk
+        self._store_lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._needed: Needed = set
         self._stopping = threading.Event()
@@ -273,22 +274,32 @@ class SecretWatches:
         return watch
 
     def _persist(self, uid: str) -> None:
+        """Bring the pod's token file in line with its credentials now: the newest token and the
+        Secrets it reads, or no file once it holds none. Serialised, so that whichever change
+        came last is what stays on disk (a Mount and housekeeping may race)."""
         if self._store is None:
             return
-        with self._cond:
-            creds = [(k, w.creds[uid]) for k, w in self._watches.items() if uid in w.creds]
-            if not creds:
-                return
-            newest = max((c for _, c in creds), key=lambda c: c.expires_at)
-            keys = frozenset(k for k, _ in creds)
-            state = (_token_id(newest.token), keys)
-            if self._stored.get(uid) == state:
-                return
-            self._stored[uid] = state
-        try:
-            self._store.save(newest, keys)
-        except OSError as exc:
-            log.error("cannot keep a pod token for restarts", extra={"error": type(exc).__name__})
+        with self._store_lock:
+            with self._cond:
+                creds = [(k, w.creds[uid]) for k, w in self._watches.items() if uid in w.creds]
+                if not creds:
+                    known = self._stored.pop(uid, None) is not None
+                    newest, keys = None, frozenset[SecretKey]()
+                else:
+                    newest = max((c for _, c in creds), key=lambda c: c.expires_at)
+                    keys = frozenset(k for k, _ in creds)
+                    state = (_token_id(newest.token), keys)
+                    if self._stored.get(uid) == state:
+                        return
+                    self._stored[uid] = state
+            try:
+                if newest is None:
+                    if known:
+                        self._store.remove(uid)
+                else:
+                    self._store.save(newest, keys)
+            except OSError as exc:
+                log.error("cannot keep a pod token for restarts", extra={"error": type(exc).__name__})
 
     def _token_refused(self, credential: Credential) -> None:
         """The API server refused this token: the pod is gone or the token died. Drop it everywhere."""
@@ -478,9 +489,7 @@ class SecretWatches:
             # removes its files from it); a pod gone from the node needs none.
             self._denied = {d: r for d, r in self._denied.items() if (d[0], *d[1]) in needed}
             holders = {uid for w in self._watches.values() for uid in w.creds}
-            gone = {uid for uid in released | set(self._stored) if uid not in holders}
-            for uid in gone:
-                self._stored.pop(uid, None)
+            changed = released | {uid for uid in self._stored if uid not in holders}
             self._cond.notify_all()
         for watch in to_cut:
             if watch.cache is not None:
@@ -492,8 +501,5 @@ class SecretWatches:
             log.debug(
                 "stopped watching a protected Secret", extra={"secret": f"{watch.key[0]}/{watch.key[1]}"}
             )
-        if self._store is not None:
-            for uid in gone:
-                self._store.remove(uid)
-        for uid in {c.pod.uid for w in self._watches.values() for c in w.creds.values()} & released:
+        for uid in changed:
             self._persist(uid)
