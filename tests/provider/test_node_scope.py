@@ -663,3 +663,36 @@ def test_finding2b_provider_survives_400_forged_700KiB_secrets_under_256Mi(
         driver.close()
         provider.stop()
         cluster.cleanup()
+
+
+def test_cluster_mode_refuses_to_start_without_its_rbac(kube: Any, tmp_path: Path) -> None:
+    """As the deployed ServiceAccount (deploy/'s empty ClusterRole), --secret-access=cluster is
+    refused at start with the missing grant named; with the example grant applied it starts."""
+    admin = kube.api_client()
+    for name in ("namespaces.yaml", "provider/serviceaccount.yaml", "provider/rbac.yaml"):
+        _apply(admin, DEPLOY / name)
+    answer = client.CoreV1Api(admin).create_namespaced_service_account_token(
+        "csi-vso-provider", "csi-vso-system", {"spec": {"audiences": [], "expirationSeconds": 3600}}
+    )
+    as_provider = kube.client_with_token(answer.status.token)
+    settings = ProviderSettings(
+        socket_dir=tmp_path / "sockets", state_dir=tmp_path / "state", metrics_port=0, secret_access="cluster"
+    )
+    server = ProviderServer(settings, as_provider)
+    with pytest.raises(RuntimeError) as refused:
+        server.start()
+    server.stop(0)
+    assert "--secret-access=cluster needs RBAC the provider's identity lacks" in str(refused.value)
+    assert "list secrets (cluster-wide), watch secrets (cluster-wide)" in str(refused.value)
+    rbac = client.RbacAuthorizationV1Api(admin)
+    _apply(admin, DEPLOY / "examples" / "provider-cluster-mode-rbac.yaml")
+    try:
+        server = ProviderServer(settings, as_provider)
+        server.start()
+        try:
+            assert server.cache.wait_for_sync(30)
+        finally:
+            server.stop(5)
+    finally:
+        rbac.delete_cluster_role_binding("csi-vso-provider-cluster-mode")
+        rbac.delete_cluster_role("csi-vso-provider-cluster-mode")
