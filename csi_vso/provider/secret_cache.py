@@ -129,6 +129,7 @@ class SecretCache:
         self._thread_ident: int | None = None  # the informer's thread, learnt from its first call
         self._stopping = threading.Event()
         self._watch_response: Any = None  # the open watch stream, so stop() can cut it
+        self._quiet_until_next_call = False  # a cut() asked for the informer's next record to go
         self._informer = SharedInformer(
             self._list_func(),
             namespace=namespace,
@@ -148,6 +149,9 @@ class SecretCache:
         @functools.wraps(list_all)
         def list_secrets(**kwargs: Any) -> Any:
             self._thread_ident = threading.get_ident()
+            if self._quiet_until_next_call and not self._stopping.is_set():
+                self._quiet_until_next_call = False
+                _QUIET.stopping.discard(self._thread_ident)
             if self._stopping.is_set():
                 raise _Stopped()
             if not kwargs.get("watch"):
@@ -251,7 +255,14 @@ class SecretCache:
 
     def cut(self) -> None:
         """End the current watch stream: the informer calls the list function again (which may
-        pick another credential) and resumes from its last resourceVersion, missing nothing."""
+        pick another credential) and resumes from its last resourceVersion, missing nothing.
+
+        The informer logs the ended stream as an unexpected error with a traceback; that one
+        record is expected here, so the thread is quiet until its next list call."""
+        ident = self._thread_ident
+        if ident is not None:
+            _QUIET.stopping.add(ident)
+            self._quiet_until_next_call = True
         self._cut_watch()
 
     def stop(self) -> None:

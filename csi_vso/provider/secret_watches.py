@@ -261,7 +261,7 @@ class SecretWatches:
                 self._watches[key] = watch
                 self.started_watches += 1
             current = watch.creds.get(uid)
-            if current is None or credential.expires_at >= current.expires_at:
+            if current is None or (credential != current and credential.expires_at >= current.expires_at):
                 watch.creds[uid] = credential
             if touch:
                 watch.offered[uid] = self._clock()
@@ -328,7 +328,7 @@ class SecretWatches:
             f"server no longer lets service account {pod.service_account!r} read it"
         )
         with self._cond:
-            if watch.creds.get(pod.uid) is credential:
+            if watch.creds.get(pod.uid) == credential:
                 del watch.creds[pod.uid]
             self._denied[(pod.uid, key)] = reason
             tid = _token_id(credential.token)
@@ -478,7 +478,7 @@ class SecretWatches:
                 if using is None:
                     continue
                 newest = max(watch.creds.values(), key=lambda c: c.expires_at)
-                dropped = watch.creds.get(using.pod.uid) is not using and newest is not using
+                dropped = watch.creds.get(using.pod.uid) != using and newest != using
                 expiring = (
                     using.expires_at - now < self._renew_before and newest.expires_at > using.expires_at
                 )

@@ -11,6 +11,7 @@ the policy annotations are checked by the provider either way.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import shutil
 import stat
@@ -149,6 +150,21 @@ def test_finding2b_pod_token_mode_holds_and_watches_only_what_its_pods_mount(nod
     assert metrics.get_sample_value("csi_vso_provider_secret_watches") == 1
 
 
+def test_republish_with_the_same_token_costs_no_api_call(node: Node) -> None:
+    """Kubelet re-calls Mount every minute or two, mostly with the token it already gave: the
+    verdicts are cached and the watch keeps its stream (no reconnect, no re-list)."""
+    pod = node.cluster.pod(node.ns)
+    node.put("db", b"one")
+    target = node.target(pod)
+    node.mount(pod, "db", target)
+    node.watches.tidy()
+    before = node.server.pods.calls
+    for _ in range(3):
+        node.mount(pod, "db", target)
+        node.watches.tidy()
+    assert node.server.pods.calls == before
+
+
 def test_token_file_is_private_and_not_in_the_state_dir(node: Node) -> None:
     pod = node.cluster.pod(node.ns)
     node.put("db", b"one")
@@ -219,7 +235,9 @@ def test_policy_narrowed_removes_the_excluded_pods_files_at_the_next_event(node:
     assert [e for e in os.listdir(dropped) if not e.startswith("..")] == []
 
 
-def test_token_turnover_keeps_rotation_going_and_the_last_pod_stops_the_watch(node: Node) -> None:
+def test_token_turnover_keeps_rotation_going_and_the_last_pod_stops_the_watch(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
     first = node.cluster.pod(node.ns, name="app-0")
     second = node.cluster.pod(node.ns, name="app-1")
     # The first pod's token lives longer: the watch picks it (the freshest valid one).
@@ -265,6 +283,8 @@ def test_token_turnover_keeps_rotation_going_and_the_last_pod_stops_the_watch(no
         rotating.join()
     assert (b / "v").read_bytes() == written[-1]
 
+    # A switch of credentials is routine: nothing logged as an error (no informer traceback).
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     # The last pod goes: the watch stops and the node holds nothing.
     node.kubelet_removes(second)
     node.watches.tidy()
