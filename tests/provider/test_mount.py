@@ -99,6 +99,8 @@ class Env:
         self.other_ns = cluster.namespace("other")
         self.pod = cluster.pod(self.ns)
         self.other_pod = cluster.pod(self.other_ns, name="other-0", service_account="other")
+        # The pods' own API-audience tokens: every Mount carries one; none may leak either.
+        SENSITIVE.extend([*self.pod.tokens.values(), *self.other_pod.tokens.values()])
         self.db = {"password": secret_value("db-password"), "user": secret_value("db-user")}
         self.put(self.ns, "db", self.db)
 
