@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from csi_vso.operator import api, destination, metrics
 from csi_vso.operator.events import EventRecorder
 from csi_vso.operator.hmac import compute_mac
+from csi_vso.operator.pkispec import PKISecretSpec
 from csi_vso.operator.rollout import Rollouts
 from csi_vso.operator.sessions import Sessions
 from csi_vso.operator.watch import Informer
@@ -128,7 +129,7 @@ class Runtime:
         self,
         *,
         owner: destination.Owner,
-        spec: api.StaticSecretSpec | api.DynamicSecretSpec,
+        spec: api.StaticSecretSpec | api.DynamicSecretSpec | PKISecretSpec,
         data: dict[str, bytes],
         existing: Mapping[str, Any] | None,
         now: datetime,
