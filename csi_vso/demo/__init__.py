@@ -77,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for any one step (start-up, sync, rotation) before giving up (default: 60)",
     )
     parser.add_argument(
+        "--pki",
+        action="store_true",
+        help="the certificate scene: a TLS server serving a VaultPKISecret certificate that is renewed "
+        "in place (same server process, new serial); with --once, one renewal",
+    )
+    parser.add_argument(
         "--keep-logs",
         metavar="DIR",
         default=None,
@@ -105,5 +111,6 @@ def run(args: argparse.Namespace) -> int:
         timeout=float(args.timeout),
         keep_logs=Path(args.keep_logs) if args.keep_logs else None,
         log_level=str(args.log_level),
+        pki=bool(args.pki),
     )
     return Demo(settings, out=sys.stdout).main()
