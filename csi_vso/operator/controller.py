@@ -83,8 +83,10 @@ def classify(exc: BaseException) -> Failure:
     """
     if isinstance(exc, api.SpecError):
         return Failure("InvalidSpec", str(exc), retry=False)
-    if isinstance(exc, RefError | DestinationError | CertificateRejected):
+    if isinstance(exc, RefError | DestinationError):
         return Failure(exc.reason, str(exc), retry=True)
+    if isinstance(exc, CertificateRejected):
+        return Failure(exc.reason, str(exc), retry=exc.retry)
     if isinstance(exc, RenderError):
         return Failure("InvalidSecretData", str(exc), retry=True)
     if isinstance(exc, VaultError):
@@ -197,6 +199,7 @@ class Controller:
                     self._uid_to_key.pop(uid, None)
                     self._signatures.pop(key, None)
                 self._static_memory.pop(uid, None)
+                self.rt.forget_status(uid)
                 if kind == api.PKI_KIND:
                     self.pki.forget(uid)
                 self.backoff.reset(key)

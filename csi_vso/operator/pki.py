@@ -45,9 +45,18 @@ REISSUE_SOON = 1.0
 
 
 class CertificateRejected(Exception):
-    """Vault will not issue what the spec asks for; the message says why (Vault's words)."""
+    """Vault will not issue what the spec asks for; the message says why (Vault's words).
+
+    ``retry``: a refused request costs Vault nothing and may succeed once the role is fixed, so
+    it is retried with backoff; a capped ``ttl`` is not (every attempt would mint a certificate
+    only to discard it): it waits for the spec to change.
+    """
 
     reason = "CertificateRequestRejected"
+
+    def __init__(self, message: str, *, retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry
 
 
 class PKIReconciler:
@@ -144,7 +153,9 @@ class PKIReconciler:
             pkimetrics.ISSUE_ERRORS.labels(reason="ttl_capped").inc()
             raise CertificateRejected(
                 f"{spec.issue_path}: ttl {spec.request['ttl']} is over the role's max_ttl; Vault said: "
-                f"{capped}. The certificate was discarded, no Secret written; lower ttl or raise max_ttl"
+                f"{capped}. The certificate was discarded, no Secret written; lower ttl (or raise "
+                "max_ttl, then edit this resource)",
+                retry=False,
             )
         now = rt.clock()
         data = certificate_data(cert.data, tls=spec.is_tls)

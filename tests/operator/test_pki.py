@@ -23,6 +23,7 @@ from tests.fixtures.kube import Kube
 from tests.operator.conftest import Cluster, OperatorFactory, VaultAuthSetup, wait_for
 from tests.operator.pki_support import HOST, PKIEngine, issued_serials, pki, pki_secret, pki_status  # noqa: F401
 from tests.operator.test_processes import OperatorProcess, lease_holder
+from tests.operator.test_rollout import create, env_from, restarted_at
 
 KEY_MARKERS = ("PRIVATE KEY", "BEGIN EC", "BEGIN RSA")
 
@@ -95,6 +96,7 @@ def test_revoke_and_clear_on_delete_leave_replaced_certificates_alone(
     operator: OperatorFactory,
 ) -> None:
     ns = k8s_vault.namespace
+    create(cluster, ns, "Deployment", "web", env_from("web-tls"))
     cluster.apply(
         pki_secret(
             ns,
@@ -105,15 +107,19 @@ def test_revoke_and_clear_on_delete_leave_replaced_certificates_alone(
             expiryOffset="27s",
             revoke=True,
             clear=True,
+            rolloutRestartTargets=[{"kind": "Deployment", "name": "web"}],
         )
     )
     operator()
     first = wait_for(lambda: pki_status(cluster, ns, "web").get("serialNumber"), what="issued")
+    assert restarted_at(cluster, ns, "Deployment", "web") is None  # the first issue restarts nothing
     current = wait_for(
         lambda: (s := pki_status(cluster, ns, "web").get("serialNumber")) != first and s,
         timeout=30,
         what="renewed",
     )
+    # The renewal restarted the target (for consumers that cannot reload, as VSO does).
+    wait_for(lambda: restarted_at(cluster, ns, "Deployment", "web"), what="rollout restart after the renewal")
     # Watch the destination from now on: the clear is a write just before the garbage collector
     # deletes the Secret with its owner.
     seen: list[tuple[str, dict[str, str]]] = []
