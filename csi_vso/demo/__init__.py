@@ -15,6 +15,9 @@ otherwise), and calls ``Mount`` over the unix socket with kubelet's attribute ke
 the mounted file, writes a new version in OpenBao, and prints the file changing in place with
 the measured end-to-end latency, split at the moment the operator wrote the Secret.
 
+With ``--pki`` the rotation shown is a certificate's instead (:mod:`csi_vso.demo.pkiscene`): a
+VaultPKISecret renewed in place under a TLS server process that keeps running.
+
 Nothing is faked: if the operator never syncs or the provider never rewrites, the demo says
 which step timed out and exits non-zero. Whatever happens, every process it started is
 stopped, the tmpfs is unmounted and the temporary directory is removed.
