@@ -1,0 +1,110 @@
+"""Go's encoding/json as Sprig's toJson/toRawJson/toPrettyJson/fromJson use it.
+
+Encoding: map keys sorted, no spaces, ``<``/``>``/``&`` escaped as ``\\u003c``... unless raw,
+U+2028/U+2029 escaped, floats as Go prints them (``1``, ``1.5``, ``1e+21``, ``1e-7``), ``[]byte``
+as base64. Decoding: numbers become float64, as Go's ``interface{}`` decoding does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+from .gofmt import format_float_shortest
+from .values import MISSING, go_bytes
+
+_ESC = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\u0008", "\f": "\\u000c"}
+_HTML_ESC = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+
+
+class JSONError(ValueError):
+    """The value cannot be encoded (NaN/Inf float, non-string map key)."""
+
+
+def _string(text: str, escape_html: bool) -> str:
+    out = ['"']
+    for ch in text:
+        if ch in _ESC:
+            out.append(_ESC[ch])
+        elif escape_html and ch in _HTML_ESC:
+            out.append(_HTML_ESC[ch])
+        elif ord(ch) < 0x20 or ch in "\u2028\u2029":
+            out.append(f"\\u{ord(ch):04x}")
+        elif 0xDC80 <= ord(ch) <= 0xDCFF or 0xD800 <= ord(ch) <= 0xDFFF:
+            out.append("\\ufffd")  # invalid UTF-8 is coerced, as Go does
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _float(value: float) -> str:
+    if math.isnan(value) or math.isinf(value):
+        raise JSONError(f"json: unsupported value: {format_float_shortest(value)}")
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    mag = abs(value)
+    if 1e-6 <= mag < 1e21:
+        if value.is_integer():
+            return str(int(value))
+        text = repr(value)
+        if "e" in text:  # repr used an exponent (1e-05): Go writes the same digits in fixed form
+            text = _fixed_shortest(value)
+        return text
+    text = format_float_shortest(value)
+    mant, _, exp = text.partition("e")
+    sign = exp[0]
+    digits = exp[1:].lstrip("0") or "0"
+    return f"{mant}e{sign if sign == '-' else '+'}{digits}"
+
+
+def _fixed_shortest(value: float) -> str:
+    from decimal import Decimal
+
+    return format(Decimal(repr(value)), "f")
+
+
+def encode(value: object, *, escape_html: bool, indent: str | None = None, level: int = 0) -> str:
+    """Go's json.Marshal (or MarshalIndent with prefix "" and ``indent``)."""
+    if value is None or value is MISSING:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _float(value)
+    if isinstance(value, str):
+        return _string(value, escape_html)
+    if isinstance(value, bytes | bytearray):
+        return '"' + base64.b64encode(bytes(value)).decode() + '"'
+    nl = "" if indent is None else "\n" + indent * (level + 1)
+    end = "" if indent is None else "\n" + indent * level
+    colon = ":" if indent is None else ": "
+    if isinstance(value, list | tuple):
+        if not value:
+            return "[]"
+        items = [encode(v, escape_html=escape_html, indent=indent, level=level + 1) for v in value]
+        return "[" + nl + ("," + nl).join(items) + end + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        keys = sorted(value, key=lambda k: go_bytes(k) if isinstance(k, str) else b"")
+        items = []
+        for k in keys:
+            if not isinstance(k, str):
+                raise JSONError("json: unsupported type: map key")
+            body = encode(value[k], escape_html=escape_html, indent=indent, level=level + 1)
+            items.append(_string(k, escape_html) + colon + body)
+        return "{" + nl + ("," + nl).join(items) + end + "}"
+    raise JSONError(f"json: unsupported type: {type(value).__name__}")
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(name)
+
+
+def decode(text: str) -> object:
+    """Go's json.Unmarshal into interface{}: objects are maps, numbers float64."""
+    return json.loads(text, parse_int=float, parse_constant=_reject_constant)

@@ -1,0 +1,241 @@
+"""Sprig's string functions (Masterminds/sprig v3 semantics, as VSO's function map has them).
+
+Sprig puts the subject last (``trimPrefix "x" $s``) so that it can be piped: ``$s | trimPrefix "x"``.
+"""
+
+from __future__ import annotations
+
+from .funcs import ANY, INT, STRING, Func, FuncError, func
+from .gofmt import go_sprint_value, sprintf
+from .lexer import go_quote
+from .values import MISSING, StrList, StrMap, from_go_bytes, go_bytes
+
+_GO_SPACE = " \t\n\v\f\r\x85\xa0"
+
+
+def strval(value: object) -> str:
+    """Sprig's strval: strings as is, []byte as text, anything else as ``%v``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return from_go_bytes(bytes(value))
+    if value is MISSING:
+        return "<nil>"
+    return go_sprint_value(value)
+
+
+def strslice(value: object) -> list[str]:
+    """Sprig's strslice: a list's non-nil elements as strings; a scalar as a one-element list."""
+    if isinstance(value, list | tuple):
+        return [strval(v) for v in value if v is not None and v is not MISSING]
+    if value is None or value is MISSING:
+        return []
+    return [strval(value)]
+
+
+def go_trim_space(text: str) -> str:
+    return text.strip(_GO_SPACE + "".join(c for c in text[:1] + text[-1:] if c.isspace()))
+
+
+def _is_separator(ch: str) -> bool:
+    if ord(ch) <= 0x7F:
+        return not (ch.isalnum() or ch == "_")
+    if ch.isalpha() or ch.isdigit():
+        return False
+    return ch.isspace()
+
+
+def go_title(text: str) -> str:
+    """strings.Title: upper-case the first letter of each word."""
+    out = []
+    prev = " "
+    for ch in text:
+        out.append(ch.upper() if _is_separator(prev) and len(ch.upper()) == 1 else ch)
+        prev = ch
+    return "".join(out)
+
+
+def go_untitle(text: str) -> str:
+    out = []
+    prev = " "
+    for ch in text:
+        out.append(ch.lower() if _is_separator(prev) else ch)
+        prev = ch
+    return "".join(out)
+
+
+def go_split(text: str, sep: str, limit: int = -1) -> list[str]:
+    """strings.SplitN: an empty separator splits into characters."""
+    if limit == 0:
+        return []
+    if sep == "":
+        chars = list(text)
+        if limit > 0 and len(chars) > limit:
+            chars = [*chars[: limit - 1], "".join(chars[limit - 1 :])]
+        return chars
+    return text.split(sep, limit - 1 if limit > 0 else -1)
+
+
+def _trim_cutset(text: str, cutset: str) -> str:
+    return text.strip(cutset) if cutset else text
+
+
+def _byte_slice(text: str, start: int, end: int) -> str:
+    data = go_bytes(text)
+    if not 0 <= start <= end <= len(data):
+        raise FuncError(f"runtime error: slice bounds out of range [{start}:{end}]")
+    return from_go_bytes(data[start:end])
+
+
+@func(INT, INT, STRING)
+def _substr(start: int, end: int, text: str) -> str:
+    size = len(go_bytes(text))
+    if start < 0:
+        return _byte_slice(text, 0, end)
+    if end < 0 or end > size:
+        return _byte_slice(text, start, size)
+    return _byte_slice(text, start, end)
+
+
+@func(INT, STRING)
+def _trunc(count: int, text: str) -> str:
+    data = go_bytes(text)
+    if count < 0 and len(data) + count > 0:
+        return from_go_bytes(data[len(data) + count :])
+    if count >= 0 and len(data) > count:
+        return from_go_bytes(data[:count])
+    return text
+
+
+class RepeatLimit:
+    """The largest string ``repeat``/``indent`` may build (set from the engine's limits)."""
+
+    max_chars = 1 << 20
+
+
+@func(INT, STRING)
+def _repeat(count: int, text: str) -> str:
+    if count < 0:
+        raise FuncError("strings: negative Repeat count")
+    if count * len(text) > RepeatLimit.max_chars:
+        raise FuncError(f"result longer than the limit of {RepeatLimit.max_chars} bytes")
+    return text * count
+
+
+def _indent(spaces: int, text: str) -> str:
+    if spaces < 0:
+        raise FuncError("strings: negative Repeat count")
+    if spaces * (text.count("\n") + 1) > RepeatLimit.max_chars:
+        raise FuncError(f"result longer than the limit of {RepeatLimit.max_chars} bytes")
+    pad = " " * spaces
+    return pad + text.replace("\n", "\n" + pad)
+
+
+@func(INT, STRING)
+def _indent_f(spaces: int, text: str) -> str:
+    return _indent(spaces, text)
+
+
+@func(INT, STRING)
+def _nindent(spaces: int, text: str) -> str:
+    return "\n" + _indent(spaces, text)
+
+
+@func(variadic=ANY)
+def _quote(*values: object) -> str:
+    return " ".join(go_quote(strval(v)) for v in values if v is not None and v is not MISSING)
+
+
+@func(variadic=ANY)
+def _squote(*values: object) -> str:
+    return " ".join(f"'{strval(v)}'" for v in values if v is not None and v is not MISSING)
+
+
+@func(variadic=ANY)
+def _cat(*values: object) -> str:
+    kept = [v for v in values if v is not None and v is not MISSING]
+    return sprintf(" ".join(["%v"] * len(kept)), kept)
+
+
+@func(STRING, STRING)
+def _split(sep: str, text: str) -> StrMap:
+    return StrMap((f"_{i}", part) for i, part in enumerate(go_split(text, sep)))
+
+
+@func(STRING, INT, STRING)
+def _splitn(sep: str, count: int, text: str) -> StrMap:
+    return StrMap((f"_{i}", part) for i, part in enumerate(go_split(text, sep, count)))
+
+
+@func(STRING, STRING)
+def _split_list(sep: str, text: str) -> StrList:
+    return StrList(go_split(text, sep))
+
+
+@func(STRING, ANY)
+def _join(sep: str, values: object) -> str:
+    return sep.join(strslice(values))
+
+
+@func(ANY)
+def _sort_alpha(values: object) -> StrList:
+    if isinstance(values, list | tuple):
+        return StrList(sorted(strslice(values), key=go_bytes))
+    return StrList([strval(values)])
+
+
+@func(STRING, STRING, INT)
+def _plural(one: str, many: str, count: int) -> str:
+    return one if count == 1 else many
+
+
+def _nospace(text: str) -> str:
+    return "".join(c for c in text if not (c.isspace() or c in _GO_SPACE))
+
+
+def _initials(text: str) -> str:
+    return "".join(word[0] for word in text.split() if word)
+
+
+def _swapcase(text: str) -> str:
+    return "".join(c.lower() if c.isupper() else c.upper() if c.islower() else c for c in text)
+
+
+def _string_func(fn: object, arity: int = 1) -> Func:
+    return Func(fn, (STRING,) * arity)  # type: ignore[arg-type]
+
+
+STRING_FUNCS: dict[str, Func] = {
+    "upper": _string_func(str.upper),
+    "lower": _string_func(str.lower),
+    "title": _string_func(go_title),
+    "untitle": _string_func(go_untitle),
+    "trim": _string_func(go_trim_space),
+    "nospace": _string_func(_nospace),
+    "initials": _string_func(_initials),
+    "swapcase": _string_func(_swapcase),
+    "trimAll": _string_func(lambda cutset, s: _trim_cutset(s, cutset), 2),
+    "trimall": _string_func(lambda cutset, s: _trim_cutset(s, cutset), 2),
+    "trimPrefix": _string_func(lambda prefix, s: s.removeprefix(prefix), 2),
+    "trimSuffix": _string_func(lambda suffix, s: s.removesuffix(suffix), 2),
+    "contains": _string_func(lambda sub, s: sub in s, 2),
+    "hasPrefix": _string_func(lambda prefix, s: s.startswith(prefix), 2),
+    "hasSuffix": _string_func(lambda suffix, s: s.endswith(suffix), 2),
+    "replace": _string_func(lambda old, new, s: s.replace(old, new), 3),
+    "substr": _substr,
+    "trunc": _trunc,
+    "repeat": _repeat,
+    "indent": _indent_f,
+    "nindent": _nindent,
+    "quote": _quote,
+    "squote": _squote,
+    "cat": _cat,
+    "split": _split,
+    "splitn": _splitn,
+    "splitList": _split_list,
+    "join": _join,
+    "sortAlpha": _sort_alpha,
+    "plural": _plural,
+    "toString": Func(strval, (ANY,)),
+    "toStrings": Func(lambda v: StrList(strslice(v)), (ANY,)),
+}

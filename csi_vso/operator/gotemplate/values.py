@@ -1,0 +1,147 @@
+"""How plain Python data stands for Go values inside templates.
+
+=================  ==========================  ==========================================
+Python             Go type (``%T``)            notes
+=================  ==========================  ==========================================
+``dict``           ``map[string]interface {}``  ``.Key`` reads a key; keys must be str
+``list``/``tuple`` ``[]interface {}``
+``str``            ``string``
+``bool``           ``bool``
+``int``            ``int``                      :class:`Int64` is Sprig's ``int64``
+``float``          ``float64``
+``None``           nil                          prints ``<nil>``
+``bytes``          ``[]uint8``                  ``%s`` prints the text, ``{{.}}`` the numbers
+=================  ==========================  ==========================================
+
+A key missing from a map reads as :data:`MISSING` (Go's invalid ``reflect.Value``), which
+prints ``<no value>`` (Go's default ``missingkey=default``, which VSO keeps) and becomes nil
+when passed to a function.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+
+class _Missing:
+    """Go's invalid reflect.Value: what a missing map key or nil data yields."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+class Int64(int):
+    """An ``int64`` (Sprig's arithmetic returns int64, ``%T`` shows it)."""
+
+    __slots__ = ()
+
+
+class StrList(list[Any]):
+    """A ``[]string`` (Sprig's ``splitList``, ``keys``, ``sortAlpha`` ... return one)."""
+
+    __slots__ = ()
+
+
+class IntList(list[Any]):
+    """A ``[]int`` (Sprig's ``until``/``untilStep``)."""
+
+    __slots__ = ()
+
+
+class StrMap(dict[str, Any]):
+    """A ``map[string]string`` (Sprig's ``split``): a missing key reads as ``""``."""
+
+    __slots__ = ()
+
+
+def type_name(value: object) -> str:
+    """The Go type name ``%T`` prints."""
+    if value is None or value is MISSING:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, Int64):
+        return "int64"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bytes | bytearray):
+        return "[]uint8"
+    if isinstance(value, StrList):
+        return "[]string"
+    if isinstance(value, IntList):
+        return "[]int"
+    if isinstance(value, list | tuple):
+        return "[]interface {}"
+    if isinstance(value, StrMap):
+        return "map[string]string"
+    if isinstance(value, dict):
+        return "map[string]interface {}"
+    if callable(value):
+        return "func"
+    return type(value).__name__
+
+
+def kind(value: object) -> str:
+    """Go's reflect.Kind family: invalid, bool, int, float, string, slice, map, func."""
+    if value is None or value is MISSING:
+        return "invalid"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple | bytes | bytearray):
+        return "slice"
+    if isinstance(value, dict):
+        return "map"
+    return "func" if callable(value) else "struct"
+
+
+def truth(value: object) -> bool:
+    """Go's template truth: false, 0, nil, and empty string/slice/map are false."""
+    if value is None or value is MISSING:
+        return False
+    if isinstance(value, bool | int | float):
+        return value != 0
+    if isinstance(value, str | list | tuple | dict | bytes | bytearray):
+        return len(value) > 0
+    return True
+
+
+def zero_of_elem(container: object) -> object:
+    """What indexing a map with a missing key gives: the element type's zero value."""
+    return "" if isinstance(container, StrMap) else None
+
+
+def is_list(value: object) -> bool:
+    return isinstance(value, list | tuple)
+
+
+def go_bytes(text: str) -> bytes:
+    """A Go string's bytes: non-UTF-8 bytes ride in Python strings as surrogate escapes."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
+def from_go_bytes(data: bytes) -> str:
+    """The Python string standing for Go string ``string(data)``, bytes kept exactly."""
+    return data.decode("utf-8", "surrogateescape")
