@@ -39,8 +39,8 @@ from .lexer import go_quote
 from .parser import parse
 from .sprig_collections import COLLECTION_FUNCS
 from .sprig_misc import MISC_FUNCS
-from .sprig_numbers import NUMBER_FUNCS, SeqLimit
-from .sprig_strings import STRING_FUNCS, RepeatLimit
+from .sprig_numbers import NUMBER_FUNCS
+from .sprig_strings import STRING_FUNCS
 
 # Sprig functions on VSO's allow-list that this engine does not provide (a template using one
 # fails to parse with Go's ``function "NAME" not defined``). Regular expressions are left out
@@ -130,8 +130,6 @@ class TemplateSet:
             raise TemplateError(
                 f"template: no template {go_quote(name)} associated with template {go_quote(self._first)}"
             )
-        SeqLimit.max_items = self.limits.max_list
-        RepeatLimit.max_chars = self.limits.max_output
         return execute(self._trees, self.funcs, tree, data, self.limits)
 
     def names(self) -> list[str]:

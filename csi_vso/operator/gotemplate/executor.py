@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from . import nodes as n
-from .errors import Limits, TemplateError
+from .errors import CURRENT_LIMITS, Limits, TemplateError
 from .funcs import ANY, BOOL, FLOAT, INT, MAP, STRING, VALUE, Func, FuncError
 from .gofmt import go_sprint_value
 from .lexer import go_quote
@@ -22,7 +22,7 @@ class _NoFinal:
 
 
 NO_FINAL = _NoFinal()
-_LOOP_TYPES = (list, tuple, dict, bytes, bytearray)
+_MAX_CONTEXT = 200
 
 
 class _Break(Exception):
@@ -61,7 +61,10 @@ class State:
         if self.node is None:
             return TemplateError(f"template: {name}: {message}")
         location = self.tree.location(self.node)
-        return TemplateError(f"template: {location}: executing {go_quote(name)} at <{self.node}>: {message}")
+        context = str(self.node)
+        if len(context) > _MAX_CONTEXT:  # only our own limits can name a long text node
+            context = context[:_MAX_CONTEXT] + "..."
+        return TemplateError(f"template: {location}: executing {go_quote(name)} at <{context}>: {message}")
 
     def step(self) -> None:
         self.steps += 1
@@ -477,10 +480,13 @@ def execute(
     state = State(trees, funcs, tree, limits)
     dot = MISSING if data is None else data
     state.push("$", dot)
+    token = CURRENT_LIMITS.set(limits)
     try:
         state.walk(dot, tree.root)
     except (_Break, _Continue):  # the parser only allows these inside range
         raise state.errorf("break or continue outside range") from None
     except RecursionError:
         raise TemplateError(f"template: {tree.name}: execution nested too deeply") from None
+    finally:
+        CURRENT_LIMITS.reset(token)
     return "".join(state.out)

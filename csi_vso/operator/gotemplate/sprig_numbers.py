@@ -11,16 +11,11 @@ from __future__ import annotations
 import math
 import random
 
+from .errors import CURRENT_LIMITS
 from .funcs import ANY, INT, STRING, Func, FuncError, func
 from .gofmt import format_float_shortest
 from .parser import parse_go_int
 from .values import Int64, IntList
-
-
-class SeqLimit:
-    """The longest list ``until``/``untilStep`` may build (set from the engine's limits)."""
-
-    max_items = 100_000
 
 
 def _parse_number_string(text: str) -> float | int:
@@ -187,8 +182,9 @@ def _until_step(start: int, stop: int, step: int) -> IntList:
     if step == 0 or (stop < start and step > 0) or (stop > start and step < 0):
         return IntList()
     count = max(0, (stop - start + step + (-1 if step > 0 else 1)) // step)
-    if count > SeqLimit.max_items:
-        raise FuncError(f"more than the limit of {SeqLimit.max_items} items")
+    limit = CURRENT_LIMITS.get().max_list
+    if count > limit:
+        raise FuncError(f"more than the limit of {limit} items")
     return IntList(range(start, stop, step))
 
 

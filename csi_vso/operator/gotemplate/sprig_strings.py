@@ -5,6 +5,7 @@ Sprig puts the subject last (``trimPrefix "x" $s``) so that it can be piped: ``$
 
 from __future__ import annotations
 
+from .errors import CURRENT_LIMITS
 from .funcs import ANY, INT, STRING, Func, FuncError, func
 from .gofmt import go_sprint_value, sprintf
 from .lexer import go_quote
@@ -107,26 +108,24 @@ def _trunc(count: int, text: str) -> str:
     return text
 
 
-class RepeatLimit:
-    """The largest string ``repeat``/``indent`` may build (set from the engine's limits)."""
-
-    max_chars = 1 << 20
+def _check_size(size: int) -> None:
+    limit = CURRENT_LIMITS.get().max_output
+    if size > limit:
+        raise FuncError(f"result longer than the limit of {limit} bytes")
 
 
 @func(INT, STRING)
 def _repeat(count: int, text: str) -> str:
     if count < 0:
         raise FuncError("strings: negative Repeat count")
-    if count * len(text) > RepeatLimit.max_chars:
-        raise FuncError(f"result longer than the limit of {RepeatLimit.max_chars} bytes")
+    _check_size(count * len(text))
     return text * count
 
 
 def _indent(spaces: int, text: str) -> str:
     if spaces < 0:
         raise FuncError("strings: negative Repeat count")
-    if spaces * (text.count("\n") + 1) > RepeatLimit.max_chars:
-        raise FuncError(f"result longer than the limit of {RepeatLimit.max_chars} bytes")
+    _check_size(spaces * (text.count("\n") + 1) + len(text))
     pad = " " * spaces
     return pad + text.replace("\n", "\n" + pad)
 
