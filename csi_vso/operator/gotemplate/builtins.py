@@ -47,8 +47,8 @@ def _not(arg: object) -> bool:
 def _len(item: object) -> int:
     if item is None:
         raise FuncError("len of nil pointer")
-    if item is MISSING:
-        raise FuncError("len of untyped nil")
+    if item is MISSING:  # Go's len asks the zero reflect.Value for its type and panics
+        raise FuncError("reflect: call of reflect.Value.Type on zero Value")
     if isinstance(item, str):
         return len(go_bytes(item))
     if isinstance(item, list | tuple | dict | bytes | bytearray):
@@ -68,7 +68,7 @@ def _index_arg(index: object, size: int) -> int:
 
 @func(VALUE, variadic=VALUE)
 def _index(item: object, *indexes: object) -> object:
-    if item is MISSING:
+    if item is MISSING or item is None:
         raise FuncError("index of untyped nil")
     for index in indexes:
         if item is None:

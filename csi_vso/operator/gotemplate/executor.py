@@ -243,6 +243,8 @@ class State:
         value: object = NO_FINAL
         for cmd in pipe.cmds:
             value = self.eval_command(dot, cmd, value)
+            if value is None:  # Go unwraps interface{} results: a nil one becomes "no value"
+                value = MISSING
         for var in pipe.decl:
             if pipe.is_assign:
                 self.set_var(var.ident[0], value)
@@ -405,6 +407,8 @@ class State:
         if isinstance(node, n.NilNode):
             if typ in (None, ANY, MAP):
                 return None
+            if typ == VALUE:  # Go passes builtins a zero reflect.Value
+                return MISSING
             raise self.errorf(f"cannot assign nil to {typ}")
         if isinstance(node, n.FieldNode):
             return self.validate_type(self.eval_field_node(dot, node, [node], NO_FINAL), typ)
