@@ -20,7 +20,9 @@ Module map:
   functions; ``sprig_strings``, ``sprig_collections``, ``sprig_numbers``, ``sprig_misc``: the
   Sprig functions of VSO's allow-list (``SPRIG_NOT_IMPLEMENTED`` names the ones left out).
 
-Data: ``dict`` (Go map, ``.Key`` reads a key, a missing key prints ``<no value>`` as with Go's
+Data: :func:`secret_input` builds what VSO passes (a ``*helpers.SecretInput``: ``.Secrets``,
+``.Metadata``, ``.Annotations``, ``.Labels``, ``.WrapData``; a misspelt field is an error, as in
+VSO). Inside it: ``dict`` (Go map, ``.Key`` reads a key, a missing key prints ``<no value>`` as with Go's
 default ``missingkey``, which VSO keeps), ``list``, ``str``, ``int``, ``float``, ``bool``,
 ``None`` and ``bytes``. Strings that carry non-UTF-8 bytes (``b64dec`` of binary data) hold them
 as surrogate escapes: ``result.encode("utf-8", "surrogateescape")`` gives Go's exact bytes.
@@ -41,6 +43,7 @@ from .sprig_collections import COLLECTION_FUNCS
 from .sprig_misc import MISC_FUNCS
 from .sprig_numbers import NUMBER_FUNCS
 from .sprig_strings import STRING_FUNCS
+from .values import Struct, StructField, secret_input
 
 # Sprig functions on VSO's allow-list that this engine does not provide (a template using one
 # fails to parse with Go's ``function "NAME" not defined``). Regular expressions are left out
@@ -143,4 +146,13 @@ def _is_empty(tree: nodes.Tree) -> bool:
     return is_empty(tree.root)
 
 
-__all__ = ["FUNCS", "SPRIG_NOT_IMPLEMENTED", "Limits", "TemplateError", "TemplateSet"]
+__all__ = [
+    "FUNCS",
+    "SPRIG_NOT_IMPLEMENTED",
+    "Limits",
+    "Struct",
+    "StructField",
+    "TemplateError",
+    "TemplateSet",
+    "secret_input",
+]

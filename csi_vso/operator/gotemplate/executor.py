@@ -14,7 +14,7 @@ from .errors import CURRENT_LIMITS, Limits, TemplateError
 from .funcs import ANY, BOOL, FLOAT, INT, MAP, STRING, VALUE, Func, FuncError
 from .gofmt import go_sprint_value
 from .lexer import go_quote
-from .values import MISSING, Int64, StrMap, go_bytes, truth, type_name
+from .values import MISSING, Int64, StrMap, Struct, go_bytes, truth, type_name
 
 
 class _NoFinal:
@@ -344,6 +344,10 @@ class State:
             if has_args:
                 raise self.errorf(f"{name} is not a method but has arguments")
             return receiver.get(name, MISSING)
+        if isinstance(receiver, Struct) and name in receiver.values:
+            if has_args:
+                raise self.errorf(f"{name} has arguments but cannot be invoked as function")
+            return receiver.values[name]
         typ = "interface {}" if boxed else type_name(receiver)
         raise self.errorf(f"can't evaluate field {name} in type {typ}")
 

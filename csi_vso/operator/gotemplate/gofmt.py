@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from .lexer import go_quote, go_quote_rune
-from .values import MISSING, go_bytes, type_name
+from .values import MISSING, Struct, go_bytes, type_name
 
 NIL = "<nil>"
 
@@ -245,6 +245,9 @@ def format_verb(value: object, verb: str, spec: _Spec) -> str:
     if isinstance(value, dict):
         items = (f"{format_verb(k, verb, spec)}:{format_verb(value[k], verb, spec)}" for k in sorted(value))
         return "map[" + " ".join(items) + "]"
+    if isinstance(value, Struct):
+        inner = " ".join(format_verb(value.values[f.name], verb, spec) for f in value.fields)
+        return ("&" if value.go_type.startswith("*") else "") + "{" + inner + "}"
     if callable(value):
         return _bad_verb(value, verb) if verb != "v" else "0x0"
     return _pad(str(value), spec)

@@ -13,7 +13,7 @@ import math
 import re
 
 from .gofmt import format_float_shortest
-from .values import MISSING, go_bytes
+from .values import MISSING, Struct, go_bytes
 
 _NEEDS_WORK = re.compile(r'[^\x20-\x7e]|["\\<>&]')
 _HTML_ESC = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
@@ -94,6 +94,17 @@ def encode(value: object, *, escape_html: bool, indent: str | None = None, level
             body = encode(value[k], escape_html=escape_html, indent=indent, level=level + 1)
             items.append(_string(k, escape_html) + colon + body)
         return "{" + nl + ("," + nl).join(items) + end + "}"
+    if isinstance(value, Struct):  # declaration order, json names, omitempty
+        shown = {
+            f.json_name: value.values[f.name]
+            for f in value.fields
+            if not (f.omit_empty and not value.values[f.name])
+        }
+        parts = [
+            _string(k, escape_html) + colon + encode(v, escape_html=escape_html, indent=indent, level=level + 1)
+            for k, v in shown.items()
+        ]
+        return "{" + nl + ("," + nl).join(parts) + end + "}" if parts else "{}"
     raise JSONError(f"json: unsupported type: {type(value).__name__}")
 
 

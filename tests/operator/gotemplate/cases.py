@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from csi_vso.operator.gotemplate import secret_input
+
 
 @dataclass(frozen=True)
 class Case:
@@ -902,6 +904,135 @@ SPRIG = [
     ),
 ]
 
+# VSO's own template tests (helpers/template_test.go in hashicorp/vault-secrets-operator): their
+# inputs and the outputs VSO asserts, run on the same *helpers.SecretInput shape.
+_VSO_SECRETS = {"baz": "Zm9v", "bar": "YnV6", "foo": 1}
+_VSO_INPUT = secret_input(
+    secrets=_VSO_SECRETS,
+    metadata={"custom": {"super": "duper"}},
+    wrap_data={"token": "c29tZS10b2tlbg==", "ttl": "1h", "accessor": "some-accessor"},
+    annotations={"anno1": "foo"},
+    labels={"label1": "baz"},
+)
+_VSO_HELPER = {"helper": '{{define "helper"}}{{- . | b64dec -}}{{end}}'}
+_VSO_REAL_WORLD_HELPER = r"""
+{{/*
+compose a Postgres URL from SecretInput for this app
+*/}}
+{{- define "getPgUrl" -}}
+{{- $host := get .Annotations "myapp.config/postgres-host" -}}
+{{- printf "postgresql://%s:%s@%s/postgres?sslmode=disable" (get .Secrets "username") (get .Secrets "password") $host -}}
+{{- end -}}
+{{/*
+create a Java props from SecretInput for this app
+*/}}
+{{- define "getAppProps" -}}
+{{- $host := get .Annotations "myapp.config/postgres-host" -}}
+{{- printf "db.host=%s\n" $host -}}
+{{- range $k, $v := .Secrets -}}
+{{- printf "db.%s=%s\n" $k $v -}}
+{{- end -}}
+{{- end -}}
+{{/*
+create a JSON config from SecretInput for this app
+*/}}
+{{- define "getAppJson" -}}
+{{- $host := get .Annotations "myapp.config/postgres-host" -}}
+{{- $copy := .Secrets | mustDeepCopy -}}
+{{- $_ := set $copy "host" $host -}}
+{{- mustToPrettyJson $copy -}}
+{{- end -}}
+"""
+_VSO_APP_INPUT = secret_input(
+    secrets={"username": "alice", "password": "secret"},
+    annotations={"myapp.config/postgres-host": "postgres-postgresql.postgres.svc.cluster.local:5432"},
+    labels={"myapp/name": "db"},
+)
+_HOST = "postgres-postgresql.postgres.svc.cluster.local:5432"
+
+VSO = [
+    ok(
+        "VSO: helper b64dec baz",
+        '{{- template "helper" get .Secrets "baz" -}}',
+        "foo",
+        _VSO_INPUT,
+        extra=_VSO_HELPER,
+    ),
+    ok(
+        "VSO: helper b64dec bar",
+        '{{- template "helper" get .Secrets "bar" -}}',
+        "buz",
+        _VSO_INPUT,
+        extra=_VSO_HELPER,
+    ),
+    ok("VSO: number value", '{{- get .Secrets "foo" -}}', "1", _VSO_INPUT),
+    ok(
+        "VSO: two helpers",
+        '{{template "helper1" . }}_{{template "helper2" . }}',
+        "foo_1",
+        _VSO_INPUT,
+        extra={
+            "t1s": '{{define "helper1"}}{{- get .Secrets "baz" | b64dec -}}{{end}}',
+            "t2s": '{{define "helper2"}}{{- get .Secrets "foo" -}}{{end}}',
+        },
+    ),
+    ok(
+        "VSO: real-world url",
+        '{{- template "getPgUrl" . -}}',
+        f"postgresql://alice:secret@{_HOST}/postgres?sslmode=disable",
+        _VSO_APP_INPUT,
+        extra={"helper": _VSO_REAL_WORLD_HELPER},
+    ),
+    ok(
+        "VSO: real-world app.props",
+        '{{- template "getAppProps" . -}}',
+        f"db.host={_HOST}\ndb.password=secret\ndb.username=alice\n",
+        _VSO_APP_INPUT,
+        extra={"helper": _VSO_REAL_WORLD_HELPER},
+    ),
+    ok(
+        "VSO: real-world app.json",
+        '{{- template "getAppJson" . -}}',
+        '{\n  "host": "' + _HOST + '",\n  "password": "secret",\n  "username": "alice"\n}',
+        _VSO_APP_INPUT,
+        extra={"helper": _VSO_REAL_WORLD_HELPER},
+    ),
+    ok("VSO: real-world app.name", '{{- get .Labels "myapp/name" -}}', "db", _VSO_APP_INPUT),
+    ok(
+        "VSO: metadata only",
+        '{{- $custom := get .Metadata "custom" -}}\n\t\t\t{{- get $custom "super" -}}',
+        "duper",
+        _VSO_INPUT,
+    ),
+    ok(
+        "VSO: secret, wrapData and metadata",
+        '{{- $custom := get .Metadata "custom" -}}\n\t\t\t{{- printf "%s_%s_%s_%s" (get $custom "super") '
+        '(get .Secrets "bar" | b64dec) (get .WrapData "accessor") (get .WrapData "token" | b64dec) -}}\n\t\t\t',
+        "duper_buz_some-accessor_some-token",
+        _VSO_INPUT,
+    ),
+    ok(
+        "VSO: annotations and labels",
+        '{{- printf "%s_%s_%s" (get .Secrets "bar" | b64dec) (get .Annotations "anno1") (get .Labels "label1") -}}',
+        "buz_foo_baz",
+        _VSO_INPUT,
+    ),
+    err(
+        "misspelt top-level field",
+        "{{ .Secret.foo }}",
+        'template: t:1:10: executing "t" at <.Secret.foo>: can\'t evaluate field Secret in type *helpers.SecretInput',
+        _VSO_INPUT,
+    ),
+    ok("type of the input", '{{ printf "%T" . }}', "*helpers.SecretInput", _VSO_INPUT),
+    err(
+        "get on the input struct",
+        '{{ get . "Secrets" }}',
+        'template: t:1:7: executing "t" at <.>: wrong type for value; expected map[string]interface {}; '
+        "got *helpers.SecretInput",
+        _VSO_INPUT,
+    ),
+]
+
 ALL: list[Case] = (
     TEXT_AND_TRIM
     + PRINTING
@@ -917,4 +1048,5 @@ ALL: list[Case] = (
     + GO_EXEC_MORE
     + EXEC_ERRORS
     + SPRIG
+    + VSO
 )
