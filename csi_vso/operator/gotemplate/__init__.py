@@ -17,8 +17,9 @@ Module map:
 - ``values``: how Python data stands for Go values (see its table); ``gofmt``: Go's fmt
   (``%v``, ``printf`` verbs); ``gojson``: Go's encoding/json.
 - ``funcs``: declaring a function with its Go signature; ``builtins``: Go's predefined
-  functions; ``sprig_strings``, ``sprig_collections``, ``sprig_numbers``, ``sprig_misc``: the
-  Sprig functions of VSO's allow-list (``SPRIG_NOT_IMPLEMENTED`` names the ones left out).
+  functions; ``sprig_strings``, ``sprig_collections``, ``sprig_numbers``, ``sprig_misc``,
+  ``sprig_regex`` (on ``goregexp``: Go's regexp semantics on RE2, linear time): the Sprig
+  functions of VSO's allow-list (``SPRIG_NOT_IMPLEMENTED`` names the ones left out).
 
 Data: :func:`secret_input` builds what VSO passes (a ``*helpers.SecretInput``: ``.Secrets``,
 ``.Metadata``, ``.Annotations``, ``.Labels``, ``.WrapData``; a misspelt field is an error, as in
@@ -42,47 +43,18 @@ from .parser import parse
 from .sprig_collections import COLLECTION_FUNCS
 from .sprig_misc import MISC_FUNCS
 from .sprig_numbers import NUMBER_FUNCS
+from .sprig_regex import REGEX_FUNCS
 from .sprig_strings import STRING_FUNCS
 from .values import Struct, StructField, secret_input
 
 # Sprig functions on VSO's allow-list that this engine does not provide (a template using one
-# fails to parse with Go's ``function "NAME" not defined``). Regular expressions are left out
-# on purpose: Go's RE2 runs in linear time, Python's ``re`` can backtrack exponentially on a
-# tenant's pattern. The rest are dates, random passwords/certificates and rarely used helpers.
-SPRIG_NOT_IMPLEMENTED = [
-    "abbrev",
-    "abbrevboth",
-    "ago",
-    "bcrypt",
-    "buildCustomCert",
-    "camelcase",
-    "duration",
-    "durationRound",
-    "htpasswd",
-    "kebabcase",
-    "mustRegexFind",
-    "mustRegexFindAll",
-    "mustRegexMatch",
-    "mustRegexReplaceAll",
-    "mustRegexReplaceAllLiteral",
-    "mustRegexSplit",
-    "mustToDate",
-    "regexFind",
-    "regexFindAll",
-    "regexMatch",
-    "regexQuoteMeta",
-    "regexReplaceAll",
-    "regexReplaceAllLiteral",
-    "regexSplit",
-    "semver",
-    "semverCompare",
-    "shuffle",
-    "snakecase",
-    "urlJoin",
-    "urlParse",
-    "wrap",
-    "wrapWith",
-]
+# fails to parse with Go's ``function "NAME" not defined``): dates and durations (``ago`` reads
+# the clock), semantic versions, random passwords and certificates, URL parsing, word wrapping
+# and the case converters whose word-splitting rules are xstrings' own.
+SPRIG_NOT_IMPLEMENTED = (
+    "abbrev abbrevboth ago bcrypt buildCustomCert camelcase duration durationRound htpasswd "
+    "kebabcase mustToDate semver semverCompare shuffle snakecase urlJoin urlParse wrap wrapWith"
+).split()
 
 
 def _must_variants() -> dict[str, Func]:
@@ -98,6 +70,7 @@ FUNCS: dict[str, Func] = {
     **COLLECTION_FUNCS,
     **NUMBER_FUNCS,
     **MISC_FUNCS,
+    **REGEX_FUNCS,
     **_must_variants(),
 }
 

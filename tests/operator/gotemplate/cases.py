@@ -904,6 +904,62 @@ SPRIG = [
     ),
 ]
 
+# Sprig's regex functions, with Go's regexp documentation examples.
+REGEX = [
+    ok("regexMatch", '{{ regexMatch "^[a-z]+@[a-z]+\\\\.com$" "bob@example.com" }}', "true"),
+    ok("regexFind", '{{ regexFind "[0-9]+" "abc123def456" }}', "123"),
+    ok(
+        "Go doc: FindAllString",
+        '{{ regexFindAll "a." "paranormal" -1 }} {{ regexFindAll "a." "paranormal" 2 }} {{ regexFindAll "a." "graal" -1 }} {{ regexFindAll "a." "none" -1 }}',
+        "[ar an al] [ar an] [aa] []",
+    ),
+    ok(
+        "Go doc: ReplaceAllString",
+        '{{ regexReplaceAll "a(x*)b" "-ab-axxb-" "T" }} {{ regexReplaceAll "a(x*)b" "-ab-axxb-" "$1" }} {{ regexReplaceAll "a(x*)b" "-ab-axxb-" "$1W" }} {{ regexReplaceAll "a(x*)b" "-ab-axxb-" "${1}W" }}',
+        "-T-T- --xx- --- -W-xxW-",
+    ),
+    ok(
+        "Go doc: ReplaceAllLiteralString",
+        '{{ regexReplaceAllLiteral "a(x*)b" "-ab-axxb-" "${1}" }}',
+        "-${1}-${1}-",
+    ),
+    ok(
+        "named group in a replacement",
+        '{{ regexReplaceAll "(?P<user>[a-z]+)@(?P<host>[a-z.]+)" "bob@example.com" "${host}/${user}" }}',
+        "example.com/bob",
+    ),
+    ok("Go doc: Split", '{{ regexSplit "a*" "abaabaccadaaae" 5 }}', "[ b b c cadaaae]"),
+    ok(
+        "Go doc: Split pizza",
+        '{{ regexSplit "z+" "pizza" -1 }} {{ regexSplit "z+" "pizza" 0 }} {{ regexSplit "z+" "pizza" 1 }} {{ regexSplit "z+" "pizza" 2 }}',
+        "[pi a] [] [pizza] [pi a]",
+    ),
+    ok(
+        "Go doc: Split banana",
+        '{{ regexSplit "a" "banana" -1 }} {{ regexSplit "a" "banana" 2 }}',
+        "[b n n ] [b nana]",
+    ),
+    ok("empty matches after a match are skipped", '{{ regexReplaceAll "a*" "baaac" "x" }}', "xbxcx"),
+    ok("regexQuoteMeta", '{{ regexQuoteMeta "1.5-2.0?" }}', "1\\.5-2\\.0\\?"),
+    ok(
+        "catastrophic pattern runs in linear time",
+        '{{ regexMatch "(a+)+$" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab" }}',
+        "false",
+    ),
+    err(
+        "regexMatch of a bad pattern",
+        '{{ regexMatch "(" "x" }}',
+        'template: t:1:3: executing "t" at <regexMatch "(" "x">: error calling regexMatch: '
+        "regexp: Compile(`(`): error parsing regexp: missing closing ): `(`",
+    ),
+    err(
+        "mustRegexMatch of a bad pattern",
+        '{{ mustRegexMatch "a**" "x" }}',
+        'template: t:1:3: executing "t" at <mustRegexMatch "a**" "x">: error calling mustRegexMatch: '
+        "error parsing regexp: invalid nested repetition operator: `**`",
+    ),
+]
+
 # VSO's own template tests (helpers/template_test.go in hashicorp/vault-secrets-operator): their
 # inputs and the outputs VSO asserts, run on the same *helpers.SecretInput shape.
 _VSO_SECRETS = {"baz": "Zm9v", "bar": "YnV6", "foo": 1}
@@ -1048,5 +1104,6 @@ ALL: list[Case] = (
     + GO_EXEC_MORE
     + EXEC_ERRORS
     + SPRIG
+    + REGEX
     + VSO
 )
