@@ -31,6 +31,7 @@ as surrogate escapes: ``result.encode("utf-8", "surrogateescape")`` gives Go's e
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from . import nodes
@@ -87,9 +88,12 @@ class TemplateSet:
         self.funcs = dict(funcs)
         self._trees: dict[str, nodes.Tree] = {}
         self._first = ""
+        self._frozen = False
 
     def parse(self, name: str, text: str) -> None:
         """Add template ``name`` (and its definitions); raises TemplateError."""
+        if self._frozen:
+            raise TypeError("this TemplateSet is shared (from parsed()); build a new one to add templates")
         trees = parse(name, text, self.funcs, self.limits)
         for tree_name, tree in trees.items():
             old = self._trees.get(tree_name)
@@ -113,6 +117,21 @@ class TemplateSet:
         return sorted(self._trees)
 
 
+@functools.lru_cache(maxsize=1024)
+def parsed(sources: tuple[tuple[str, str], ...], limits: Limits = DEFAULT_LIMITS) -> TemplateSet:
+    """A shared, read-only TemplateSet of ``(name, text)`` sources parsed in order, cached.
+
+    Parsing costs several times more than executing (bench/template_bench.py); an operator
+    renders the same templates on every sync, so it should parse each distinct set once.
+    Raises TemplateError like :meth:`TemplateSet.parse` (errors are not cached).
+    """
+    ts = TemplateSet(limits)
+    for name, text in sources:
+        ts.parse(name, text)
+    ts._frozen = True
+    return ts
+
+
 def _is_empty(tree: nodes.Tree) -> bool:
     from .parser import is_empty
 
@@ -127,5 +146,6 @@ __all__ = [
     "StructField",
     "TemplateError",
     "TemplateSet",
+    "parsed",
     "secret_input",
 ]

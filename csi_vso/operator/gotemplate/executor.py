@@ -23,6 +23,7 @@ class _NoFinal:
 
 NO_FINAL = _NoFinal()
 _MAX_CONTEXT = 200
+_TAKES_STRING_LITERAL = frozenset({STRING, ANY, VALUE, None})
 
 
 class _Break(Exception):
@@ -117,16 +118,16 @@ class State:
     # --- walking ------------------------------------------------------------------------------
     def walk(self, dot: object, node: n.Node) -> None:
         self.step()
-        self.at(node)
-        if isinstance(node, n.ListNode):
-            for child in node.nodes:
-                self.walk(dot, child)
-        elif isinstance(node, n.TextNode):
-            self.write(node.text)
-        elif isinstance(node, n.ActionNode):
+        self.node = node
+        if isinstance(node, n.ActionNode):
             value = self.eval_pipeline(dot, node.pipe)
             if not node.pipe.decl:
                 self.print_value(node, value)
+        elif isinstance(node, n.TextNode):
+            self.write(node.text)
+        elif isinstance(node, n.ListNode):
+            for child in node.nodes:
+                self.walk(dot, child)
         elif isinstance(node, n.IfNode | n.WithNode):
             self.walk_if_or_with(dot, node)
         elif isinstance(node, n.RangeNode):

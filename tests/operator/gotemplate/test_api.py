@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from csi_vso.operator.gotemplate import FUNCS, SPRIG_NOT_IMPLEMENTED, TemplateError, TemplateSet
+from csi_vso.operator.gotemplate import FUNCS, SPRIG_NOT_IMPLEMENTED, TemplateError, TemplateSet, parsed
 
 
 def words(text: str) -> list[str]:
@@ -111,3 +111,14 @@ def test_binary_secret_bytes_round_trip() -> None:
     ts.parse("t", "{{b64dec .}}")
     out = ts.execute("t", "/wAB")
     assert out.encode("utf-8", "surrogateescape") == b"\xff\x00\x01"
+
+
+def test_parsed_sets_are_cached_and_read_only() -> None:
+    sources = (("helpers", '{{define "h"}}<{{.}}>{{end}}'), ("out", '{{template "h" .S}}'))
+    first = parsed(sources)
+    assert parsed(sources) is first
+    assert first.execute("out", {"S": "x"}) == "<x>"
+    with pytest.raises(TypeError, match="shared"):
+        first.parse("more", "x")
+    with pytest.raises(TemplateError, match='function "nope" not defined'):
+        parsed((("bad", "{{nope}}"),))
