@@ -53,7 +53,7 @@ from .values import Struct, StructField, secret_input
 # the clock), semantic versions, random passwords and certificates, URL parsing, word wrapping
 # and the case converters whose word-splitting rules are xstrings' own.
 SPRIG_NOT_IMPLEMENTED = (
-    "abbrev abbrevboth ago bcrypt buildCustomCert camelcase duration durationRound htpasswd "
+    "ago bcrypt buildCustomCert camelcase duration durationRound htpasswd "
     "kebabcase mustToDate semver semverCompare shuffle snakecase urlJoin urlParse wrap wrapWith"
 ).split()
 

@@ -11,7 +11,8 @@ from .gofmt import go_sprint_value, sprintf
 from .lexer import go_quote
 from .values import MISSING, StrList, StrMap, from_go_bytes, go_bytes
 
-_GO_SPACE = " \t\n\v\f\r\x85\xa0"
+# Go's unicode.IsSpace (Python's str.isspace also counts \x1c-\x1f, which Go does not).
+_GO_SPACE = " \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 def strval(value: object) -> str:
@@ -35,7 +36,8 @@ def strslice(value: object) -> list[str]:
 
 
 def go_trim_space(text: str) -> str:
-    return text.strip(_GO_SPACE + "".join(c for c in text[:1] + text[-1:] if c.isspace()))
+    """strings.TrimSpace."""
+    return text.strip(_GO_SPACE)
 
 
 def _is_separator(ch: str) -> bool:
@@ -106,6 +108,34 @@ def _trunc(count: int, text: str) -> str:
     if count >= 0 and len(data) > count:
         return from_go_bytes(data[:count])
     return text
+
+
+def _abbreviate_full(text: str, offset: int, width: int) -> str:
+    """goutils.AbbreviateFull (byte offsets, as Go's)."""
+    data = go_bytes(text)
+    size = len(data)
+    if not data or size <= width:
+        return text
+    offset = min(offset, size)
+    if size - offset < width - 3:
+        offset = size - (width - 3)
+    if offset <= 4:
+        return from_go_bytes(data[: width - 3]) + "..."
+    if offset + width - 3 < size:
+        return "..." + _abbreviate_full(from_go_bytes(data[offset:]), 0, width - 3)
+    return "..." + from_go_bytes(data[size - (width - 3) :])
+
+
+@func(INT, STRING)
+def _abbrev(width: int, text: str) -> str:
+    return text if width < 4 else _abbreviate_full(text, 0, width)
+
+
+@func(INT, INT, STRING)
+def _abbrevboth(left: int, right: int, text: str) -> str:
+    if right < 4 or (left > 0 and right < 7):
+        return text
+    return _abbreviate_full(text, left, right)
 
 
 def _check_size(size: int) -> None:
@@ -189,7 +219,7 @@ def _plural(one: str, many: str, count: int) -> str:
 
 
 def _nospace(text: str) -> str:
-    return "".join(c for c in text if not (c.isspace() or c in _GO_SPACE))
+    return "".join(c for c in text if c not in _GO_SPACE)
 
 
 def _initials(text: str) -> str:
@@ -222,6 +252,8 @@ STRING_FUNCS: dict[str, Func] = {
     "hasSuffix": _string_func(lambda suffix, s: s.endswith(suffix), 2),
     "replace": _string_func(lambda old, new, s: s.replace(old, new), 3),
     "substr": _substr,
+    "abbrev": _abbrev,
+    "abbrevboth": _abbrevboth,
     "trunc": _trunc,
     "repeat": _repeat,
     "indent": _indent_f,

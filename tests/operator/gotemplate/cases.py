@@ -904,6 +904,165 @@ SPRIG = [
     ),
 ]
 
+# Examples from Sprig's documentation (masterminds.github.io/sprig).
+SPRIG_DOCS = [
+    ok("Sprig doc: trim", '{{ trim "   hello    " }}', "hello"),
+    ok("Sprig doc: trimAll", '{{ trimAll "$" "$5.00" }}', "5.00"),
+    ok("Sprig doc: trimSuffix", '{{ trimSuffix "-" "hello-" }}', "hello"),
+    ok("Sprig doc: trimPrefix", '{{ trimPrefix "-" "-hello" }}', "hello"),
+    ok("Sprig doc: upper lower", '{{ upper "hello" }} {{ lower "HELLO" }}', "HELLO hello"),
+    ok(
+        "Sprig doc: title untitle",
+        '{{ title "hello world" }}|{{ untitle "Hello World" }}',
+        "Hello World|hello world",
+    ),
+    ok("Sprig doc: repeat", '{{ repeat 3 "hello" }}', "hellohellohello"),
+    ok("Sprig doc: substr", '{{ substr 0 5 "hello world" }}', "hello"),
+    ok("Sprig doc: nospace", '{{ nospace "hello w o r l d" }}', "helloworld"),
+    ok("Sprig doc: trunc", '{{ trunc 5 "hello world" }}|{{ trunc -5 "hello world" }}', "hello|world"),
+    ok("Sprig doc: abbrev", '{{ abbrev 5 "hello world" }}', "he..."),
+    ok("Sprig doc: abbrevboth", '{{ abbrevboth 5 10 "1234 5678 9123" }}', "...5678..."),
+    ok("Sprig doc: initials", '{{ initials "First Try" }}', "FT"),
+    ok("Sprig doc: swapcase", '{{ swapcase "This Is A.Test" }}', "tHIS iS a.tEST"),
+    ok(
+        "Sprig doc: contains",
+        '{{ contains "cat" "catch" }} {{ hasPrefix "cat" "catch" }} {{ hasSuffix "cat" "catch" }}',
+        "true true false",
+    ),
+    ok("Sprig doc: quote squote", '{{ quote "hi" }} {{ squote "hi" }}', "\"hi\" 'hi'"),
+    ok("Sprig doc: cat", '{{ cat "hello" "beautiful" "world" }}', "hello beautiful world"),
+    ok("Sprig doc: replace", '{{ "I Am Henry VIII" | replace " " "-" }}', "I-Am-Henry-VIII"),
+    ok("Sprig doc: plural", '{{ len .L | plural "one anchovy" "many anchovies" }}', "many anchovies"),
+    ok("Sprig doc: splitList", '{{ splitList "$" "foo$bar$baz" }}', "[foo bar baz]"),
+    ok(
+        "Sprig doc: split",
+        '{{ $a := split "$" "foo$bar$baz" }}{{ $a._0 }} {{ $a._1 }} {{ $a._2 }}',
+        "foo bar baz",
+    ),
+    ok("Sprig doc: splitn", '{{ $a := splitn "$" 2 "foo$bar$baz" }}{{ $a._0 }} {{ $a._1 }}', "foo bar$baz"),
+    ok("Sprig doc: join", '{{ list "hello" "world" | join "_" }}', "hello_world"),
+    ok("Sprig doc: join mixed", '{{ list 1 2 3 | join "+" }}', "1+2+3"),
+    ok("Sprig doc: sortAlpha", '{{ list "c" "a" "b" | sortAlpha }}', "[a b c]"),
+    ok("Sprig doc: until", "{{ until 5 }}", "[0 1 2 3 4]"),
+    ok("Sprig doc: untilStep", "{{ untilStep 3 6 2 }}", "[3 5]"),
+    ok(
+        "Sprig doc: seq",
+        "{{ seq 5 }}|{{ seq -3 }}|{{ seq 0 2 }}|{{ seq 2 -2 }}|{{ seq 0 2 10 }}|{{ seq 0 -2 -5 }}",
+        "1 2 3 4 5|1 0 -1 -2 -3|0 1 2|2 1 0 -1 -2|0 2 4 6 8 10|0 -2 -4",
+    ),
+    ok(
+        "Sprig doc: first rest last initial",
+        "{{ first (list 1 2 3 4 5) }} {{ rest (list 1 2 3 4 5) }} {{ last (list 1 2 3 4 5) }} {{ initial (list 1 2 3 4 5) }}",
+        "1 [2 3 4 5] 5 [1 2 3 4]",
+    ),
+    ok(
+        "Sprig doc: append prepend concat",
+        "{{ append (list 1 2 3) 6 }} {{ prepend (list 1 2 3) 0 }} {{ concat (list 1 2 3) (list 4 5) (list 6) }}",
+        "[1 2 3 6] [0 1 2 3] [1 2 3 4 5 6]",
+    ),
+    ok(
+        "Sprig doc: reverse uniq without has compact",
+        '{{ reverse (list 1 2 3) }} {{ list 1 1 1 2 | uniq }} {{ without (list 1 2 3 4) 1 3 }} {{ has 4 (list 1 2 3 4) }} {{ compact (list 1 "" "foo" true) }}',
+        "[3 2 1] [1 2] [2 4] true [1 foo true]",
+    ),
+    ok(
+        "Sprig doc: slice",
+        "{{ slice (list 1 2 3 4 5) 1 3 }} {{ slice (list 1 2 3 4 5) 3 }} {{ slice (list 1 2 3 4 5) 1 }} {{ slice (list 1 2 3 4 5) }}",
+        "[2 3] [4 5] [2 3 4 5] [1 2 3 4 5]",
+    ),
+    ok("Sprig doc: chunk", "{{ chunk 3 (list 1 2 3 4 5 6 7 8) }}", "[[1 2 3] [4 5 6] [7 8]]"),
+    ok(
+        "Sprig doc: dict get set unset hasKey",
+        '{{ $d := dict "name1" "value1" "name2" "value2" }}{{ get $d "name1" }} {{ $_ := set $d "name3" "value3" }}{{ $_ := unset $d "name1" }}{{ $d }} {{ hasKey $d "name2" }}',
+        "value1 map[name2:value2 name3:value3] true",
+    ),
+    ok(
+        "Sprig doc: pluck",
+        '{{ $n1 := dict "name1" "value1" }}{{ $n2 := dict "name1" "value2" }}{{ pluck "name1" $n1 $n2 }}',
+        "[value1 value2]",
+    ),
+    ok(
+        "Sprig doc: dig",
+        '{{ $d := dict "user" (dict "role" (dict "humanName" "curator")) }}{{ dig "user" "role" "humanName" "guest" $d }} {{ dig "user" "missing" "guest" $d }}',
+        "curator guest",
+    ),
+    ok(
+        "Sprig doc: pick omit",
+        '{{ $d := dict "name1" "value1" "name2" "value2" "name3" "value3" }}{{ pick $d "name1" "name2" }} {{ omit $d "name1" "name3" }}',
+        "map[name1:value1 name2:value2] map[name2:value2]",
+    ),
+    ok(
+        "Sprig doc: merge",
+        '{{ $dst := dict "default" "default" "overwrite" "me" "key" "true" }}{{ $src := dict "overwrite" "overwritten" "key" "false" }}{{ merge $dst $src }}',
+        "map[default:default key:true overwrite:me]",
+    ),
+    ok(
+        "Sprig doc: mergeOverwrite",
+        '{{ $dst := dict "default" "default" "overwrite" "me" "key" "true" }}{{ $src := dict "overwrite" "overwritten" "key" "false" }}{{ mergeOverwrite $dst $src }}',
+        "map[default:default key:false overwrite:overwritten]",
+    ),
+    ok("Sprig doc: ternary", '{{ true | ternary "foo" "bar" }} {{ false | ternary "foo" "bar" }}', "foo bar"),
+    ok("Sprig doc: default", '{{ "" | default "foo" }} {{ "bar" | default "foo" }}', "foo bar"),
+    ok("Sprig doc: coalesce", '{{ coalesce 0 1 2 }} {{ coalesce .Missing .N "fallback" }}', "1 fallback"),
+    ok(
+        "Sprig doc: all any",
+        '{{ all 0 1 2 }} {{ any 0 1 2 }} {{ all 1 "a" }} {{ any 0 "" }}',
+        "false true true false",
+    ),
+    ok(
+        "Sprig doc: b64 b32",
+        '{{ b64enc "hello" }} {{ b64dec "aGVsbG8=" }} {{ b32enc "hello" }} {{ b32dec "NBSWY3DP" }}',
+        "aGVsbG8= hello NBSWY3DP hello",
+    ),
+    ok("Sprig doc: sha1sum", '{{ sha1sum "Hello world!" }}', "d3486ae9136e7856bc42212385ea797094475802"),
+    ok(
+        "Sprig doc: sha256sum",
+        '{{ sha256sum "Hello world!" }}',
+        "c0535e4be2b79ffd93291305436bf889314e4a3faec05ecffcbb7df31ad9e51a",
+    ),
+    ok(
+        "Sprig doc: math",
+        "{{ add 1 2 }} {{ add1 3 }} {{ sub 5 3 }} {{ div 6 3 }} {{ mod 7 3 }} {{ mul 2 3 }} {{ max 1 2 3 }} {{ min 1 2 3 }}",
+        "3 4 2 2 1 6 3 1",
+    ),
+    ok(
+        "Sprig doc: float math",
+        '{{ addf 1.5 2 }} {{ subf 7.5 2 3 | printf "%v" }} {{ mulf 1.5 2 }} {{ divf 10 4 }} {{ maxf 1 2.5 3 }} {{ minf 1.5 2 3 }}',
+        "3.5 2.5 3 2.5 3 1.5",
+    ),
+    ok(
+        "decimal float math",
+        "{{ addf 0.1 0.2 }} {{ subf 0.3 0.1 }} {{ divf 10 4 2 }} {{ round -123.5 0 }} {{ round 2.5 0 }}",
+        "0.3 0.2 1.25 -124 3",
+    ),
+    err(
+        "divf by zero",
+        "{{ divf 1 0 }}",
+        'template: t:1:3: executing "t" at <divf 1 0>: error calling divf: decimal division by 0',
+    ),
+    ok(
+        "Sprig doc: floor ceil round",
+        "{{ floor 123.9999 }} {{ ceil 123.001 }} {{ round 123.555555 3 }} {{ round 123.5555 3 0.0005 }}",
+        "123 124 123.556 123.556",
+    ),
+    ok("Sprig doc: toDecimal", '{{ toDecimal "0777" }}', "511"),
+    ok(
+        "Sprig doc: kindOf kindIs typeOf typeIs",
+        '{{ kindOf "hello" }} {{ kindIs "int" 123 }} {{ typeOf 1.5 }} {{ typeIs "string" "x" }} {{ typeIsLike "string" "x" }}',
+        "string true float64 true true",
+    ),
+    ok(
+        "Sprig doc: deepEqual",
+        "{{ deepEqual (list 1 2 3) (list 1 2 3) }} {{ deepEqual (list 1 2) (list 1 3) }}",
+        "true false",
+    ),
+    ok(
+        "Sprig doc: paths",
+        '{{ base "foo/bar/baz" }} {{ dir "foo/bar/baz" }} {{ clean "foo/bar/../baz" }} {{ ext "foo.bar" }} {{ isAbs "/foo" }}',
+        "baz foo/bar foo/baz .bar true",
+    ),
+]
+
 # Sprig's regex functions, with Go's regexp documentation examples.
 REGEX = [
     ok("regexMatch", '{{ regexMatch "^[a-z]+@[a-z]+\\\\.com$" "bob@example.com" }}', "true"),
@@ -1104,6 +1263,7 @@ ALL: list[Case] = (
     + GO_EXEC_MORE
     + EXEC_ERRORS
     + SPRIG
+    + SPRIG_DOCS
     + REGEX
     + VSO
 )
