@@ -392,6 +392,11 @@ class State:
             typ = fn.params[num_in - 1] if num_in - 1 < num_fixed else fn.variadic
             argv.append(self.validate_type(final, typ))
         self.step()
+        if name in _SIZED_BY_ARGUMENTS and _payload(argv, self.limits.max_output) > self.limits.max_output:
+            self.at(node)
+            raise self.errorf(
+                f"error calling {name}: arguments larger than the output limit of {self.limits.max_output} bytes"
+            )
         try:
             if name == "call" and arg_nodes:
                 return _call_named(str(arg_nodes[0]), argv)
@@ -473,6 +478,39 @@ class State:
         if not ok:
             raise self.errorf(f"wrong type for value; expected {typ}; got {type_name(value)}")
         return value
+
+
+# Functions whose result grows with all the text reachable from their arguments: a list
+# holding the same 1 MiB string a thousand times is small to build (references) but joins,
+# prints or serializes to 1 GiB, so the text they would read is measured first.
+_SIZED_BY_ARGUMENTS = frozenset(
+    "print printf println html js urlquery join cat quote squote toJson toPrettyJson toRawJson "
+    "mustToJson mustToPrettyJson mustToRawJson toString toStrings b64enc b32enc".split()
+)
+
+
+def _payload(value: object, limit: int) -> int:
+    """Characters of text reachable from ``value`` (each reference counted), stopping past limit."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str | bytes | bytearray):
+            total += len(item)
+        elif isinstance(item, dict):
+            total += len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            total += len(item)
+            stack.extend(item)
+        elif isinstance(item, Struct):
+            stack.extend(item.values.values())
+        else:
+            total += 1
+        if total > limit:
+            return total
+    return total
 
 
 def _call_named(name: str, argv: list[object]) -> object:

@@ -15,6 +15,8 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
+from .errors import CURRENT_LIMITS
+
 _MAX_PATTERN = 4096
 
 # RE2's C++ error prefixes and Go's regexp/syntax wording for the same problem.
@@ -119,6 +121,8 @@ def _replace_all(pattern: str, text: str, replacement: Callable[[Any], str]) -> 
     """Go's replaceAll: no replacement for an empty match right after a match."""
     regexp = compile_go(pattern)
     out: list[str] = []
+    size = 0
+    limit = CURRENT_LIMITS.get().max_output
     last_end = 0
     search = 0
     while search <= len(text):
@@ -129,6 +133,9 @@ def _replace_all(pattern: str, text: str, replacement: Callable[[Any], str]) -> 
         out.append(text[last_end:start])
         if end > last_end or start == 0:
             out.append(replacement(match))
+        size += len(out[-1]) + start - last_end
+        if size > limit:
+            raise RegexpError(f"result longer than the limit of {limit} bytes")
         last_end = end
         search = search + 1 if search + 1 > end else end
     out.append(text[last_end:])

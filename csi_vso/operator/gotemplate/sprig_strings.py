@@ -218,6 +218,13 @@ def _plural(one: str, many: str, count: int) -> str:
     return one if count == 1 else many
 
 
+def _replace(old: str, new: str, text: str) -> str:
+    """strings.Replace(text, old, new, -1); the result's size is checked before building it."""
+    count = text.count(old) if old else len(text) + 1
+    _check_size(len(text) + count * (len(new) - len(old)))
+    return text.replace(old, new)
+
+
 def _nospace(text: str) -> str:
     return "".join(c for c in text if c not in _GO_SPACE)
 
@@ -250,7 +257,7 @@ STRING_FUNCS: dict[str, Func] = {
     "contains": _string_func(lambda sub, s: sub in s, 2),
     "hasPrefix": _string_func(lambda prefix, s: s.startswith(prefix), 2),
     "hasSuffix": _string_func(lambda suffix, s: s.endswith(suffix), 2),
-    "replace": _string_func(lambda old, new, s: s.replace(old, new), 3),
+    "replace": Func(_replace, (STRING, STRING, STRING)),
     "substr": _substr,
     "abbrev": _abbrev,
     "abbrevboth": _abbrevboth,

@@ -84,7 +84,9 @@ def test_repeat_and_indent_check_size_before_building() -> None:
 
 def test_string_doubling_is_stopped() -> None:
     text = '{{$s := "ab"}}{{range until 64}}{{$s = printf "%s%s" $s $s}}{{end}}{{len $s}}'
-    assert "a value grew beyond the output limit" in fails(text)
+    assert "arguments larger than the output limit of 1048576 bytes" in fails(text)
+    text = '{{$s := "ab"}}{{range until 64}}{{$s = repeat 2 $s}}{{end}}{{len $s}}'
+    assert "result longer than the limit of 1048576 bytes" in fails(text)
 
 
 def test_building_values_is_capped() -> None:
@@ -136,3 +138,25 @@ def test_secret_values_stay_out_of_errors() -> None:
     assert fails("{{index .Secrets.password 99}}").endswith("index out of range: 99")
     assert fails("{{lt .Secrets.password 1}}").endswith("incompatible types for comparison")
     assert fails("{{.Secrets.password.x}}").endswith("can't evaluate field x in type interface {}")
+
+
+def test_amplifying_functions_measure_their_arguments_first() -> None:
+    """A list of references to one big string is cheap to build but huge to join or print."""
+    build = '{{$s := repeat 100000 "x"}}{{$l := list}}{{range until 100}}{{$l = append $l $s}}{{end}}'
+    for call in ('{{join "" $l}}', "{{toJson $l}}", "{{print $l}}", '{{printf "%v" $l}}', "{{cat $l}}"):
+        message = fails(build + call)
+        assert "arguments larger than the output limit of 1048576 bytes" in message, call
+
+
+def test_replace_checks_the_result_size_before_building_it() -> None:
+    assert "result longer than the limit of 1048576 bytes" in fails(
+        '{{$s := repeat 100000 "x"}}{{replace "" $s $s}}'
+    )
+    assert "result longer than the limit of 1048576 bytes" in fails(
+        '{{$s := repeat 100000 "x"}}{{regexReplaceAll "" $s $s}}'
+    )
+
+
+def test_every_function_result_is_measured() -> None:
+    message = fails("{{$x := upper .S}}", Limits(max_output=100), {"S": "x" * 200})
+    assert message.endswith("a value grew beyond the output limit of 100 bytes")
