@@ -145,6 +145,9 @@ class State:
 
     def print_value(self, node: n.Node, value: object) -> None:
         self.at(node)
+        room = self.limits.max_output - self.out_size
+        if not isinstance(value, str) and _payload(value, room) > room:  # measure before formatting
+            raise self.errorf(f"output exceeds the limit of {self.limits.max_output} bytes")
         self.write("<no value>" if value is MISSING else go_sprint_value(value))
 
     def walk_if_or_with(self, dot: object, node: n.IfNode | n.WithNode) -> None:
