@@ -1239,6 +1239,19 @@ VSO = [
         _VSO_INPUT,
     ),
     ok("type of the input", '{{ printf "%T" . }}', "*helpers.SecretInput", _VSO_INPUT),
+    ok(
+        "the input printed",
+        '{{ . }}|{{ printf "%+v" . }}',
+        "&{map[a:1] map[] map[] map[] map[x:y]}|&{Secrets:map[a:1] WrapData:map[] Metadata:map[] Annotations:map[] Labels:map[x:y]}",
+        secret_input(secrets={"a": 1}, labels={"x": "y"}),
+    ),
+    ok(
+        "the input as JSON",
+        "{{ toJson . }}",
+        '{"secrets":{"a":1},"metadata":{},"annotations":{},"labels":{"x":"y"}}',
+        secret_input(secrets={"a": 1}, labels={"x": "y"}),
+        unclear="VSO passes nil maps for absent annotations/labels, which Go encodes as null",
+    ),
     err(
         "get on the input struct",
         '{{ get . "Secrets" }}',
