@@ -54,7 +54,7 @@ from .values import Struct, StructField, secret_input
 # and the case converters whose word-splitting rules are xstrings' own.
 SPRIG_NOT_IMPLEMENTED = (
     "ago bcrypt buildCustomCert camelcase duration durationRound htpasswd "
-    "kebabcase mustToDate semver semverCompare shuffle snakecase urlJoin urlParse wrap wrapWith"
+    "kebabcase mustToDate semver semverCompare snakecase urlJoin urlParse wrap wrapWith"
 ).split()
 
 

@@ -5,6 +5,8 @@ Sprig puts the subject last (``trimPrefix "x" $s``) so that it can be piped: ``$
 
 from __future__ import annotations
 
+import random
+
 from .errors import CURRENT_LIMITS
 from .funcs import ANY, INT, STRING, Func, FuncError, func
 from .gofmt import go_sprint_value, sprintf
@@ -233,6 +235,12 @@ def _initials(text: str) -> str:
     return "".join(word[0] for word in text.split() if word)
 
 
+def _shuffle(text: str) -> str:
+    chars = list(text)
+    random.SystemRandom().shuffle(chars)
+    return "".join(chars)
+
+
 def _swapcase(text: str) -> str:
     return "".join(c.lower() if c.isupper() else c.upper() if c.islower() else c for c in text)
 
@@ -250,6 +258,7 @@ STRING_FUNCS: dict[str, Func] = {
     "nospace": _string_func(_nospace),
     "initials": _string_func(_initials),
     "swapcase": _string_func(_swapcase),
+    "shuffle": _string_func(_shuffle),
     "trimAll": _string_func(lambda cutset, s: _trim_cutset(s, cutset), 2),
     "trimall": _string_func(lambda cutset, s: _trim_cutset(s, cutset), 2),
     "trimPrefix": _string_func(lambda prefix, s: s.removeprefix(prefix), 2),

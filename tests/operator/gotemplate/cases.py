@@ -82,6 +82,10 @@ TEXT_AND_TRIM = [
     ok("bool literals", "{{true}} {{false}}", "true false"),
     ok("nil data prints no value", "{{.}}", "<no value>", None),
     ok("newlines inside an action", "{{\n.S\n}}", "hello"),
+    err("trim markers around nothing are a number", "{{- -}}", 'template: t:1: illegal number syntax: "-"'),
+    err("empty action with a right trim", "{{ -}}", "template: t:1: missing value for command"),
+    ok("left trim only", "x \n\t{{- 1}} y", "x1 y"),
+    ok("trim marker needs a space", "{{1}} {{-1}}", "1 -1"),
     ok("trim only spaces of adjacent text", "a \n{{- .S -}}\n b", "ahellob"),
 ]
 

@@ -122,3 +122,11 @@ def test_parsed_sets_are_cached_and_read_only() -> None:
         first.parse("more", "x")
     with pytest.raises(TemplateError, match='function "nope" not defined'):
         parsed((("bad", "{{nope}}"),))
+
+
+def test_random_functions_keep_their_contract() -> None:
+    ts = TemplateSet()
+    ts.parse("t", '{{ shuffle "abcdef" }}|{{ randInt 5 10 }}')
+    shuffled, number = ts.execute("t", None).split("|")
+    assert sorted(shuffled) == list("abcdef")
+    assert 5 <= int(number) < 10
