@@ -14,7 +14,7 @@ from .errors import CURRENT_LIMITS, Limits, TemplateError
 from .funcs import ANY, BOOL, FLOAT, INT, MAP, STRING, VALUE, Func, FuncError
 from .gofmt import go_sprint_value
 from .lexer import go_quote
-from .values import MISSING, Int64, StrMap, Struct, go_bytes, truth, type_name
+from .values import MISSING, Int64, IntList, StrList, StrMap, Struct, go_bytes, truth, type_name
 
 
 class _NoFinal:
@@ -44,7 +44,9 @@ class State:
         self.funcs = funcs
         self.tree = tree
         self.limits = limits
-        self.vars: list[tuple[str, object]] = []
+        # (name, value, boxed): boxed values came out of a []interface{} or map[string]interface{}
+        # unconverted (range elements), so Go names their type "interface {}" in errors.
+        self.vars: list[tuple[str, object, bool]] = []
         self.node: n.Node | None = None
         self.out: list[str] = []
         self.out_size = 0
@@ -90,7 +92,7 @@ class State:
 
     # --- variables --------------------------------------------------------------------------
     def push(self, name: str, value: object) -> None:
-        self.vars.append((name, value))
+        self.vars.append((name, value, False))
 
     def mark(self) -> int:
         return len(self.vars)
@@ -98,21 +100,21 @@ class State:
     def pop(self, mark: int) -> None:
         del self.vars[mark:]
 
-    def set_var(self, name: str, value: object) -> None:
+    def set_var(self, name: str, value: object, boxed: bool = False) -> None:
         for i in range(len(self.vars) - 1, -1, -1):
             if self.vars[i][0] == name:
-                self.vars[i] = (name, value)
+                self.vars[i] = (name, value, boxed)
                 return
         raise self.errorf(f"undefined variable: {name}")
 
-    def set_top_var(self, n_from_top: int, value: object) -> None:
+    def set_top_var(self, n_from_top: int, value: object, boxed: bool = False) -> None:
         i = len(self.vars) - n_from_top
-        self.vars[i] = (self.vars[i][0], value)
+        self.vars[i] = (self.vars[i][0], value, boxed)
 
-    def var_value(self, name: str) -> object:
+    def var_entry(self, name: str) -> tuple[str, object, bool]:
         for i in range(len(self.vars) - 1, -1, -1):
             if self.vars[i][0] == name:
-                return self.vars[i][1]
+                return self.vars[i]
         raise self.errorf(f"undefined variable: {name}")
 
     # --- walking ------------------------------------------------------------------------------
@@ -180,17 +182,20 @@ class State:
                 return
             mark = self.mark()
             decl = node.pipe.decl
-            boxed, self.dot_boxed = self.dot_boxed, not isinstance(value, int)
+            elems_boxed = isinstance(value, list | tuple | dict) and not isinstance(value, StrList | IntList | StrMap)
+            boxed, self.dot_boxed = self.dot_boxed, elems_boxed
             try:
                 for index, elem in pairs:
                     self.step()
                     if decl:
                         if node.pipe.is_assign:
-                            self.set_var(decl[0].ident[0], index if len(decl) > 1 else elem)
                             if len(decl) > 1:
-                                self.set_var(decl[1].ident[0], elem)
+                                self.set_var(decl[0].ident[0], index)
+                                self.set_var(decl[1].ident[0], elem, elems_boxed)
+                            else:
+                                self.set_var(decl[0].ident[0], elem, elems_boxed)
                         else:
-                            self.set_top_var(1, elem)
+                            self.set_top_var(1, elem, elems_boxed)
                             if len(decl) > 1:
                                 self.set_top_var(2, index)
                     try:
@@ -233,7 +238,7 @@ class State:
             raise self.errorf(f"exceeded maximum template depth ({self.limits.max_depth})")
         new_dot = self.eval_pipeline(dot, node.pipe) if node.pipe is not None else MISSING
         saved = (self.tree, self.vars, self.dot_boxed)
-        self.tree, self.vars, self.dot_boxed = tree, [("$", new_dot)], False
+        self.tree, self.vars, self.dot_boxed = tree, [("$", new_dot, False)], False
         self.depth += 1
         try:
             self.walk(new_dot, tree.root)
@@ -315,12 +320,12 @@ class State:
         self, dot: object, var: n.VariableNode, args: list[n.Node] | None, final: object
     ) -> object:
         self.at(var)
-        value = self.var_value(var.ident[0])
+        _, value, boxed = self.var_entry(var.ident[0])
         if len(var.ident) == 1:
             if args is not None:
                 self.not_a_function(args, final)
             return value
-        return self.eval_field_chain(value, var, var.ident[1:], args, final, False)
+        return self.eval_field_chain(value, var, var.ident[1:], args, final, boxed)
 
     def eval_field_chain(
         self,

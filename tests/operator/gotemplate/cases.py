@@ -140,6 +140,21 @@ FIELDS = [
         'template: t:1:14: executing "t" at <.x>: can\'t evaluate field x in type interface {}',
     ),
     err(
+        "field of a range variable",
+        "{{range $v := .L}}{{$v.x}}{{end}}",
+        'template: t:1:22: executing "t" at <$v.x>: can\'t evaluate field x in type interface {}',
+    ),
+    err(
+        "field of a []string element",
+        '{{range splitList "," "a,b"}}{{.x}}{{end}}',
+        'template: t:1:31: executing "t" at <.x>: can\'t evaluate field x in type string',
+    ),
+    err(
+        "field of a range index",
+        "{{range $i, $v := .L}}{{$i.x}}{{end}}",
+        'template: t:1:26: executing "t" at <$i.x>: can\'t evaluate field x in type int',
+    ),
+    err(
         "field chain position is the second field",
         "{{ .M.one.x }}",
         'template: t:1:5: executing "t" at <.M.one.x>: can\'t evaluate field x in type interface {}',
