@@ -43,6 +43,11 @@ def _not(arg: object) -> bool:
     return not truth(arg)
 
 
+def _indirect_type(item: object) -> str:
+    """The type after Go's indirect(): a pointer to a struct is reported as the struct."""
+    return type_name(item).removeprefix("*")
+
+
 @func(VALUE)
 def _len(item: object) -> int:
     if item is None:
@@ -53,7 +58,7 @@ def _len(item: object) -> int:
         return len(go_bytes(item))
     if isinstance(item, list | tuple | dict | bytes | bytearray):
         return len(item)
-    raise FuncError(f"len of type {type_name(item)}")
+    raise FuncError(f"len of type {_indirect_type(item)}")
 
 
 def _index_arg(index: object, size: int) -> int:
@@ -91,7 +96,7 @@ def _index(item: object, *indexes: object) -> object:
                 raise FuncError(f"value has type {type_name(index)}; should be string")
             item = item[index] if index in item else zero_of_elem(item)
         else:
-            raise FuncError(f"can't index item of type {type_name(item)}")
+            raise FuncError(f"can't index item of type {_indirect_type(item)}")
     return item
 
 

@@ -1258,6 +1258,12 @@ VSO = [
         _VSO_INPUT,
     ),
     ok("type of the input", '{{ printf "%T" . }}', "*helpers.SecretInput", _VSO_INPUT),
+    err(
+        "len of the input",
+        "{{ len . }}",
+        'template: t:1:3: executing "t" at <len .>: error calling len: len of type helpers.SecretInput',
+        _VSO_INPUT,
+    ),
     ok(
         "the input printed",
         '{{ . }}|{{ printf "%+v" . }}',
