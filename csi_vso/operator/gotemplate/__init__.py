@@ -18,7 +18,7 @@ Module map:
   (``%v``, ``printf`` verbs); ``gojson``: Go's encoding/json.
 - ``funcs``: declaring a function with its Go signature; ``builtins``: Go's predefined
   functions; ``sprig_strings``, ``sprig_collections``, ``sprig_numbers``, ``sprig_misc``,
-  ``sprig_regex`` (on ``goregexp``: Go's regexp semantics on RE2, linear time): the Sprig
+  ``sprig_durations``, ``sprig_regex`` (on ``goregexp``: Go's regexp semantics on RE2, linear time): the Sprig
   functions of VSO's allow-list (``SPRIG_NOT_IMPLEMENTED`` names the ones left out).
 
 Data: :func:`secret_input` builds what VSO passes (a ``*helpers.SecretInput``: ``.Secrets``,
@@ -42,6 +42,7 @@ from .funcs import Func
 from .lexer import go_quote
 from .parser import parse
 from .sprig_collections import COLLECTION_FUNCS
+from .sprig_durations import DURATION_FUNCS
 from .sprig_misc import MISC_FUNCS
 from .sprig_numbers import NUMBER_FUNCS
 from .sprig_regex import REGEX_FUNCS
@@ -49,11 +50,10 @@ from .sprig_strings import STRING_FUNCS
 from .values import Struct, StructField, secret_input
 
 # Sprig functions on VSO's allow-list that this engine does not provide (a template using one
-# fails to parse with Go's ``function "NAME" not defined``): dates and durations (``ago`` reads
-# the clock), semantic versions, random passwords and certificates, URL parsing, word wrapping
+# fails to parse with Go's ``function "NAME" not defined``): dates (``ago`` reads the clock), semantic versions, random passwords and certificates, URL parsing, word wrapping
 # and the case converters whose word-splitting rules are xstrings' own.
 SPRIG_NOT_IMPLEMENTED = (
-    "ago bcrypt buildCustomCert camelcase duration durationRound htpasswd "
+    "ago bcrypt buildCustomCert camelcase htpasswd "
     "kebabcase mustToDate semver semverCompare snakecase urlJoin urlParse wrap wrapWith"
 ).split()
 
@@ -72,6 +72,7 @@ FUNCS: dict[str, Func] = {
     **NUMBER_FUNCS,
     **MISC_FUNCS,
     **REGEX_FUNCS,
+    **DURATION_FUNCS,
     **_must_variants(),
 }
 

@@ -1065,6 +1065,26 @@ SPRIG_DOCS = [
         "123 124 123.556 123.556",
     ),
     ok("Sprig doc: toDecimal", '{{ toDecimal "0777" }}', "511"),
+    ok("Sprig doc: duration", '{{ duration "95" }}', "1m35s"),
+    ok(
+        "Sprig doc: durationRound", '{{ durationRound "2h10m5s" }} {{ durationRound "2400h10m5s" }}', "2h 3mo"
+    ),
+    ok(
+        "durations as Go prints them",
+        '{{ duration "0" }} {{ duration "3600" }} {{ duration "90061" }} {{ duration (int64 45) }} {{ duration "-5" }}',
+        "0s 1h0m0s 25h1m1s 45s -5s",
+    ),
+    ok(
+        "durationRound units",
+        '{{ durationRound "1.5h" }} {{ durationRound "90s" }} {{ durationRound "1s" }} {{ durationRound "bad" }}',
+        "1h 1m 0s 0s",
+    ),
+    ok(
+        "duration of an int literal",
+        "{{ duration 95 }}",
+        "0s",
+        unclear="Sprig's type switch takes int64 and string; a template int reads as 0",
+    ),
     ok(
         "Sprig doc: kindOf kindIs typeOf typeIs",
         '{{ kindOf "hello" }} {{ kindIs "int" 123 }} {{ typeOf 1.5 }} {{ typeIs "string" "x" }} {{ typeIsLike "string" "x" }}',
