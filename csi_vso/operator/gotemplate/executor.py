@@ -14,7 +14,7 @@ from .errors import CURRENT_LIMITS, Limits, TemplateError
 from .funcs import ANY, BOOL, FLOAT, INT, MAP, STRING, VALUE, Func, FuncError
 from .gofmt import go_sprint_value
 from .lexer import go_quote
-from .values import MISSING, Int64, IntList, StrList, StrMap, Struct, go_bytes, truth, type_name
+from .values import MISSING, Int64, IntList, StrList, StrMap, Struct, go_bytes, sorted_keys, truth, type_name
 
 
 class _NoFinal:
@@ -216,7 +216,7 @@ class State:
         if value is MISSING or value is None:
             return None
         if isinstance(value, dict):
-            pairs: list[tuple[object, object]] = [(k, value[k]) for k in sorted(value)]
+            pairs: list[tuple[object, object]] = [(k, value[k]) for k in sorted_keys(value)]
         elif isinstance(value, list | tuple | bytes | bytearray):
             pairs = list(enumerate(value))
         elif isinstance(value, int) and not isinstance(value, bool):

@@ -13,7 +13,7 @@ import math
 import re
 
 from .gofmt import format_float_shortest
-from .values import MISSING, Struct, go_bytes
+from .values import MISSING, Struct, sorted_keys
 
 _NEEDS_WORK = re.compile(r'[^\x20-\x7e]|["\\<>&]')
 _HTML_ESC = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
@@ -86,7 +86,7 @@ def encode(value: object, *, escape_html: bool, indent: str | None = None, level
     if isinstance(value, dict):
         if not value:
             return "{}"
-        keys = sorted(value, key=lambda k: go_bytes(k) if isinstance(k, str) else b"")
+        keys = sorted_keys(value)
         items = []
         for k in keys:
             if not isinstance(k, str):

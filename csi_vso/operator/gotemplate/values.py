@@ -205,3 +205,19 @@ def go_bytes(text: str) -> bytes:
 def from_go_bytes(data: bytes) -> str:
     """The Python string standing for Go string ``string(data)``, bytes kept exactly."""
     return data.decode("utf-8", "surrogateescape")
+
+
+def _key_order(key: object) -> tuple[int, object]:
+    if isinstance(key, str):
+        return (1, go_bytes(key))
+    if isinstance(key, bool | int | float):
+        return (0, key)
+    return (2, repr(key))
+
+
+def sorted_keys(mapping: dict[Any, Any]) -> list[Any]:
+    """A map's keys in Go's order (fmt, range, json sort keys; strings by their bytes).
+
+    Template data from Vault has string keys; other key types are ordered without failing.
+    """
+    return sorted(mapping, key=_key_order)
