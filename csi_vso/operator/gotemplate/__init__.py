@@ -13,7 +13,8 @@ Module map:
 - ``lexer`` -> ``parser`` (+ ``unquote``) -> ``nodes``: source to trees, Go's parse errors
   (``template: NAME:LINE: ...``).
 - ``executor``: walks a tree over data; Go's exec errors
-  (``template: NAME:LINE:COL: executing "NAME" at <NODE>: ...``) and the :class:`Limits`.
+  (``template: NAME:LINE:COL: executing "NAME" at <NODE>: ...``) and the :class:`Limits`
+  (``errors``), with ``budget`` measuring values before they become text.
 - ``values``: how Python data stands for Go values (see its table); ``gofmt``: Go's fmt
   (``%v``, ``printf`` verbs); ``gojson``: Go's encoding/json.
 - ``funcs``: declaring a function with its Go signature; ``builtins``: Go's predefined
