@@ -48,7 +48,7 @@ from .sprig_misc import MISC_FUNCS
 from .sprig_numbers import NUMBER_FUNCS
 from .sprig_regex import REGEX_FUNCS
 from .sprig_strings import STRING_FUNCS
-from .values import Struct, StructField, secret_input
+from .values import Struct, StructField, go_bytes, secret_input
 
 # Sprig functions on VSO's allow-list that this engine does not provide (a template using one
 # fails to parse with Go's ``function "NAME" not defined``): dates (``ago`` reads the clock), semantic versions, random passwords and certificates, URL parsing, word wrapping
@@ -113,6 +113,14 @@ class TemplateSet:
                 f"template: no template {go_quote(name)} associated with template {go_quote(self._first)}"
             )
         return execute(self._trees, self.funcs, tree, data, self.limits)
+
+    def execute_bytes(self, name: str, data: object) -> bytes:
+        """Like :meth:`execute`, as the bytes Go would write (what a Secret's value should hold).
+
+        ``b64dec`` of binary data yields bytes that are not UTF-8; :meth:`execute` carries them
+        as surrogate escapes, which a plain ``.encode()`` rejects. This gives them back exactly.
+        """
+        return go_bytes(self.execute(name, data))
 
     def names(self) -> list[str]:
         """The defined template names, sorted."""
