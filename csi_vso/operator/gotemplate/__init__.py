@@ -48,7 +48,7 @@ from .sprig_misc import MISC_FUNCS
 from .sprig_numbers import NUMBER_FUNCS
 from .sprig_regex import REGEX_FUNCS
 from .sprig_strings import STRING_FUNCS
-from .values import Struct, StructField, go_bytes, secret_input
+from .values import JSONNumber, Struct, StructField, go_bytes, secret_input, vault_data
 
 # Sprig functions on VSO's allow-list that this engine does not provide (a template using one
 # fails to parse with Go's ``function "NAME" not defined``): dates (``ago`` reads the clock), semantic versions, random passwords and certificates, URL parsing, word wrapping
@@ -150,6 +150,7 @@ def _is_empty(tree: nodes.Tree) -> bool:
 
 __all__ = [
     "FUNCS",
+    "JSONNumber",
     "SPRIG_NOT_IMPLEMENTED",
     "Limits",
     "Struct",
@@ -158,4 +159,5 @@ __all__ = [
     "TemplateSet",
     "parsed",
     "secret_input",
+    "vault_data",
 ]

@@ -15,7 +15,7 @@ from .funcs import ANY, BOOL, FLOAT, INT, MAP, STRING, VALUE, Func, FuncError
 from .budget import SIZED_BY_ARGUMENTS, payload
 from .gofmt import go_sprint_value
 from .lexer import go_quote
-from .values import MISSING, Int64, IntList, StrList, StrMap, Struct, go_bytes, sorted_keys, truth, type_name
+from .values import MISSING, Int64, IntList, JSONNumber, StrList, StrMap, Struct, go_bytes, sorted_keys, truth, type_name
 
 
 class _NoFinal:
@@ -478,7 +478,7 @@ class State:
                 return value
             raise self.errorf(f"invalid value; expected {typ}")
         ok = {
-            STRING: isinstance(value, str),
+            STRING: isinstance(value, str) and not isinstance(value, JSONNumber),
             INT: isinstance(value, int) and not isinstance(value, bool | Int64),
             FLOAT: isinstance(value, float),
             BOOL: isinstance(value, bool),

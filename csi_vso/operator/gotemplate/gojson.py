@@ -13,10 +13,11 @@ import math
 import re
 
 from .gofmt import format_float_shortest
-from .values import MISSING, Struct, sorted_keys
+from .values import MISSING, JSONNumber, Struct, sorted_keys
 
 _NEEDS_WORK = re.compile(r'[^\x20-\x7e]|["\\<>&]')
 _HTML_ESC = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -71,6 +72,8 @@ def encode(value: object, *, escape_html: bool, indent: str | None = None, level
         return str(value)
     if isinstance(value, float):
         return _float(value)
+    if isinstance(value, JSONNumber):
+        return str(value) if _JSON_NUMBER.fullmatch(value) else _string(value, escape_html)
     if isinstance(value, str):
         return _string(value, escape_html)
     if isinstance(value, bytes | bytearray):

@@ -20,7 +20,7 @@ _GO_SPACE = " \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006
 def strval(value: object) -> str:
     """Sprig's strval: strings as is, []byte as text, anything else as ``%v``."""
     if isinstance(value, str):
-        return value
+        return str(value)  # a json.Number becomes a plain string (its String method)
     if isinstance(value, bytes | bytearray):
         return from_go_bytes(bytes(value))
     if value is MISSING:

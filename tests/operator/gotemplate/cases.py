@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from csi_vso.operator.gotemplate import secret_input
+from csi_vso.operator.gotemplate import secret_input, vault_data
 
 
 @dataclass(frozen=True)
@@ -1204,6 +1204,46 @@ _VSO_APP_INPUT = secret_input(
 )
 _HOST = "postgres-postgresql.postgres.svc.cluster.local:5432"
 
+# Vault's API client decodes numbers as json.Number (a Go string type), so VSO's templates see
+# numeric secret values that way: printed as their JSON text, strings for if/eq, not "string"
+# for functions that want one, numbers for Sprig's arithmetic and JSON.
+_NUMBERS = vault_data({"n": 1, "f": 1.5, "z": 0, "big": 12345678901234567890})
+JSON_NUMBERS = [
+    ok(
+        "json.Number prints its text",
+        '{{ .n }} {{ .f }} {{ .big }} {{ printf "%T" .n }}',
+        "1 1.5 12345678901234567890 json.Number",
+        _NUMBERS,
+    ),
+    ok("json.Number in arithmetic", "{{ add .n 1 }} {{ mul .n 3 }} {{ add .f 1 }}", "2 3 1", _NUMBERS),
+    ok(
+        "json.Number zero is a non-empty string",
+        "{{ if .z }}t{{ else }}f{{ end }} {{ empty .z }}",
+        "t false",
+        _NUMBERS,
+    ),
+    ok("json.Number to JSON", "{{ toJson . }}", '{"big":12345678901234567890,"f":1.5,"n":1,"z":0}', _NUMBERS),
+    ok("json.Number equals a string", '{{ eq .n "1" }} {{ len .big }}', "true 20", _NUMBERS),
+    ok(
+        "json.Number through toString",
+        '{{ toString .n | upper }} {{ printf "%s|%d" .n .n }}',
+        "1 1|%!d(json.Number=1)",
+        _NUMBERS,
+    ),
+    err(
+        "json.Number compared with an int",
+        "{{ eq .n 1 }}",
+        'template: t:1:3: executing "t" at <eq .n 1>: error calling eq: incompatible types for comparison',
+        _NUMBERS,
+    ),
+    err(
+        "json.Number is not a string parameter",
+        "{{ upper .n }}",
+        'template: t:1:9: executing "t" at <.n>: wrong type for value; expected string; got json.Number',
+        _NUMBERS,
+    ),
+]
+
 VSO = [
     ok(
         "VSO: helper b64dec baz",
@@ -1323,5 +1363,6 @@ ALL: list[Case] = (
     + SPRIG
     + SPRIG_DOCS
     + REGEX
+    + JSON_NUMBERS
     + VSO
 )
