@@ -89,6 +89,31 @@ TEXT_AND_TRIM = [
     ok("trim only spaces of adjacent text", "a \n{{- .S -}}\n b", "ahellob"),
 ]
 
+# The examples of text/template's package documentation: each prints "output" quoted.
+GO_DOC = [
+    ok("Go doc: trim example", "{{23 -}} < {{- 45}}", "23<45"),
+    ok("Go doc: string constant", '{{"\\"output\\""}}', '"output"'),
+    ok("Go doc: raw string constant", '{{`"output"`}}', '"output"'),
+    ok("Go doc: function call", '{{printf "%q" "output"}}', '"output"'),
+    ok("Go doc: piped argument", '{{"output" | printf "%q"}}', '"output"'),
+    ok("Go doc: parenthesized argument", '{{printf "%q" (print "out" "put")}}', '"output"'),
+    ok("Go doc: elaborate call", '{{"put" | printf "%s%s" "out" | printf "%q"}}', '"output"'),
+    ok("Go doc: longer chain", '{{"output" | printf "%s" | printf "%q"}}', '"output"'),
+    ok("Go doc: with and dot", '{{with "output"}}{{printf "%q" .}}{{end}}', '"output"'),
+    ok(
+        "Go doc: with that creates a variable",
+        '{{with $x := "output" | printf "%q"}}{{$x}}{{end}}',
+        '"output"',
+    ),
+    ok("Go doc: variable in another action", '{{with $x := "output"}}{{printf "%q" $x}}{{end}}', '"output"'),
+    ok("Go doc: variable piped", '{{with $x := "output"}}{{$x | printf "%q"}}{{end}}', '"output"'),
+    ok(
+        "Go doc: comments",
+        "a{{/* a comment */}}b {{- /* a comment with white space trimmed from preceding and following text */ -}} c",
+        "abc",
+    ),
+]
+
 PRINTING = [
     ok("slice prints", "{{.L}}", "[3 4 5]"),
     ok("map sorted by key", "{{.M}}", "map[one:1 three:3 two:2]"),
@@ -1348,6 +1373,7 @@ VSO = [
 
 ALL: list[Case] = (
     TEXT_AND_TRIM
+    + GO_DOC
     + PRINTING
     + FIELDS
     + VARIABLES
