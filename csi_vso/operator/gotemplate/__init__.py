@@ -19,7 +19,7 @@ Module map:
   (``%v``, ``printf`` verbs); ``gojson``: Go's encoding/json.
 - ``funcs``: declaring a function with its Go signature; ``builtins``: Go's predefined
   functions; ``sprig_strings``, ``sprig_collections``, ``sprig_numbers``, ``sprig_misc``,
-  ``sprig_durations``, ``sprig_regex`` (on ``goregexp``: Go's regexp semantics on RE2, linear time): the Sprig
+  ``sprig_durations``, ``sprig_urls``, ``sprig_regex`` (on ``goregexp``: Go's regexp semantics on RE2, linear time): the Sprig
   functions of VSO's allow-list (``SPRIG_NOT_IMPLEMENTED`` names the ones left out).
 
 Data: :func:`secret_input` builds what VSO passes (a ``*helpers.SecretInput``: ``.Secrets``,
@@ -48,6 +48,7 @@ from .sprig_misc import MISC_FUNCS
 from .sprig_numbers import NUMBER_FUNCS
 from .sprig_regex import REGEX_FUNCS
 from .sprig_strings import STRING_FUNCS
+from .sprig_urls import URL_FUNCS
 from .values import JSONNumber, Struct, StructField, go_bytes, secret_input, vault_data
 
 # Sprig functions on VSO's allow-list that this engine does not provide (a template using one
@@ -55,7 +56,7 @@ from .values import JSONNumber, Struct, StructField, go_bytes, secret_input, vau
 # and the case converters whose word-splitting rules are xstrings' own.
 SPRIG_NOT_IMPLEMENTED = (
     "ago bcrypt buildCustomCert camelcase htpasswd "
-    "kebabcase mustToDate semver semverCompare snakecase urlJoin urlParse wrap wrapWith"
+    "kebabcase mustToDate semver semverCompare snakecase wrap wrapWith"
 ).split()
 
 
@@ -74,6 +75,7 @@ FUNCS: dict[str, Func] = {
     **MISC_FUNCS,
     **REGEX_FUNCS,
     **DURATION_FUNCS,
+    **URL_FUNCS,
     **_must_variants(),
 }
 

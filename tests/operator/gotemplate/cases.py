@@ -1092,6 +1092,32 @@ SPRIG_DOCS = [
     ok("Sprig doc: toDecimal", '{{ toDecimal "0777" }}', "511"),
     ok("Sprig doc: duration", '{{ duration "95" }}', "1m35s"),
     ok(
+        "Sprig doc: urlParse",
+        '{{ urlParse "http://admin:secret@server.com:8080/api?list=false#anchor" }}',
+        "map[fragment:anchor host:server.com:8080 hostname:server.com opaque: path:/api query:list=false scheme:http userinfo:admin:secret]",
+    ),
+    ok(
+        "Sprig doc: urlJoin",
+        '{{ urlJoin (dict "fragment" "fragment" "host" "host:80" "path" "/path" "query" "query" "scheme" "http") }}',
+        "http://host:80/path?query#fragment",
+    ),
+    ok(
+        "urlJoin escapes the path",
+        '{{ urlJoin (dict "scheme" "https" "host" "h" "path" "/a b") }}',
+        "https://h/a%20b",
+    ),
+    ok("urlParse of an opaque URL", '{{ (urlParse "mailto:joe@example.com").opaque }}', "joe@example.com"),
+    ok(
+        "urlParse unescapes the path and re-escapes userinfo",
+        '{{ $u := urlParse "postgres://u:p%40ss@db:5432/a%20b?sslmode=require" }}{{ $u.userinfo }} {{ $u.path }} {{ $u.hostname }} {{ $u.query }}',
+        "u:p%40ss /a b db sslmode=require",
+    ),
+    err(
+        "urlParse error leaves the URL out",
+        '{{ urlParse "http://u:secret@h/%zz" }}',
+        'template: t:1:3: executing "t" at <urlParse "http://u:secret@h/%zz">: error calling urlParse: unable to parse url: invalid URL escape',
+    ),
+    ok(
         "Sprig doc: durationRound", '{{ durationRound "2h10m5s" }} {{ durationRound "2400h10m5s" }}', "2h 3mo"
     ),
     ok(
