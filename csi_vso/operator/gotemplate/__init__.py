@@ -52,11 +52,12 @@ from .sprig_urls import URL_FUNCS
 from .values import JSONNumber, Struct, StructField, go_bytes, secret_input, vault_data
 
 # Sprig functions on VSO's allow-list that this engine does not provide (a template using one
-# fails to parse with Go's ``function "NAME" not defined``): dates (``ago`` reads the clock), semantic versions, random passwords and certificates, URL parsing, word wrapping
-# and the case converters whose word-splitting rules are xstrings' own.
+# fails to parse with Go's ``function "NAME" not defined``): dates (``ago`` reads the clock),
+# semantic versions, random passwords and certificates, and the case converters whose
+# word-splitting rules are xstrings' own.
 SPRIG_NOT_IMPLEMENTED = (
     "ago bcrypt buildCustomCert camelcase htpasswd "
-    "kebabcase mustToDate semver semverCompare snakecase wrap wrapWith"
+    "kebabcase mustToDate semver semverCompare snakecase"
 ).split()
 
 

@@ -140,6 +140,51 @@ def _abbrevboth(left: int, right: int, text: str) -> str:
     return _abbreviate_full(text, left, right)
 
 
+def _wrap_custom(text: str, width: int, newline: str, wrap_long_words: bool) -> str:
+    """goutils.WrapCustom (Apache Commons' WordUtils.wrap), on bytes as Go's strings are."""
+    data = go_bytes(text)
+    if not data:
+        return ""
+    sep = go_bytes(newline or "\n")
+    width = max(width, 1)
+    size = len(data)
+    offset = 0
+    out = bytearray()
+    while size - offset > width:
+        if data[offset] == ord(" "):
+            offset += 1
+            continue
+        end = width + offset + 1
+        space = data.rfind(b" ", offset, end)
+        if space >= offset:
+            out += data[offset:space] + sep
+            offset = space + 1
+        elif wrap_long_words:
+            out += data[offset : offset + width] + sep
+            offset += width
+        else:
+            index = data.find(b" ", width + offset)
+            if index < 0:
+                out += data[offset:]
+                offset = size
+            else:
+                out += data[offset:index] + sep
+                offset = index + 1
+        _check_size(len(out))
+    out += data[offset:]
+    return from_go_bytes(bytes(out))
+
+
+@func(INT, STRING)
+def _wrap(width: int, text: str) -> str:
+    return _wrap_custom(text, width, "", False)
+
+
+@func(INT, STRING, STRING)
+def _wrap_with(width: int, sep: str, text: str) -> str:
+    return _wrap_custom(text, width, sep, True)
+
+
 def _check_size(size: int) -> None:
     limit = CURRENT_LIMITS.get().max_output
     if size > limit:
@@ -270,6 +315,8 @@ STRING_FUNCS: dict[str, Func] = {
     "substr": _substr,
     "abbrev": _abbrev,
     "abbrevboth": _abbrevboth,
+    "wrap": _wrap,
+    "wrapWith": _wrap_with,
     "trunc": _trunc,
     "repeat": _repeat,
     "indent": _indent_f,
