@@ -2,10 +2,15 @@
 """The conformance table: template, data, and what Go's text/template (+ Sprig, VSO's function
 map) outputs, or the exact error text.
 
-Expected values come from Go's documentation and test tables (text/template exec_test.go,
-parse tests, fmt docs) and Sprig's documentation, worked out by hand — never from running this
-engine. A case whose Go output we could not establish for certain carries ``unclear`` with the
-reason; those only check that the engine answers with output or a TemplateError.
+Expected values come from, and are named after, their sources: Go's package documentation
+(``Go doc:``), Go's own test tables (``Go:``, ``Go parse:``/``Go exec:`` from exec_test.go and
+parse_test.go, the latter stating only a part of each message: ``part=True``), Go's regexp and
+fmt documentation, Sprig's documentation (``Sprig doc:``) and VSO's helpers/template_test.go
+(``VSO:``). The rest were worked out by hand from Go's and Sprig's documented behaviour — never
+by running this engine. A case whose Go output we could not establish for certain carries
+``unclear`` with the reason; those only check that the engine answers (output or TemplateError).
+The error cases show the shape of Go's messages: ``template: NAME:LINE: ...`` when parsing,
+``template: NAME:LINE:COL: executing "NAME" at <NODE>: ...`` when executing.
 
 Deliberate differences from Go (documented in the README): values Go would print inside an
 error are ``<redacted>`` (as VSO's own redaction does for ``range``), ``keys``/``values`` return
