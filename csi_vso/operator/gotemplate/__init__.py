@@ -19,8 +19,9 @@ Module map:
   (``%v``, ``printf`` verbs); ``gojson``: Go's encoding/json.
 - ``funcs``: declaring a function with its Go signature; ``builtins``: Go's predefined
   functions; ``sprig_strings``, ``sprig_collections``, ``sprig_numbers``, ``sprig_misc``,
-  ``sprig_durations``, ``sprig_urls``, ``sprig_regex`` (on ``goregexp``: Go's regexp semantics on RE2, linear time): the Sprig
-  functions of VSO's allow-list (``SPRIG_NOT_IMPLEMENTED`` names the ones left out).
+  ``sprig_durations``, ``sprig_urls``, ``sprig_regex`` (on ``goregexp``: Go's regexp
+  semantics on RE2, linear time): the Sprig functions of VSO's allow-list
+  (``SPRIG_NOT_IMPLEMENTED`` names the ones left out).
 
 Data: :func:`secret_input` builds what VSO passes (a ``*helpers.SecretInput``: ``.Secrets``,
 ``.Metadata``, ``.Annotations``, ``.Labels``, ``.WrapData``; a misspelt field is an error, as in
@@ -55,10 +56,18 @@ from .values import JSONNumber, Struct, StructField, go_bytes, secret_input, vau
 # fails to parse with Go's ``function "NAME" not defined``): dates (``ago`` reads the clock),
 # semantic versions, random passwords and certificates, and the case converters whose
 # word-splitting rules are xstrings' own.
-SPRIG_NOT_IMPLEMENTED = (
-    "ago bcrypt buildCustomCert camelcase htpasswd "
-    "kebabcase mustToDate semver semverCompare snakecase"
-).split()
+SPRIG_NOT_IMPLEMENTED = [
+    "ago",
+    "bcrypt",
+    "buildCustomCert",
+    "camelcase",
+    "htpasswd",
+    "kebabcase",
+    "mustToDate",
+    "semver",
+    "semverCompare",
+    "snakecase",
+]
 
 
 def _must_variants() -> dict[str, Func]:
@@ -153,8 +162,8 @@ def _is_empty(tree: nodes.Tree) -> bool:
 
 __all__ = [
     "FUNCS",
-    "JSONNumber",
     "SPRIG_NOT_IMPLEMENTED",
+    "JSONNumber",
     "Limits",
     "Struct",
     "StructField",

@@ -12,8 +12,28 @@ from .values import Struct
 # holding the same 1 MiB string a thousand times is small to build (references) but joins,
 # prints or serializes to 1 GiB, so the text they would read is measured first.
 SIZED_BY_ARGUMENTS = frozenset(
-    "print printf println html js urlquery join cat quote squote toJson toPrettyJson toRawJson "
-    "mustToJson mustToPrettyJson mustToRawJson toString toStrings b64enc b32enc".split()
+    [
+        "print",
+        "printf",
+        "println",
+        "html",
+        "js",
+        "urlquery",
+        "join",
+        "cat",
+        "quote",
+        "squote",
+        "toJson",
+        "toPrettyJson",
+        "toRawJson",
+        "mustToJson",
+        "mustToPrettyJson",
+        "mustToRawJson",
+        "toString",
+        "toStrings",
+        "b64enc",
+        "b32enc",
+    ]
 )
 
 

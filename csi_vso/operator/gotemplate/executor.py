@@ -10,12 +10,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from . import nodes as n
+from .budget import SIZED_BY_ARGUMENTS, payload
 from .errors import CURRENT_LIMITS, Limits, TemplateError
 from .funcs import ANY, BOOL, FLOAT, INT, MAP, STRING, VALUE, Func, FuncError
-from .budget import SIZED_BY_ARGUMENTS, payload
 from .gofmt import go_sprint_value
 from .lexer import go_quote
-from .values import MISSING, Int64, IntList, JSONNumber, StrList, StrMap, Struct, go_bytes, sorted_keys, truth, type_name
+from .values import (
+    MISSING,
+    Int64,
+    IntList,
+    JSONNumber,
+    StrList,
+    StrMap,
+    Struct,
+    go_bytes,
+    sorted_keys,
+    truth,
+    type_name,
+)
 
 
 class _NoFinal:
@@ -183,7 +195,9 @@ class State:
                 return
             mark = self.mark()
             decl = node.pipe.decl
-            elems_boxed = isinstance(value, list | tuple | dict) and not isinstance(value, StrList | IntList | StrMap)
+            elems_boxed = isinstance(value, list | tuple | dict) and not isinstance(
+                value, StrList | IntList | StrMap
+            )
             boxed, self.dot_boxed = self.dot_boxed, elems_boxed
             try:
                 for index, elem in pairs:
@@ -403,8 +417,9 @@ class State:
         self.step()
         if name in SIZED_BY_ARGUMENTS and payload(argv, self.limits.max_output) > self.limits.max_output:
             self.at(node)
+            limit = self.limits.max_output
             raise self.errorf(
-                f"error calling {name}: arguments larger than the output limit of {self.limits.max_output} bytes"
+                f"error calling {name}: arguments larger than the output limit of {limit} bytes"
             )
         try:
             if name == "call" and arg_nodes:

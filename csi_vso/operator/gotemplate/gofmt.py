@@ -244,7 +244,9 @@ def format_verb(value: object, verb: str, spec: _Spec) -> str:
     if isinstance(value, list | tuple):
         return "[" + " ".join(format_verb(e, verb, spec) for e in value) + "]"
     if isinstance(value, dict):
-        items = (f"{format_verb(k, verb, spec)}:{format_verb(value[k], verb, spec)}" for k in sorted_keys(value))
+        items = (
+            f"{format_verb(k, verb, spec)}:{format_verb(value[k], verb, spec)}" for k in sorted_keys(value)
+        )
         return "map[" + " ".join(items) + "]"
     if isinstance(value, Struct):
         inner = " ".join(

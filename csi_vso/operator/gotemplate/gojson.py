@@ -104,7 +104,9 @@ def encode(value: object, *, escape_html: bool, indent: str | None = None, level
             if not (f.omit_empty and not value.values[f.name])
         }
         parts = [
-            _string(k, escape_html) + colon + encode(v, escape_html=escape_html, indent=indent, level=level + 1)
+            _string(k, escape_html)
+            + colon
+            + encode(v, escape_html=escape_html, indent=indent, level=level + 1)
             for k, v in shown.items()
         ]
         return "{" + nl + ("," + nl).join(parts) + end + "}" if parts else "{}"

@@ -9,10 +9,10 @@ error. ``until``/``untilStep``/``seq`` are capped (a tenant could ask for a bill
 from __future__ import annotations
 
 import math
+import random
+import re
 from collections.abc import Callable
 from decimal import Decimal, localcontext
-import re
-import random
 
 from .errors import CURRENT_LIMITS
 from .funcs import ANY, FLOAT, INT, STRING, Func, FuncError, func

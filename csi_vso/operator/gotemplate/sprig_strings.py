@@ -14,7 +14,10 @@ from .lexer import go_quote
 from .values import MISSING, StrList, StrMap, from_go_bytes, go_bytes
 
 # Go's unicode.IsSpace (Python's str.isspace also counts \x1c-\x1f, which Go does not).
-_GO_SPACE = " \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+_GO_SPACE = (
+    " \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
 
 
 def strval(value: object) -> str:
