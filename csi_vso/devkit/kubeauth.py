@@ -100,6 +100,15 @@ def _create_unless_exists(create: Callable[[], object]) -> None:
             raise
 
 
+def cluster_role_binding(name: str, cluster_role: str, subjects: list[dict[str, str]]) -> dict[str, Any]:
+    """A ClusterRoleBinding manifest granting ``cluster_role`` to ``subjects``."""
+    return {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+        "subjects": subjects,
+    }
+
+
 def mint_reviewer_token(api: client.ApiClient) -> str:
     """A token allowed to call TokenReview: ServiceAccount + ``system:auth-delegator`` binding.
 
@@ -112,16 +121,12 @@ def mint_reviewer_token(api: client.ApiClient) -> str:
             REVIEWER_NAMESPACE, {"metadata": {"name": REVIEWER_NAME}}
         )
     )
-    binding = {
-        "metadata": {"name": REVIEWER_NAME},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "system:auth-delegator",
-        },
-        "subjects": [{"kind": "ServiceAccount", "name": REVIEWER_NAME, "namespace": REVIEWER_NAMESPACE}],
-    }
-    _create_unless_exists(lambda: client.RbacAuthorizationV1Api(api).create_cluster_role_binding(binding))
+    subject = {"kind": "ServiceAccount", "name": REVIEWER_NAME, "namespace": REVIEWER_NAMESPACE}
+    _create_unless_exists(
+        lambda: client.RbacAuthorizationV1Api(api).create_cluster_role_binding(
+            cluster_role_binding(REVIEWER_NAME, "system:auth-delegator", [subject])
+        )
+    )
     request = core.create_namespaced_service_account_token(
         REVIEWER_NAME, REVIEWER_NAMESPACE, {"spec": {"expirationSeconds": REVIEWER_TOKEN_SECONDS}}
     )

@@ -10,26 +10,17 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from typing import Any
 
 import jwt
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from csi_vso.devkit.apiserver import User
-from tests.devkit.conftest import needs_server, wait_for
-from tests.fixtures.kube import Kube
+from tests.devkit.conftest import create_pod, needs_server, wait_for
+from tests.fixtures.kube import Kube, get_path
 
 AUDIENCE = "vault"
-
-
-def _client_with_token(kube: Kube, token: str) -> client.ApiClient:
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=kube.kubeconfig, client_configuration=cfg)
-    cfg.refresh_api_key_hook = None  # it would put the kubeconfig's own token back
-    cfg.api_key = {"BearerToken": f"Bearer {token}"}
-    return client.ApiClient(cfg)
 
 
 def _token(core: client.CoreV1Api, namespace: str, sa: str, audiences: list[str], **spec: Any) -> str:
@@ -147,13 +138,13 @@ def test_a_service_account_token_authenticates_only_for_the_api_audience(
     (Why OpenBao needs a reviewer token: it cannot review a login JWT with that same JWT.)
     """
     vault_token = _token(core, namespace, "app", [AUDIENCE])
-    with _client_with_token(kube, vault_token) as as_vault, pytest.raises(client.ApiException) as err:
+    with kube.client_with_token(vault_token) as as_vault, pytest.raises(client.ApiException) as err:
         client.AuthenticationV1Api(as_vault).create_self_subject_review({})
     assert err.value.status == 401
     assert _review(api, vault_token, [AUDIENCE]).authenticated is True  # still a valid token for vault
 
     api_token = core.create_namespaced_service_account_token("app", namespace, {"spec": {}}).status.token
-    with _client_with_token(kube, api_token) as as_sa:
+    with kube.client_with_token(api_token) as as_sa:
         caller = client.AuthenticationV1Api(as_sa).create_self_subject_review({})
     assert caller.status.user_info.username == f"system:serviceaccount:{namespace}:app"
 
@@ -162,13 +153,7 @@ def test_bound_object_ref_is_checked_like_the_real_server(
     core: client.CoreV1Api, namespace: str, sa: Any
 ) -> None:
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "other"}})
-    pod = core.create_namespaced_pod(
-        namespace,
-        {
-            "metadata": {"name": "p"},
-            "spec": {"serviceAccountName": "other", "containers": [{"name": "c", "image": "i"}]},
-        },
-    )
+    pod = create_pod(core, namespace, "p", "other")
     ref = {"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": pod.metadata.uid}
     with pytest.raises(client.ApiException) as err:
         _token(core, namespace, "app", [AUDIENCE], boundObjectRef=ref)
@@ -193,22 +178,38 @@ def test_bound_object_ref_is_checked_like_the_real_server(
 
 
 def test_unauthenticated_requests_are_401(kube: Kube) -> None:
-    with _client_with_token(kube, "not-a-token") as anonymous, pytest.raises(client.ApiException) as err:
+    with kube.client_with_token("not-a-token") as anonymous, pytest.raises(client.ApiException) as err:
         client.CoreV1Api(anonymous).list_namespace()
     assert err.value.status == 401
 
 
-def test_static_users_and_access_reviews(kube: Kube) -> None:
+def test_static_users_and_access_reviews(kube: Kube, api: client.ApiClient, namespace: str) -> None:
     server = needs_server(kube)
     server.add_token("alice-token", User("alice", ("devs", "system:authenticated")))
-    with _client_with_token(kube, "alice-token") as alice:
+    attributes = {"verb": "get", "resource": "secrets", "namespace": namespace}
+    with kube.client_with_token("alice-token") as alice:
         me = client.AuthenticationV1Api(alice).create_self_subject_review({})
         assert me.status.user_info.username == "alice"
         assert me.status.user_info.groups == ["devs", "system:authenticated"]
         access = client.AuthorizationV1Api(alice).create_self_subject_access_review(
-            {"spec": {"resourceAttributes": {"verb": "get", "resource": "secrets", "namespace": "default"}}}
+            {"spec": {"resourceAttributes": attributes}}
+        )
+        assert access.status.allowed is False  # RBAC: no binding names alice or devs yet
+        client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": "devs-view"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"}],
+            },
+        )
+        access = client.AuthorizationV1Api(alice).create_self_subject_access_review(
+            {"spec": {"resourceAttributes": attributes}}
         )
         assert access.status.allowed is True
+        assert access.status.reason == (
+            f'RBAC: allowed by RoleBinding "devs-view/{namespace}" of ClusterRole "edit" to Group "devs"'
+        )
 
 
 def test_expired_token_is_refused(kube: Kube, api: client.ApiClient, namespace: str, sa: Any) -> None:
@@ -224,10 +225,71 @@ def test_expired_token_is_refused(kube: Kube, api: client.ApiClient, namespace: 
 def test_tokens_verify_against_the_published_jwks(
     kube: Kube, core: client.CoreV1Api, namespace: str, sa: Any
 ) -> None:
-    server = needs_server(kube)
+    """Service accounts may read the JWKS (system:service-account-issuer-discovery) and verify with it."""
     token = _token(core, namespace, "app", [AUDIENCE])
-    with urllib.request.urlopen(f"{server.url}/openid/v1/jwks") as resp:
-        keys = json.load(resp)["keys"]
-    key = jwt.PyJWK(keys[0])
+    api_token = core.create_namespaced_service_account_token("app", namespace, {"spec": {}}).status.token
+    with kube.client_with_token(api_token) as as_sa:
+        code, content_type, body = get_path(as_sa, "/openid/v1/jwks", "application/jwk-set+json")
+    assert (code, content_type) == (200, "application/jwk-set+json")
+    key = jwt.PyJWK(json.loads(body)["keys"][0])
     claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=AUDIENCE)
     assert claims["sub"] == f"system:serviceaccount:{namespace}:app"
+
+
+def _claims(token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
+def _whoami(kube: Kube, token: str) -> Any:
+    with kube.client_with_token(token) as as_token:
+        return client.AuthenticationV1Api(as_token).create_self_subject_review({}).status.user_info
+
+
+def test_a_pod_bound_token_names_the_pods_node(
+    kube: Kube, core: client.CoreV1Api, namespace: str, sa: Any, node: Any
+) -> None:
+    """Pod on an existing Node: ``kubernetes.io.node`` claim and node extras beside the pod's."""
+    pod = create_pod(core, namespace, "p", "app", node_name=node.metadata.name)
+    ref = {"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": pod.metadata.uid}
+    token = core.create_namespaced_service_account_token("app", namespace, {"spec": {"boundObjectRef": ref}})
+    claims = _claims(token.status.token)["kubernetes.io"]
+    assert claims["node"] == {"name": node.metadata.name, "uid": node.metadata.uid}
+    assert claims["pod"] == {"name": "p", "uid": pod.metadata.uid}
+    extra = _whoami(kube, token.status.token).extra
+    assert extra["authentication.kubernetes.io/node-name"] == [node.metadata.name]
+    assert extra["authentication.kubernetes.io/node-uid"] == [node.metadata.uid]
+    assert extra["authentication.kubernetes.io/pod-name"] == ["p"]
+
+    # Scheduled to a Node that does not exist: the token is minted, without a node claim.
+    ghost = create_pod(core, namespace, "ghost", "app", node_name="no-such-node")
+    ref = {"kind": "Pod", "apiVersion": "v1", "name": "ghost", "uid": ghost.metadata.uid}
+    token = core.create_namespaced_service_account_token("app", namespace, {"spec": {"boundObjectRef": ref}})
+    assert "node" not in _claims(token.status.token)["kubernetes.io"]
+
+
+def test_a_token_can_be_bound_to_a_node(
+    kube: Kube, api: client.ApiClient, core: client.CoreV1Api, namespace: str, sa: Any, node: Any
+) -> None:
+    ref = {"kind": "Node", "apiVersion": "v1", "name": node.metadata.name}
+    answer = core.create_namespaced_service_account_token("app", namespace, {"spec": {"boundObjectRef": ref}})
+    assert answer.spec.bound_object_ref.kind == "Node"
+    assert answer.spec.bound_object_ref.uid == node.metadata.uid
+    claims = _claims(answer.status.token)["kubernetes.io"]
+    assert claims["node"] == {"name": node.metadata.name, "uid": node.metadata.uid}
+    assert "pod" not in claims
+    extra = _whoami(kube, answer.status.token).extra
+    assert extra["authentication.kubernetes.io/node-name"] == [node.metadata.name]
+    assert "authentication.kubernetes.io/pod-name" not in extra
+
+    with pytest.raises(client.ApiException) as err:
+        _token(core, namespace, "app", [AUDIENCE], boundObjectRef={**ref, "name": "no-such-node"})
+    assert (err.value.status, json.loads(err.value.body)["reason"]) == (404, "NotFound")
+    with pytest.raises(client.ApiException) as err:
+        _token(core, namespace, "app", [AUDIENCE], boundObjectRef={**ref, "uid": "0000"})
+    assert err.value.status == 409
+
+    # The Node goes: a token bound to it stops being valid (a real server may take its
+    # short token cache window to notice).
+    core.delete_node(node.metadata.name)
+    wait_for(lambda: _review(api, answer.status.token, None).authenticated is not True, timeout=20)

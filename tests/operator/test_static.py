@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client
 from prometheus_client import REGISTRY
 
 from csi_vso import protected
+from csi_vso.devkit.kubeauth import api_server_ca_pem, cluster_role_binding
 from csi_vso.devkit.openbao import OpenBaoDevServer
 from csi_vso.operator import api
 from tests.operator.conftest import Cluster, OperatorFactory, VaultAuthSetup, static_secret, wait_for
@@ -354,6 +357,31 @@ def _apply_connection_and_auth(
         )
 
 
+OIDC_DISCOVERY_BINDING = "csi-vso-test-anonymous-oidc-discovery"
+
+
+@pytest.fixture
+def anonymous_oidc_discovery(kube: Any) -> Iterator[None]:
+    """OpenBao's jwt auth fetches the JWKS without credentials. A real API server answers that
+    403 unless ``system:service-account-issuer-discovery`` is bound to ``system:unauthenticated``
+    (the documented step for external OIDC consumers); bind it for the test, unbind after."""
+    unauthenticated = {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Group",
+        "name": "system:unauthenticated",
+    }
+    binding = cluster_role_binding(
+        OIDC_DISCOVERY_BINDING, "system:service-account-issuer-discovery", [unauthenticated]
+    )
+    with kube.api_client() as admin:
+        rbac = client.RbacAuthorizationV1Api(admin)
+        rbac.create_cluster_role_binding(binding)
+        try:
+            yield
+        finally:
+            rbac.delete_cluster_role_binding(OIDC_DISCOVERY_BINDING)
+
+
 def _jwt_mount(
     openbao: OpenBaoDevServer,
     kube: Any,
@@ -370,7 +398,11 @@ def _jwt_mount(
     mount = f"{prefix}-{namespace}"
     root.sys.create_or_update_policy(name=mount, policy=f'path "{kv_mount}/*" {{ capabilities = ["read"] }}')
     root.sys.enable_auth_method("jwt", path=mount)
-    root.write(f"auth/{mount}/config", jwks_url=f"{kube.url}/openid/v1/jwks")
+    config: dict[str, Any] = {"jwks_url": f"{kube.url}/openid/v1/jwks"}
+    ca = api_server_ca_pem(kube.kubeconfig)
+    if ca:  # a real API server (and the devkit's with tls=True) serves the JWKS over HTTPS
+        config["jwks_ca_pem"] = ca
+    root.write(f"auth/{mount}/config", **config)
     root.write(
         f"auth/{mount}/role/{role}",
         role_type="jwt",
@@ -469,6 +501,7 @@ def test_tls_connection_needs_the_ca_from_a_secret(
         assert wait_for(lambda: cluster.secret_data(namespace, "t"), timeout=15) == {"v": "over-tls"}
 
 
+@pytest.mark.usefixtures("anonymous_oidc_discovery")
 def test_jwt_auth_with_a_service_account_token(
     openbao: OpenBaoDevServer,
     kube: Any,
@@ -580,6 +613,7 @@ def test_hmac_secret_data_false_keeps_no_mac_in_status(
     ]  # the provider still versions it
 
 
+@pytest.mark.usefixtures("anonymous_oidc_discovery")
 def test_jwt_auth_with_a_jwt_from_a_secret(
     openbao: OpenBaoDevServer,
     kube: Any,

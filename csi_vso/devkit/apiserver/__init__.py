@@ -9,9 +9,10 @@ Implemented:
   (base64 ``data``, ``stringData`` folding, key/size/type checks, ``immutable``), ConfigMaps,
   ServiceAccounts (+ ``token`` = TokenRequest), Pods (+ ``/status``; ServiceAccount
   admission), Events, Services, Nodes; apps/v1 Deployments, StatefulSets, DaemonSets,
-  ReplicaSets; coordination.k8s.io/v1 Leases; rbac.authorization.k8s.io/v1 objects (stored
-  only); storage.k8s.io/v1 CSIDrivers; apiextensions.k8s.io/v1 CustomResourceDefinitions
-  and the custom resources of every served version (namespaced or cluster-scoped), with
+  ReplicaSets; coordination.k8s.io/v1 Leases; rbac.authorization.k8s.io/v1 Roles,
+  ClusterRoles, RoleBindings, ClusterRoleBindings (enforced, see below); storage.k8s.io/v1
+  CSIDrivers; apiextensions.k8s.io/v1 CustomResourceDefinitions and the custom resources
+  of every served version (namespaced or cluster-scoped), with
   ``/status``, defaulting, pruning and OpenAPI v3 schema validation.
 - get, list (label selectors ``= == != in notin exists !exists``; field selectors
   ``metadata.name``/``metadata.namespace`` and a few per-kind fields; ``limit``/``continue``),
@@ -32,10 +33,18 @@ Implemented:
   that carry the API server's audience (as on a real server: OpenBao's kubernetes auth
   therefore needs a reviewer token, see ``csi_vso.devkit.kubeauth``).
 
+- RBAC authorization of every request (``requestinfo`` -> ``rbac``, bindings indexed by
+  ``rbacindex``) for callers outside ``system:masters``: verbs, groups, resources,
+  subresources, ``resourceNames`` (``list``/``watch`` narrowed by ``metadata.name``; never
+  ``create``), ``nonResourceURLs``; requests without a token are ``system:anonymous``; 403
+  ``Status`` worded as the real server's. The bootstrap ClusterRoles/bindings of ``bootstrap``.
+  SubjectAccessReview / SelfSubjectAccessReview / SelfSubjectRulesReview (``reviews``) answer
+  from the same authorizer; SelfSubjectReview and TokenReview carry the pod/node/credential
+  extras of bound tokens. ``/openid/v1/jwks`` is ``application/jwk-set+json`` (406 otherwise).
+
 Not implemented, or different from a real cluster:
-- RBAC is not enforced: every authenticated caller may do everything, and
-  SelfSubjectAccessReview / SubjectAccessReview always answer ``allowed: true``.
-  Unauthenticated requests get 401 except health, version and the OIDC discovery paths.
+- No ClusterRole aggregation (``view``/``edit``/``admin`` carry their rules directly), no
+  Node authorizer. (RBAC escalation prevention is done: ``escalation``.)
 - No admission webhooks, no server-side apply field ownership (``apply-patch+yaml`` is a
   merge patch that creates when missing), no protobuf/CBOR, no ``sendInitialEvents``,
   no aggregated discovery, no controllers besides the garbage collector, the namespace
@@ -52,7 +61,7 @@ already expired), ``add_token`` (act as another user), ``wait_idle`` (controller
 
 from __future__ import annotations
 
-from csi_vso.devkit.apiserver.auth import User
+from csi_vso.devkit.apiserver.rbac import User
 from csi_vso.devkit.apiserver.server import APIServer
 
 __all__ = ["APIServer", "User"]

@@ -1,12 +1,15 @@
-"""Who is calling, and the review APIs: TokenRequest, TokenReview, access reviews.
+"""Who is calling, and the authentication APIs: TokenRequest, TokenReview, SelfSubjectReview.
 
 Authentication: a bearer token is either in the server's static token list (user name +
 groups, so tests can act as different users) or a service-account JWT this server minted
 that is still valid (signature, time window, service account — and bound pod — still
 present with the same uid) and carries the API server's own audience, as on a real server
 (a token minted for "vault" authenticates nothing here; it can only be reviewed).
-Authorization is not enforced: every authenticated user may do everything, and
-SelfSubjectAccessReview / SubjectAccessReview answer ``allowed: true``.
+A request without a bearer token is made by ``system:anonymous`` (group
+``system:unauthenticated``), as on a real server with anonymous authentication on; what
+any caller may do is then up to RBAC (``rbac``). A bound token's pod and node become the
+user extras ``authentication.kubernetes.io/pod-name``/``pod-uid``/``node-name``/``node-uid``
+beside ``credential-id`` (``JTI=<jti>``), in TokenReview, SelfSubjectReview and RBAC alike.
 
 TokenReview validates exactly the tokens TokenRequest mints, as the real server does for
 bound tokens: the token's audiences must intersect the requested ones (default: the API
@@ -18,35 +21,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from csi_vso.devkit.apiserver import errors
 from csi_vso.devkit.apiserver.errors import ApiError
 from csi_vso.devkit.apiserver.operations import now_rfc3339
+from csi_vso.devkit.apiserver.rbac import ANONYMOUS, User
 from csi_vso.devkit.apiserver.store import Store
 from csi_vso.devkit.apiserver.tokens import BoundObject, Claims, TokenInvalid, TokenIssuer
 
 Obj = dict[str, Any]
 
+#: boundObjectRef kinds a TokenRequest accepts, and where each is stored.
+_BINDABLE = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}
+
 MIN_EXPIRATION_SECONDS = 600
 DEFAULT_EXPIRATION_SECONDS = 3600
 
 
-@dataclass(frozen=True)
-class User:
-    name: str
-    groups: tuple[str, ...] = ()
-    uid: str = ""
-    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def info(self) -> Obj:
-        out: Obj = {"username": self.name, "groups": list(self.groups)}
-        if self.uid:
-            out["uid"] = self.uid
-        if self.extra:
-            out["extra"] = {k: list(v) for k, v in self.extra.items()}
-        return out
+def _add_extras(extra: dict[str, tuple[str, ...]], kind: str, bound: Obj) -> None:
+    """The user extras a real server derives from a bound token's pod and node claims."""
+    if kind in ("pod", "node"):
+        extra[f"authentication.kubernetes.io/{kind}-name"] = (str(bound.get("name", "")),)
+        extra[f"authentication.kubernetes.io/{kind}-uid"] = (str(bound.get("uid", "")),)
 
 
 def _audiences(claims: Claims) -> list[str]:
@@ -65,9 +62,13 @@ class Authenticator:
         self.api_audiences = [issuer.issuer]
 
     def authenticate(self, authorization: str | None) -> User | None:
+        """The caller: ``ANONYMOUS`` when no bearer token is presented (the real server's
+        anonymous authentication), None when one is presented and not valid (401)."""
         if not authorization or not authorization.startswith("Bearer "):
-            return None
+            return ANONYMOUS
         token = authorization[len("Bearer ") :].strip()
+        if not token:
+            return ANONYMOUS
         user = self.static.get(token)
         if user is not None:
             return user
@@ -96,20 +97,23 @@ class Authenticator:
         extra: dict[str, tuple[str, ...]] = {
             "authentication.kubernetes.io/credential-id": (f"JTI={claims.get('jti')}",)
         }
-        for kind, storage in (("pod", "pods"), ("secret", "secrets")):
+        for kind, storage in (("pod", "pods"), ("secret", "secrets"), ("node", "nodes")):
             bound = k8s.get(kind)
             if not isinstance(bound, dict):
                 continue
-            obj = self.store.get(storage, namespace, bound.get("name", ""))
+            if kind == "node" and isinstance(k8s.get("pod"), dict):
+                # A pod-bound token names its pod's node for information only; the real server
+                # checks the node only when the token is bound to the Node itself.
+                _add_extras(extra, kind, bound)
+                continue
+            where = "" if kind == "node" else namespace
+            obj = self.store.get(storage, where, bound.get("name", ""))
+            shown = f"{kind} {where}/{bound.get('name')}" if where else f"{kind} {bound.get('name')}"
             if obj is None:
-                raise TokenInvalid(f"{kind} {namespace}/{bound.get('name')} has been deleted")
+                raise TokenInvalid(f"{shown} has been deleted")
             if obj.meta.get("uid") != bound.get("uid"):
-                raise TokenInvalid(
-                    f"{kind} UID ({bound.get('uid')}) does not match {kind} {namespace}/{bound.get('name')}"
-                )
-            if kind == "pod":
-                extra["authentication.kubernetes.io/pod-name"] = (bound["name"],)
-                extra["authentication.kubernetes.io/pod-uid"] = (bound["uid"],)
+                raise TokenInvalid(f"{kind} UID ({bound.get('uid')}) does not match {shown}")
+            _add_extras(extra, kind, bound)
         return User(
             claims["sub"],
             ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"),
@@ -143,37 +147,19 @@ class Authenticator:
                     "spec.expirationSeconds", seconds, "may not specify a duration larger than 2^32 seconds"
                 )
             )
-        bound = None
+        bound = node = None
         ref = spec.get("boundObjectRef")
         if ref:
             kind = ref.get("kind")
             api_version = ref.get("apiVersion") or "v1"
-            if kind not in ("Pod", "Secret") or api_version != "v1":
+            if kind not in _BINDABLE or api_version != "v1":
                 group_version = api_version if "/" in api_version else f"/{api_version}"
                 raise errors.bad_request(f"cannot bind token to object of type {group_version}, Kind={kind}")
             if not ref.get("name"):
                 problems.append(errors.required("spec.boundObjectRef.name"))
             else:
-                storage = "pods" if kind == "Pod" else "secrets"
-                target = self.store.get(storage, namespace, ref["name"])
-                if target is None:
-                    raise errors.not_found(storage, "", ref["name"])
-                if kind == "Pod" and (target.obj.get("spec") or {}).get("serviceAccountName") != name:
-                    raise errors.bad_request(
-                        f'cannot bind token for serviceaccount "{name}" '
-                        "to pod running with different serviceaccount name."
-                    )
-                if ref.get("uid") and ref["uid"] != target.meta["uid"]:
-                    # The real server names the bound object's kind and name here, not the SA.
-                    raise ApiError(
-                        409,
-                        "Conflict",
-                        f'Operation cannot be fulfilled on {kind} "{ref["name"]}": the UID in the bound '
-                        f"object reference ({ref['uid']}) does not match the UID in record. "
-                        "The object might have been deleted and then recreated",
-                        {"name": ref["name"], "kind": kind},
-                    )
-                bound = BoundObject(kind, ref["name"], target.meta["uid"])
+                bound = self._bind_target(namespace, name, kind, ref)
+                node = self._scheduled_node(namespace, bound)
         if problems:
             raise errors.invalid("TokenRequest", "authentication.k8s.io", name, problems)
         token, exp = self.issuer.issue(
@@ -183,6 +169,7 @@ class Authenticator:
             audiences=audiences,
             expiration_seconds=seconds,
             bound=bound,
+            node=node,
         )
         out_spec: Obj = {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": None}
         if bound is not None:
@@ -203,6 +190,40 @@ class Authenticator:
             "spec": out_spec,
             "status": {"token": token, "expirationTimestamp": now_rfc3339(lambda: float(exp))},
         }
+
+    def _bind_target(self, namespace: str, service_account: str, kind: str, ref: Obj) -> BoundObject:
+        """The object a TokenRequest binds to, checked as the real server checks it."""
+        storage = _BINDABLE[kind]
+        where = "" if kind == "Node" else namespace
+        target = self.store.get(storage, where, ref["name"])
+        if target is None:
+            raise errors.not_found(storage, "", ref["name"])
+        if kind == "Pod" and (target.obj.get("spec") or {}).get("serviceAccountName") != service_account:
+            raise errors.bad_request(
+                f'cannot bind token for serviceaccount "{service_account}" '
+                "to pod running with different serviceaccount name."
+            )
+        if ref.get("uid") and ref["uid"] != target.meta["uid"]:
+            # The real server names the bound object's kind and name here, not the SA.
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {kind} "{ref["name"]}": the UID in the bound '
+                f"object reference ({ref['uid']}) does not match the UID in record. "
+                "The object might have been deleted and then recreated",
+                {"name": ref["name"], "kind": kind},
+            )
+        return BoundObject(kind, ref["name"], target.meta["uid"])
+
+    def _scheduled_node(self, namespace: str, bound: BoundObject) -> BoundObject | None:
+        """The Node a bound pod is scheduled to, when that Node exists (else no node claim,
+        and no error: the real server does not fail the TokenRequest for it)."""
+        if bound.kind != "Pod":
+            return None
+        pod = self.store.get("pods", namespace, bound.name)
+        node_name = ((pod.obj.get("spec") or {}).get("nodeName") if pod is not None else "") or ""
+        node = self.store.get("nodes", "", node_name) if node_name else None
+        return BoundObject("Node", node_name, node.meta["uid"]) if node is not None else None
 
     # ------------------------------------------------------------ TokenReview
 
@@ -246,29 +267,7 @@ class Authenticator:
             return {"user": {}, "error": f"[invalid bearer token, {exc}]"}
         return {"authenticated": True, "user": user.info(), "audiences": matched}
 
-    # ---------------------------------------------------------- access reviews
-
-    @staticmethod
-    def self_subject_access_review(body: Any) -> Obj:
-        spec = body.get("spec") if isinstance(body, dict) else None
-        return {
-            "kind": "SelfSubjectAccessReview",
-            "apiVersion": "authorization.k8s.io/v1",
-            "metadata": {"creationTimestamp": None},
-            "spec": spec or {},
-            "status": {"allowed": True, "reason": "RBAC is not enforced by the csi-vso devkit API server"},
-        }
-
-    @staticmethod
-    def subject_access_review(body: Any) -> Obj:
-        spec = body.get("spec") if isinstance(body, dict) else None
-        return {
-            "kind": "SubjectAccessReview",
-            "apiVersion": "authorization.k8s.io/v1",
-            "metadata": {"creationTimestamp": None},
-            "spec": spec or {},
-            "status": {"allowed": True, "reason": "RBAC is not enforced by the csi-vso devkit API server"},
-        }
+    # ------------------------------------------------------ SelfSubjectReview
 
     @staticmethod
     def self_subject_review(user: User) -> Obj:
@@ -277,18 +276,4 @@ class Authenticator:
             "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"creationTimestamp": now_rfc3339(time.time)},
             "status": {"userInfo": user.info()},
-        }
-
-    @staticmethod
-    def self_subject_rules_review(namespace: str) -> Obj:
-        return {
-            "kind": "SelfSubjectRulesReview",
-            "apiVersion": "authorization.k8s.io/v1",
-            "metadata": {"creationTimestamp": None},
-            "spec": {"namespace": namespace},
-            "status": {
-                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-                "incomplete": False,
-            },
         }

@@ -157,6 +157,13 @@ def forbidden_request(plural: str, group: str, name: str, why: str) -> ApiError:
     return ApiError(403, "Forbidden", f"{target} is forbidden: {why}", _details(name, group, plural))
 
 
+def forbidden_by_authorizer(group: str, resource: str, name: str, why: str) -> ApiError:
+    """403 for a request the authorizer refused; an empty ``resource`` is a non-resource path."""
+    if not resource:
+        return ApiError(403, "Forbidden", f"forbidden: {why}", {})
+    return forbidden_request(resource, group, name, why)
+
+
 def unauthorized() -> ApiError:
     return ApiError(401, "Unauthorized", "Unauthorized")
 

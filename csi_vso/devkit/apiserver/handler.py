@@ -1,4 +1,4 @@
-"""HTTP: one request -> route -> authenticate -> operation -> JSON (or a chunked watch stream).
+"""HTTP: one request -> authenticate -> authorize (RBAC) -> route -> operation -> JSON or a watch stream.
 
 Responses are written in one ``write`` (headers and body together; ``TCP_NODELAY`` is set
 on every connection) because small split writes on a keep-alive connection stall behind
@@ -20,12 +20,13 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from csi_vso.devkit.apiserver import errors
-from csi_vso.devkit.apiserver.auth import User
+from csi_vso.devkit.apiserver import errors, escalation, rbac
 from csi_vso.devkit.apiserver.errors import ApiError
 from csi_vso.devkit.apiserver.operations import DeleteOptions
+from csi_vso.devkit.apiserver.rbac import User
+from csi_vso.devkit.apiserver.requestinfo import RequestInfo, accepts, request_info
 from csi_vso.devkit.apiserver.resources import ResourceType
 from csi_vso.devkit.apiserver.routing import Route, route
 from csi_vso.devkit.apiserver.selectors import SelectorError, parse_field_selector, parse_label_selector
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_PUBLIC = frozenset({"health", "version", "openid", "jwks"})
+JWKS_MEDIA_TYPE = "application/jwk-set+json"
 _MAX_WATCH_SECONDS = 1800
 
 
@@ -99,18 +100,27 @@ class Handler(BaseHTTPRequestHandler):
         ).encode()
         self.wfile.write(head + body)
 
+    def _send_negotiated(self, body: bytes, content_type: str) -> None:
+        """The OIDC documents are served in one media type each; another ``Accept`` gets 406."""
+        if not accepts(self.headers.get("Accept"), content_type):
+            self._send(406, b"406: Not Acceptable", "text/plain; charset=utf-8")
+            return
+        self._send(200, body, content_type)
+
     def _send_obj(self, code: int, obj: Any) -> None:
         self._send(code, encode(obj))
 
     def _dispatch(self, method: str) -> None:
         split = urlsplit(self.path)
+        path = unquote(split.path)  # clients escape ':' in names such as "system:auth-delegator"
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         raw = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
         try:
-            target = route(split.path, self.app.registry)
+            target = route(path, self.app.registry)
             user = self.app.auth.authenticate(self.headers.get("Authorization"))
-            if user is None and target.kind not in _PUBLIC:
+            if user is None:
                 raise errors.unauthorized()
+            self._authorize(user, request_info(method, path, query))
             self._serve(method, target, query, raw, user)
         except ApiError as exc:
             self._send_obj(exc.code, exc.status())
@@ -124,12 +134,19 @@ class Handler(BaseHTTPRequestHandler):
                 500, ApiError(500, "InternalError", f"Internal error occurred: {type(exc).__name__}").status()
             )
 
-    def _serve(
-        self, method: str, target: Route, query: dict[str, str], raw: bytes, user: User | None
-    ) -> None:
+    def _authorize(self, user: User, info: RequestInfo) -> None:
+        """RBAC, before routing, as the real server: a refused caller learns nothing of what exists."""
+        decision = rbac.authorize(self.app.policy, user, info)
+        if decision.allowed:
+            return
+        why = rbac.forbidden_message(user, info) + (f": {decision.reason}" if decision.reason else "")
+        resource = info.resource if info.resource_request else ""
+        raise errors.forbidden_by_authorizer(info.api_group, resource, info.name, why)
+
+    def _serve(self, method: str, target: Route, query: dict[str, str], raw: bytes, user: User) -> None:
         app = self.app
         if target.kind == "object":
-            assert target.resource is not None and user is not None
+            assert target.resource is not None
             self._serve_object(method, target, target.resource, query, raw, user)
             return
         if method != "GET":
@@ -139,9 +156,9 @@ class Handler(BaseHTTPRequestHandler):
         elif target.kind == "version":
             self._send_obj(200, app.version_info())
         elif target.kind == "openid":
-            self._send_obj(200, app.openid_configuration())
+            self._send_negotiated(encode(app.openid_configuration()), "application/json")
         elif target.kind == "jwks":
-            self._send_obj(200, app.issuer.jwks())
+            self._send_negotiated(encode(app.issuer.jwks()), JWKS_MEDIA_TYPE)
         elif target.kind == "api":
             self._send_obj(200, app.registry.api_versions())
         elif target.kind == "apis":
@@ -182,6 +199,8 @@ class Handler(BaseHTTPRequestHandler):
             assert name is not None
             self._send_obj(201, self.app.auth.token_request(ns, name, self._json_body(raw)))
             return
+        if method in ("POST", "PUT", "PATCH") and sub is None:
+            self._check_escalation(method, rt, ns, name, raw, user)
         if name is None:
             if method == "GET":
                 labels = parse_label_selector(query.get("labelSelector"))
@@ -229,6 +248,30 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_raw_obj(200, stored, rt)
         else:
             raise errors.method_not_allowed(method)
+
+    def _check_escalation(
+        self, method: str, rt: ResourceType, ns: str, name: str | None, raw: bytes, user: User
+    ) -> None:
+        """Writes of RBAC objects may not grant more than the writer holds (see ``escalation``):
+        the write is tried as a dry run and its result checked before it is done for real."""
+        if rt.group != escalation.GROUP or rbac.MASTERS in user.groups:
+            return
+        if rt.plural not in escalation.ROLE_KINDS and rt.plural not in escalation.BINDING_KINDS:
+            return
+        ops = self.app.ops
+        if method == "POST":
+            new = ops.create(rt, ns, self._json_body(raw), True)
+        elif method == "PUT" and name is not None:
+            new = ops.update(rt, ns, name, self._json_body(raw), None, True)
+        elif method == "PATCH" and name is not None:
+            new = ops.patch(rt, ns, name, self.headers.get("Content-Type") or "", raw, None, True)
+        else:
+            return
+        new_name = str(new.meta.get("name") or "")
+        old = ops.store.get(rt.storage_key, ns, new_name)
+        why = escalation.check(self.app.policy, user, rt.plural, ns, new.obj, old.obj if old else None)
+        if why is not None:
+            raise errors.forbidden_request(rt.plural, rt.group, new_name, why)
 
     def _send_raw_obj(self, code: int, stored: Stored, rt: ResourceType) -> None:
         self._send(code, stored.raw(rt.api_version))

@@ -165,7 +165,9 @@ BUILTINS: tuple[ResourceType, ...] = (
         virtual=True,
     ),
     _t("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False, virtual=True),
-    _t("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", True, virtual=True),
+    _t(
+        "authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False, virtual=True
+    ),
 )
 
 # Preferred order of groups in discovery, like the real server lists them.

@@ -21,10 +21,13 @@ from typing import Any
 
 import yaml
 
-from csi_vso.devkit.apiserver.auth import ADMIN, Authenticator, User
+from csi_vso.devkit.apiserver import bootstrap, reviews
+from csi_vso.devkit.apiserver.auth import ADMIN, Authenticator
 from csi_vso.devkit.apiserver.controllers import Controllers
 from csi_vso.devkit.apiserver.handler import Handler
 from csi_vso.devkit.apiserver.operations import Operations
+from csi_vso.devkit.apiserver.rbac import User
+from csi_vso.devkit.apiserver.rbacindex import StorePolicy
 from csi_vso.devkit.apiserver.resources import Registry, ResourceType
 from csi_vso.devkit.apiserver.store import Store
 from csi_vso.devkit.apiserver.tls import ServingCert, generate
@@ -49,6 +52,7 @@ class App:
         root_ca_pem: str,
     ) -> None:
         self.store = Store(window=watch_window)
+        self.policy = StorePolicy(self.store)  # indexes RBAC bindings from the first write on
         self.registry = Registry.with_builtins()
         self.ops = Operations(self.store, self.registry, root_ca_pem=root_ca_pem)
         self.controllers = Controllers(self.ops)
@@ -95,10 +99,10 @@ class App:
         if rt.plural == "selfsubjectreviews":
             return self.auth.self_subject_review(user)
         if rt.plural == "selfsubjectaccessreviews":
-            return self.auth.self_subject_access_review(body)
+            return reviews.self_subject_access_review(self.policy, user, body)
         if rt.plural == "selfsubjectrulesreviews":
-            return self.auth.self_subject_rules_review(namespace)
-        return self.auth.subject_access_review(body)
+            return reviews.self_subject_rules_review(self.policy, user, body)
+        return reviews.subject_access_review(self.policy, body)
 
 
 class APIServer:
@@ -154,6 +158,11 @@ class APIServer:
         self._thread.start()
         self.app.ops.create(self._type("", "v1", "namespaces"), "", {"metadata": {"name": "default"}})
         self.app.ops.create(self._type("", "v1", "namespaces"), "", {"metadata": {"name": "kube-system"}})
+        rbac_group = "rbac.authorization.k8s.io"
+        for role in bootstrap.cluster_roles():
+            self.app.ops.create(self._type(rbac_group, "v1", "clusterroles"), "", role)
+        for binding in bootstrap.cluster_role_bindings():
+            self.app.ops.create(self._type(rbac_group, "v1", "clusterrolebindings"), "", binding)
         return self
 
     def stop(self) -> None:

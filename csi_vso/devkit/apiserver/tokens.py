@@ -4,10 +4,12 @@ Tokens look like the real server's bound service-account tokens: RS256, ``kid`` 
 base64url SHA-256 of the public key (DER), claims ``iss``, ``sub``
 (``system:serviceaccount:<ns>:<name>``), ``aud`` (list), ``exp``, ``iat``, ``nbf``, ``jti``
 and the ``kubernetes.io`` claim with namespace, serviceaccount {name, uid} and, when
-bound, pod {name, uid}. Verification here covers what can be checked from the token alone
-(signature, issuer, time window); whether the service account and pod still exist is
-checked by the caller against the store (see ``auth``). The JWKS is served at
-``/openid/v1/jwks`` so a Vault/OpenBao ``jwt`` auth method can validate these tokens too.
+bound, pod / secret / node {name, uid} — a pod-bound token also names the pod's node when
+the pod is scheduled to an existing Node, as the real server does. Verification here
+covers what can be checked from the token alone (signature, issuer, time window); whether
+the service account and bound object still exist is checked by the caller against the
+store (see ``auth``). The JWKS is served at ``/openid/v1/jwks`` so a Vault/OpenBao ``jwt``
+auth method can validate these tokens too.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def _b64url(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class BoundObject:
-    kind: str  # "Pod" or "Secret"
+    kind: str  # "Pod", "Secret" or "Node"
     name: str
     uid: str
 
@@ -85,6 +87,7 @@ class TokenIssuer:
         audiences: list[str],
         expiration_seconds: int,
         bound: BoundObject | None = None,
+        node: BoundObject | None = None,
         issued_at: float | None = None,
     ) -> tuple[str, int]:
         """Mint a token; returns (jwt, exp as unix seconds)."""
@@ -94,8 +97,9 @@ class TokenIssuer:
             "namespace": namespace,
             "serviceaccount": {"name": service_account, "uid": service_account_uid},
         }
-        if bound is not None:
-            k8s[bound.kind.lower()] = {"name": bound.name, "uid": bound.uid}
+        for ref in (bound, node):
+            if ref is not None:
+                k8s[ref.kind.lower()] = {"name": ref.name, "uid": ref.uid}
         claims: Claims = {
             "aud": list(audiences),
             "exp": exp,

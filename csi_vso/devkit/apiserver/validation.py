@@ -14,7 +14,7 @@ import binascii
 import re
 from typing import Any
 
-from csi_vso.devkit.apiserver import errors
+from csi_vso.devkit.apiserver import errors, rbacvalidation
 from csi_vso.devkit.apiserver.errors import FieldError
 from csi_vso.devkit.apiserver.resources import ResourceType
 from csi_vso.devkit.apiserver.selectors import label_key_problems, label_value_problems
@@ -287,4 +287,6 @@ def validate_kind(rt: ResourceType, obj: Obj, old: Obj | None) -> list[FieldErro
         return validate_workload(obj, old)
     if rt.group == "apiextensions.k8s.io":
         return validate_crd(obj)
+    if rt.group == rbacvalidation.GROUP:
+        return rbacvalidation.problems(rt.plural, obj, old)
     return []
