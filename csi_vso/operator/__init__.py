@@ -12,6 +12,9 @@ Module map (pure modules decide, edge modules do I/O):
   ``csi-vso-hmac-key``) in the operator namespace.
 - ``static`` / ``dynamic`` + ``leases`` (pure plans): when to read Vault, renew, rotate, revoke.
   Lease state is in the CR's status, credentials only in the destination Secret.
+- ``pkispec`` / ``pkiplan`` / ``pkidata`` (pure) + ``pki``: VaultPKISecret — spec, renewal
+  schedule (expiration - expiryOffset, stable jitter), VSO's Secret keys, and the reconciler
+  that issues, revokes and clears; ``pkimetrics``: issuance counts and expiry aggregates.
 - ``rollout``: restarts consumers of a changed Secret (env/envFrom/secret volumes, not CSI).
 - ``sessions``: from a CR to a logged-in session of the Vault layer (``vault/``).
 - ``controller``, ``workqueue``, ``watch``, ``runtime``: watch caches, queue, backoff, the shared

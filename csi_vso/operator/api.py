@@ -25,6 +25,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 STATIC_KINDS = ("VaultStaticSecret", "VaultSecret")
 DYNAMIC_KIND = "VaultDynamicSecret"
+PKI_KIND = "VaultPKISecret"
 AUTH_KIND = "VaultAuth"
 CONNECTION_KIND = "VaultConnection"
 
@@ -34,6 +35,7 @@ PLURALS = {
     "VaultStaticSecret": "vaultstaticsecrets",
     "VaultSecret": "vaultsecrets",
     "VaultDynamicSecret": "vaultdynamicsecrets",
+    "VaultPKISecret": "vaultpkisecrets",
 }
 
 AUTH_METHODS = ("kubernetes", "jwt", "appRole")

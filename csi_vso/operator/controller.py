@@ -34,6 +34,7 @@ from csi_vso.operator.conditions import READY, SECRET_SYNCED, set_condition
 from csi_vso.operator.destination import DestinationError
 from csi_vso.operator.dynamic import DynamicReconciler
 from csi_vso.operator.events import EventRecorder
+from csi_vso.operator.pki import CertificateRejected, PKIReconciler
 from csi_vso.operator.refs import RefError
 from csi_vso.operator.render import RenderError
 from csi_vso.operator.rollout import Rollouts
@@ -48,7 +49,7 @@ from csi_vso.operator.workqueue import Backoff, WorkQueue
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
-SECRET_KINDS = ("VaultStaticSecret", "VaultSecret", "VaultDynamicSecret")
+SECRET_KINDS = ("VaultStaticSecret", "VaultSecret", "VaultDynamicSecret", "VaultPKISecret")
 REF_KINDS = ("VaultConnection", "VaultAuth")
 CONFLICT_RETRY = 1.0
 
@@ -84,6 +85,8 @@ def classify(exc: BaseException) -> Failure:
         return Failure("InvalidSpec", str(exc), retry=False)
     if isinstance(exc, RefError | DestinationError):
         return Failure(exc.reason, str(exc), retry=True)
+    if isinstance(exc, CertificateRejected):
+        return Failure(exc.reason, str(exc), retry=exc.retry)
     if isinstance(exc, RenderError):
         return Failure("InvalidSecretData", str(exc), retry=True)
     if isinstance(exc, VaultError):
@@ -144,6 +147,7 @@ class Controller:
         self._kv_versions = KVVersionCache()
         self._kv_lock = threading.Lock()
         self.dynamic = DynamicReconciler(self.rt)
+        self.pki = PKIReconciler(self.rt)
         self._uid_to_key: dict[str, Key] = {}
         self._signatures: dict[Key, tuple[int, bool]] = {}
         self._lock = threading.Lock()
@@ -195,6 +199,9 @@ class Controller:
                     self._uid_to_key.pop(uid, None)
                     self._signatures.pop(key, None)
                 self._static_memory.pop(uid, None)
+                self.rt.forget_status(uid)
+                if kind == api.PKI_KIND:
+                    self.pki.forget(uid)
                 self.backoff.reset(key)
                 self.rt.events.forget(uid)
                 if kind in REF_KINDS:
@@ -297,6 +304,8 @@ class Controller:
             return reconcile_static(self.rt, obj, self._static_memory, self._kv_versions)
         if kind == "VaultDynamicSecret":
             return self.dynamic.reconcile(obj)
+        if kind == api.PKI_KIND:
+            return self.pki.reconcile(obj)
         if kind == "VaultConnection":
             api.parse_connection(obj)
             self._report_valid(obj, "VaultConnection is valid")
@@ -363,6 +372,8 @@ class Controller:
                 message=message,
                 generation=generation,
             )
+            if kind == api.PKI_KIND:  # VSO's PKI status carries valid/error too
+                status.update(valid=False, error=failure.reason)
         else:
             status.update(valid=False, error=failure.message)
         status["conditions"] = conditions

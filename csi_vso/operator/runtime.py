@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from csi_vso.operator import api, destination, metrics
 from csi_vso.operator.events import EventRecorder
 from csi_vso.operator.hmac import compute_mac
+from csi_vso.operator.pkispec import PKISecretSpec
 from csi_vso.operator.rollout import Rollouts
 from csi_vso.operator.sessions import Sessions
 from csi_vso.operator.watch import Informer
@@ -59,6 +61,9 @@ class Runtime:
     def __post_init__(self) -> None:
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
+        # uid -> (resourceVersion we patched from, the status it has since our patch); see patch_status
+        self._status_written: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._status_lock = threading.Lock()
 
     # -- caches ---------------------------------------------------------------------------------
 
@@ -128,7 +133,7 @@ class Runtime:
         self,
         *,
         owner: destination.Owner,
-        spec: api.StaticSecretSpec | api.DynamicSecretSpec,
+        spec: api.StaticSecretSpec | api.DynamicSecretSpec | PKISecretSpec,
         data: dict[str, bytes],
         existing: Mapping[str, Any] | None,
         now: datetime,
@@ -162,11 +167,24 @@ class Runtime:
         return DestinationSync(mac=mac, previous_mac=previous_mac, wrote=wrote)
 
     def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
-        """Merge ``status`` into the object's status unless that changes nothing; returns whether it wrote."""
+        """Merge ``status`` into the object's status unless that changes nothing; returns whether it wrote.
+
+        ``obj`` usually comes from the watch cache, which may not show our own last status patch
+        yet (a reconcile triggered by the Secret we just wrote runs before the patch echoes
+        back). While the cached object is still the very version we patched (same
+        resourceVersion), the comparison uses the status as we left it, so the echo-less
+        repeat costs no second, identical write. Any other writer changes the resourceVersion.
+        """
+        metadata = obj.get("metadata") or {}
+        uid = str(metadata.get("uid"))
+        version = str(metadata.get("resourceVersion") or "")
         current = obj.get("status") or {}
+        with self._status_lock:
+            written = self._status_written.get(uid)
+        if written is not None and version and written[0] == version:
+            current = written[1]
         if all(current.get(k) == v for k, v in status.items()):
             return False
-        metadata = obj.get("metadata") or {}
         kind = str(obj.get("kind"))
         try:
             self.custom.patch_namespaced_custom_object_status(
@@ -182,7 +200,13 @@ class Runtime:
                 return False  # deleted meanwhile
             raise
         metrics.STATUS_WRITES.labels(kind=kind).inc()
+        with self._status_lock:
+            self._status_written[uid] = (version, {**current, **status})
         return True
+
+    def forget_status(self, uid: str) -> None:
+        with self._status_lock:
+            self._status_written.pop(uid, None)
 
     def _patch_finalizers(self, obj: Mapping[str, Any], finalizers: list[str]) -> None:
         metadata = obj.get("metadata") or {}
