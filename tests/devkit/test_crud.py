@@ -206,3 +206,21 @@ def test_optimistic_concurrency_loses_no_update(api: client.ApiClient, namespace
     for t in threads:
         t.join()
     assert core.read_namespaced_config_map("counter", namespace).data["n"] == "60"
+
+
+def test_strategic_merge_list_order(core: client.CoreV1Api, namespace: str) -> None:
+    """A finalizer the live list lacks goes first; ``$setElementOrder`` reorders (real merge order)."""
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "c", "finalizers": ["example.com/a"]}})
+    try:
+        patched = core.patch_namespaced_config_map(
+            "c", namespace, {"metadata": {"finalizers": ["example.com/b"]}}
+        )
+        assert patched.metadata.finalizers == ["example.com/b", "example.com/a"]
+        patched = core.patch_namespaced_config_map(
+            "c",
+            namespace,
+            {"metadata": {"$setElementOrder/finalizers": ["example.com/a", "example.com/b"]}},
+        )
+        assert patched.metadata.finalizers == ["example.com/a", "example.com/b"]
+    finally:
+        core.patch_namespaced_config_map("c", namespace, {"metadata": {"finalizers": None}})
