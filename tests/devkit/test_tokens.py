@@ -61,6 +61,7 @@ def test_token_request_mints_a_bound_service_account_jwt(
     token = request.status.token
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, options={"verify_signature": False})
+    assert set(header) == {"alg", "kid"}  # no "typ", as the real server's header
     assert header["alg"] == "RS256" and header["kid"]
     assert claims["sub"] == f"system:serviceaccount:{namespace}:app"
     assert claims["aud"] == [AUDIENCE]
