@@ -84,8 +84,11 @@ def test_expired_version_is_410_and_relist_recovers(
     core.create_namespaced_config_map(namespace, _cm("a"))
     old_rv = core.list_namespaced_config_map(namespace).metadata.resource_version
     try:
-        server.set_watch_window(2)
-        for i in range(5):
+        # The window is shared with the server's controllers (earlier tests' namespaces are
+        # still being emptied): wide enough that their writes cannot expire the relist below,
+        # and more of our own writes than it holds.
+        server.set_watch_window(40)
+        for i in range(50):
             core.patch_namespaced_config_map("a", namespace, {"data": {"v": str(i + 1)}})
 
         # Without timeout_seconds the client retries a 410 once, then raises it.
@@ -103,10 +106,10 @@ def test_expired_version_is_410_and_relist_recovers(
 
         # Recover as an informer does: list again and watch from the new version.
         relisted = core.list_namespaced_config_map(namespace, label_selector=OURS)
-        assert relisted.items[0].data == {"v": "5"}
-        core.patch_namespaced_config_map("a", namespace, {"data": {"v": "6"}})
+        assert relisted.items[0].data == {"v": "50"}
+        core.patch_namespaced_config_map("a", namespace, {"data": {"v": "51"}})
         events, _ = _take(core, namespace, relisted.metadata.resource_version, 1)
-        assert events == [("MODIFIED", "a", "6")]
+        assert events == [("MODIFIED", "a", "51")]
     finally:
         server.set_watch_window(25_000)
 

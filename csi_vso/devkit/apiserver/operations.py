@@ -213,12 +213,21 @@ class Operations:
         if ns is None:
             raise errors.not_found("namespaces", "", namespace)
         if ns.meta.get("deletionTimestamp"):
-            raise errors.forbidden_request(
+            err = errors.forbidden_request(
                 rt.plural,
                 rt.group,
                 name,
                 f"unable to create new content in namespace {namespace} because it is being terminated",
             )
+            assert err.details is not None
+            err.details["causes"] = [
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {namespace} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ]
+            raise err
 
     # ----------------------------------------------------------------- update
 
