@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from csi_vso.devkit.apiserver import errors, list_options
 from csi_vso.devkit.apiserver.auth import User
+from csi_vso.devkit.apiserver.deployments import serve_scale
 from csi_vso.devkit.apiserver.errors import ApiError
 from csi_vso.devkit.apiserver.operations import DeleteOptions
 from csi_vso.devkit.apiserver.resources import ResourceType
@@ -192,6 +193,11 @@ class Handler(BaseHTTPRequestHandler):
                 raise errors.method_not_allowed(method)
             assert name is not None
             self._send_obj(201, self.app.auth.token_request(ns, name, self._json_body(raw)))
+            return
+        if sub == "scale":
+            assert name is not None
+            content_type = self.headers.get("Content-Type") or ""
+            self._send_obj(200, serve_scale(ops, rt, ns, name, method, raw, content_type, dry_run))
             return
         if name is None:
             if method == "GET":

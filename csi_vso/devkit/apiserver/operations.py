@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from csi_vso.devkit.apiserver import errors, list_options, patch, schema, validation
+from csi_vso.devkit.apiserver import deployments, errors, list_options, patch, schema, validation
 from csi_vso.devkit.apiserver.errors import ApiError, FieldError
 from csi_vso.devkit.apiserver.resources import Registry, ResourceType, types_for_crd
 from csi_vso.devkit.apiserver.selectors import FieldSelector, LabelSelector, field_value
@@ -533,6 +533,8 @@ class Operations:
             meta.pop("namespace", None)
         if rt.group == "" and rt.plural == "secrets":
             validation.normalize_secret(obj)
+        elif rt.group == "apps" and rt.plural == "deployments":
+            deployments.apply_defaults(obj)
         return obj
 
     def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:

@@ -14,7 +14,7 @@ import binascii
 import re
 from typing import Any
 
-from csi_vso.devkit.apiserver import errors
+from csi_vso.devkit.apiserver import deployments, errors
 from csi_vso.devkit.apiserver.errors import FieldError
 from csi_vso.devkit.apiserver.resources import ResourceType
 from csi_vso.devkit.apiserver.selectors import label_key_problems, label_value_problems
@@ -294,7 +294,8 @@ def validate_kind(rt: ResourceType, obj: Obj, old: Obj | None) -> list[FieldErro
     if rt.group == "" and rt.plural == "pods":
         return validate_pod(obj) + (validate_pod_update(obj, old) if old is not None else [])
     if rt.group == "apps":
-        return validate_workload(obj, old)
+        problems = validate_workload(obj, old)
+        return problems + deployments.validate(obj) if rt.plural == "deployments" else problems
     if rt.group == "apiextensions.k8s.io":
         return validate_crd(obj)
     return []
