@@ -106,15 +106,15 @@ def test_foreground_propagation_deletes_dependents_first(core: client.CoreV1Api,
 def test_foreground_propagation_waits_only_for_blocking_dependents(
     core: client.CoreV1Api, namespace: str
 ) -> None:
-    """A dependent without ``blockOwnerDeletion: true`` is deleted but does not hold its owner."""
+    """A dependent without ``blockOwnerDeletion: true`` does not hold its owner; it is collected after."""
     owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
     core.create_namespaced_secret(
         namespace, {"metadata": {"name": "dep", "finalizers": [HOLD], "ownerReferences": [_owner_ref(owner)]}}
     )
     core.delete_namespaced_config_map("owner", namespace, propagation_policy="Foreground")
     wait_for(lambda: not _exists(core.read_namespaced_config_map, "owner", namespace))
-    held = core.read_namespaced_secret("dep", namespace)
-    assert held.metadata.deletion_timestamp is not None  # deleted too, held by its own finalizer
+    # Deleted too (in the background, once its owner is gone), held by its own finalizer.
+    wait_for(lambda: core.read_namespaced_secret("dep", namespace).metadata.deletion_timestamp is not None)
     core.patch_namespaced_secret("dep", namespace, {"metadata": {"finalizers": None}})
     wait_for(lambda: not _exists(core.read_namespaced_secret, "dep", namespace))
 

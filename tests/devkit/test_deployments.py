@@ -109,18 +109,21 @@ def test_scale_subresource(apps: client.AppsV1Api, namespace: str) -> None:
     assert scale.spec.replicas == 1
     assert scale.status.selector == "app=web"
 
+    stale_version = scale.metadata.resource_version
     scale.spec.replicas = 3
+    # Unconditional: on a cluster the deployment controller may have written status meanwhile.
+    scale.metadata.resource_version = None
     replaced = apps.replace_namespaced_deployment_scale("web", namespace, scale)
     assert replaced.spec.replicas == 3
     deployment = apps.read_namespaced_deployment("web", namespace)
     assert deployment.spec.replicas == 3
     assert deployment.metadata.generation == 2  # a spec change
-    assert replaced.metadata.resource_version == deployment.metadata.resource_version
 
     patched = apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 0}})
     assert patched.spec.replicas == 0
     assert apps.read_namespaced_deployment("web", namespace).spec.replicas == 0
 
+    scale.metadata.resource_version = stale_version
     with pytest.raises(client.ApiException) as err:
         apps.replace_namespaced_deployment_scale("web", namespace, scale)  # stale resourceVersion
     assert err.value.status == 409

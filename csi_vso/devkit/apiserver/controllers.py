@@ -4,9 +4,9 @@
   deleted (background propagation); dependents that still have another live owner just
   lose the dangling reference. A dependent created with only absent owners is deleted too.
   ``orphan`` and ``foregroundDeletion`` finalizers placed by DELETE are honoured: orphaning
-  strips the owner reference from dependents; foreground deletion deletes every dependent
-  but holds the owner only while dependents whose reference says ``blockOwnerDeletion:
-  true`` remain, as the real garbage collector does.
+  strips the owner reference from dependents; foreground deletion deletes the dependents
+  whose reference says ``blockOwnerDeletion: true`` and holds the owner while they remain;
+  the others are collected once the owner is gone, as the real garbage collector does.
 - Namespace controller (``namespace_controller``): a deleted namespace turns Terminating,
   its content is deleted after a short delay (honouring the content's own finalizers),
   then the namespace goes away.
@@ -250,7 +250,9 @@ class Controllers:
                 if dep_rt is None or dep_obj is None:
                     continue
                 refs = dep_obj.meta.get("ownerReferences") or []
-                blocking = blocking or any(r.get("uid") == uid and r.get("blockOwnerDeletion") for r in refs)
+                if not any(r.get("uid") == uid and r.get("blockOwnerDeletion") for r in refs):
+                    continue  # collected in the background once the owner is gone, as on a cluster
+                blocking = True
                 if dep_obj.meta.get("deletionTimestamp"):
                     continue
                 # As the real collector: a dependent with dependents of its own goes in the
