@@ -122,10 +122,10 @@ class Controllers:
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
-                item = ()  # type: ignore[assignment]
-            if item is None:
-                return None
-            if item:
+                pass  # the earliest delayed item is due
+            else:
+                if item is None:
+                    return None
                 due, work = item
                 heapq.heappush(self._later, (due, next(self._seq), work))
             if self._later and self._later[0][0] <= time.monotonic():
