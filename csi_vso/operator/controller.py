@@ -30,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 
 from csi_vso import protected
 from csi_vso.operator import api, metrics
+from csi_vso.operator.addresses import AddressPattern
 from csi_vso.operator.conditions import READY, SECRET_SYNCED, set_condition
 from csi_vso.operator.destination import DestinationError
 from csi_vso.operator.dynamic import DynamicReconciler
@@ -64,6 +65,8 @@ class ControllerSettings:
     token_upkeep_interval: float = 5.0
     settings_refresh: float = 60.0  # re-read CA / AppRole Secrets behind a cached session this often
     identity: str = ""  # this replica, as the reporting instance of its events
+    # --allowed-vault-addresses: where logins and requests may go (empty: anywhere)
+    allowed_vault_addresses: tuple[AddressPattern, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ class Controller:
                 get_connection=lambda ns, name: self.rt.cached("VaultConnection", ns, name),
                 operator_namespace=settings.operator_namespace,
                 settings_ttl=settings.settings_refresh,
+                allowed_addresses=settings.allowed_vault_addresses,
             ),
             events=EventRecorder(core, host=settings.identity),
             rollouts=Rollouts(client.AppsV1Api(api_client), debounce=settings.rollout_debounce),
@@ -298,22 +302,16 @@ class Controller:
         if kind == "VaultDynamicSecret":
             return self.dynamic.reconcile(obj)
         if kind == "VaultConnection":
-            api.parse_connection(obj)
+            spec = api.parse_connection(obj)
+            metadata = obj.get("metadata") or {}
+            self.rt.sessions.check_address(spec, f"{metadata.get('namespace')}/{metadata.get('name')}")
             self._report_valid(obj, "VaultConnection is valid")
             return None
         if kind == "VaultAuth":
-            spec = api.parse_auth(obj)
-            namespace = str((obj.get("metadata") or {}).get("namespace"))
-            # The connection must exist where the secrets will look for it.
-            from csi_vso.operator import refs
-
-            refs.resolve(
-                "VaultConnection",
-                spec.connection_ref,
-                namespace,
-                self.settings.operator_namespace,
-                self.rt.getter("VaultConnection"),
-            )
+            auth = api.parse_auth(obj)
+            # The connection must exist where the secrets will look for it, be shared with this
+            # namespace and point at an allowed address.
+            self.rt.sessions.resolve_connection(auth, str((obj.get("metadata") or {}).get("namespace")))
             self._report_valid(obj, "VaultAuth is valid")
             return None
         raise ValueError(f"unknown kind {kind}")
