@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from csi_vso import protected
 from csi_vso.devkit.openbao import OpenBaoDevServer
-from csi_vso.operator import addresses, api
+from csi_vso.operator import addresses, api, secretcache
 from tests.operator.conftest import (
     Cluster,
     OperatorFactory,
@@ -286,3 +288,84 @@ def test_finding9_connection_allowed_namespaces_are_validated() -> None:
     with pytest.raises(api.SpecError) as caught:
         api.parse_connection({"spec": {"address": "https://v", "allowedNamespaces": ["ok", "Not_OK"]}})
     assert caught.value.problems == ("allowedNamespaces: 'Not_OK' is not a namespace name or '*'",)
+
+
+# --------------------------------------------------------------------------- finding 2b
+
+
+def _labelled(name: str, owner: str, *, blob: int = 1024) -> client.V1Secret:
+    return client.V1Secret(
+        metadata=client.V1ObjectMeta(
+            name=name,
+            namespace="team-a",
+            uid=f"uid-{name}",
+            resource_version="7",
+            labels={**protected.protected_labels(owner), "big": "x" * 60},
+            annotations={"a": "y" * blob},
+            owner_references=[
+                client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="c", uid="cm"),
+                *(
+                    client.V1OwnerReference(
+                        api_version=api.API_VERSION,
+                        kind="VaultStaticSecret",
+                        name=f"o{i}",
+                        uid=f"{owner}-{i}",
+                    )
+                    for i in range(10)
+                ),
+            ],
+        ),
+        data={"blob": "A" * blob},
+    )
+
+
+def test_finding2b_the_cache_keeps_only_metadata_of_a_secret_no_custom_resource_writes() -> None:
+    ours = {("team-a", "mine"): {"cr-1"}}
+
+    def is_ours(namespace: str, name: str, claimed: set[str]) -> bool:
+        return bool(ours.get((namespace, name), set()) & claimed)
+
+    mine = _labelled("mine", "cr-1")
+    assert secretcache.slim(mine, is_ours) is mine  # our destination: whole, data included
+    for forged in (_labelled("forged", "cr-1"), _labelled("mine", "someone-else")):
+        kept = secretcache.slim(forged, is_ours)
+        assert isinstance(kept, secretcache.MetadataOnly)
+        assert kept.data is None and kept.metadata.annotations is None
+        assert kept.metadata.labels == protected.protected_labels(
+            forged.metadata.labels[protected.OWNER_UID_LABEL]
+        )
+        assert (kept.metadata.name, kept.metadata.uid) == (forged.metadata.name, forged.metadata.uid)
+        # only our group's references, at most 4: enough to find an owner, bounded in size
+        assert [r.kind for r in kept.metadata.owner_references] == ["VaultStaticSecret"] * 4
+        assert secretcache.slim(kept, is_ours) is kept
+
+
+def test_finding2b_the_list_is_paged_and_each_page_slimmed() -> None:
+    pages = {
+        None: (["a", "b"], "t1"),
+        "t1": (["c", "d"], "t2"),
+        "t2": (["e"], None),
+    }
+    calls: list[dict[str, Any]] = []
+
+    def list_page(**kwargs: Any) -> client.V1SecretList:
+        calls.append(kwargs)
+        names, token = pages[kwargs.get("_continue")]
+        return client.V1SecretList(
+            items=[_labelled(n, "x") for n in names],
+            metadata=client.V1ListMeta(
+                resource_version="41" if kwargs.get("_continue") is None else "99", _continue=token
+            ),
+        )
+
+    listing = secretcache.paged_list(list_page, lambda s: secretcache.slim(s, lambda *_: False), page_size=2)
+    answer = listing(label_selector="app.kubernetes.io/managed-by=csi-vso")
+    assert [s.metadata.name for s in answer.items] == ["a", "b", "c", "d", "e"]
+    assert all(isinstance(s, secretcache.MetadataOnly) for s in answer.items)
+    assert answer.metadata.resource_version == "41"  # the snapshot of the first page
+    assert [c.get("_continue") for c in calls] == [None, "t1", "t2"]
+    assert all(
+        c["limit"] == 2 and c["label_selector"] == "app.kubernetes.io/managed-by=csi-vso" for c in calls
+    )
+    assert listing(watch=True) is not None and calls[-1] == {"watch": True}  # a watch passes through
+
