@@ -369,3 +369,72 @@ def test_finding2b_the_list_is_paged_and_each_page_slimmed() -> None:
     )
     assert listing(watch=True) is not None and calls[-1] == {"watch": True}  # a watch passes through
 
+
+# --------------------------------------------------------------------------- what held
+
+
+def test_held_overwrite_false_and_destination_marks_cannot_forge_protection(
+    openbao: OpenBaoDevServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    kv_mount: str,
+    operator: OperatorFactory,
+) -> None:
+    """Regression guard for two things the review found holding: a second custom resource
+    cannot take over the first one's protected Secret without ``overwrite: true``, and
+    ``destination.labels``/``annotations`` cannot forge the owner, un-protect the Secret or widen
+    its access policy."""
+    ns = k8s_vault.namespace
+    openbao.client().secrets.kv.v2.create_or_update_secret(
+        mount_point=kv_mount, path="app", secret={"k": "v"}
+    )
+    operator()
+    first = cluster.apply(
+        static_secret(
+            ns,
+            "first",
+            mount=kv_mount,
+            path="app",
+            destination="target",
+            type="kv-v2",
+            allowedKubernetesNamespaces=["team-b"],
+        )
+    )
+    forged = {
+        "labels": {
+            protected.OWNER_UID_LABEL: "someone-else",
+            protected.PROTECTED_LABEL: "false",
+            "team": "a",
+        },
+        "annotations": {
+            protected.ALLOWED_NAMESPACES_ANNOTATION: '["*"]',
+            protected.ALLOWED_SERVICE_ACCOUNTS_ANNOTATION: '["*"]',
+            protected.CONTENT_MAC_ANNOTATION: "forged",
+            "note": "kept",
+        },
+    }
+    cluster.patch_spec(
+        "VaultStaticSecret", ns, "first", {"destination": {"name": "target", "create": True, **forged}}
+    )
+    uid = first["metadata"]["uid"]
+
+    def marks_are_ours() -> bool:
+        secret = cluster.secret(ns, "target")
+        return bool(secret and (secret.metadata.labels or {}).get("team") == "a")
+
+    wait_for(marks_are_ours, what="destination metadata applied")
+    secret = cluster.secret(ns, "target")
+    assert secret is not None
+    assert secret.metadata.labels == {"team": "a", **protected.protected_labels(uid)}
+    annotations = secret.metadata.annotations
+    assert annotations[protected.ALLOWED_NAMESPACES_ANNOTATION] == '["team-b"]'
+    assert protected.ALLOWED_SERVICE_ACCOUNTS_ANNOTATION not in annotations
+    assert annotations[protected.CONTENT_MAC_ANNOTATION] != "forged" and annotations["note"] == "kept"
+    version = secret.metadata.resource_version
+
+    # A second custom resource aimed at the same (protected, not its own) Secret is refused.
+    cluster.apply(static_secret(ns, "second", mount=kv_mount, path="app", destination="target", type="kv-v2"))
+    _assert_refused(cluster, ns, "SecretNotOwned", [("VaultStaticSecret", "second", "SecretSynced")])
+    after = cluster.secret(ns, "target")
+    assert after is not None and after.metadata.labels[protected.OWNER_UID_LABEL] == uid
+    assert after.metadata.resource_version == version  # not written by the second one
