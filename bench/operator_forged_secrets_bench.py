@@ -60,10 +60,9 @@ def child(mode: str, kubeconfig: str) -> None:
         holder: list[Informer] = []
 
         def list_secrets(**kwargs: Any) -> Any:
-            answer = core.list_secret_for_all_namespaces(**kwargs)
-            if not kwargs.get("watch"):
+            if kwargs.get("watch"):  # synced as the operator's informers are: cache filled
                 holder[0].synced.set()
-            return answer
+            return core.list_secret_for_all_namespaces(**kwargs)
 
         list_secrets.__doc__ = "List or watch Secrets.\n\n:rtype: V1SecretList\n"
         informer = Informer(list_secrets, resync_period=300.0, label_selector=SELECTOR)

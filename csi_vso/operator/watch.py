@@ -7,8 +7,11 @@ thread-safe cache; two gaps are filled here:
   list's ``.items`` / ``.metadata.resource_version`` as attributes: :class:`_ListView` adapts.
   The watch decodes events by the ``:rtype:`` line of the list function's docstring; ours says
   ``object``, so events carry the dicts as they are (and their resourceVersion is tracked).
-- The informer has no "has synced": every list function here sets an Event after its first
-  successful list, which is what :meth:`Informer.wait_for_sync` waits on.
+- The informer has no "has synced": every list function here sets an Event when the informer
+  first asks it to *watch*, which is what :meth:`Informer.wait_for_sync` waits on. The informer
+  fills its cache from the list and runs the handlers for every listed object before it starts
+  watching, so at that point the cache is complete and the handlers have seen every object
+  (setting it at the list's return would let a reader see an empty cache).
 """
 
 from __future__ import annotations
@@ -132,10 +135,9 @@ def custom_object_informer(
 
     def list_custom_objects(**kwargs: Any) -> Any:
         if kwargs.get("watch"):
+            holder[0].synced.set()
             return custom.list_cluster_custom_object(group, version, plural, **kwargs)
-        view = _ListView(custom.list_cluster_custom_object(group, version, plural, **kwargs))
-        holder[0].synced.set()
-        return view
+        return _ListView(custom.list_cluster_custom_object(group, version, plural, **kwargs))
 
     list_custom_objects.__doc__ = "List or watch custom objects.\n\n:rtype: object\n"
     informer = Informer(list_custom_objects, resync_period=resync_period)
@@ -156,10 +158,9 @@ def secret_informer(
     paged = secretcache.paged_list(core.list_secret_for_all_namespaces, transform)
 
     def list_secrets(**kwargs: Any) -> Any:
-        answer = paged(**kwargs)
-        if not kwargs.get("watch"):
+        if kwargs.get("watch"):
             holder[0].synced.set()
-        return answer
+        return paged(**kwargs)
 
     list_secrets.__doc__ = "List or watch Secrets.\n\n:rtype: V1SecretList\n"
     informer = Informer(
