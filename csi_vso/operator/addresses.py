@@ -121,3 +121,14 @@ def parse_patterns(texts: Iterable[str]) -> tuple[AddressPattern, ...]:
 def address_allowed(address: str, patterns: tuple[AddressPattern, ...]) -> bool:
     """True when ``patterns`` is empty (any address) or one of them matches ``address``."""
     return not patterns or any(pattern.matches(address) for pattern in patterns)
+
+
+def without_userinfo(address: str) -> str:
+    """``address`` fit for a message: user info (``user:password@``) is dropped."""
+    try:
+        parts = urlsplit(address)
+    except ValueError:
+        return "<unparsable address>"
+    if "@" not in parts.netloc:
+        return address
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()

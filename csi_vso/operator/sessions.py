@@ -33,7 +33,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from csi_vso.operator import api, refs
-from csi_vso.operator.addresses import AddressPattern, address_allowed
+from csi_vso.operator.addresses import AddressPattern, address_allowed, without_userinfo
 from csi_vso.operator.vault.cache import SessionCache, SessionKey
 from csi_vso.operator.vault.session import JwtSource, VaultSession
 from csi_vso.operator.vault.settings import AuthSettings, ConnectionSettings
@@ -118,8 +118,8 @@ class Sessions:
         if not address_allowed(spec.address, self._allowed_addresses):
             raise refs.RefError(
                 "VaultAddressNotAllowed",
-                f"VaultConnection {where} address {spec.address!r} is not allowed by the operator's "
-                "--allowed-vault-addresses",
+                f"VaultConnection {where} address {without_userinfo(spec.address)!r} is not allowed by the "
+                "operator's --allowed-vault-addresses",
             )
 
     def resolve_connection(

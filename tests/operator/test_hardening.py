@@ -167,6 +167,17 @@ def test_finding3_allowed_vault_address_patterns(
     assert addresses.address_allowed(address, addresses.parse_patterns(patterns)) is allowed
 
 
+@pytest.mark.parametrize(
+    ("address", "shown"),
+    [
+        ("https://user:pa55word@vault.example.com:8200/v1", "https://vault.example.com:8200/v1"),
+        ("https://vault.example.com", "https://vault.example.com"),
+    ],
+)
+def test_finding3_a_refused_address_is_reported_without_credentials(address: str, shown: str) -> None:
+    assert addresses.without_userinfo(address) == shown
+
+
 def test_finding3_bad_allowed_vault_address_patterns_are_all_reported() -> None:
     with pytest.raises(ValueError) as caught:
         addresses.parse_patterns(["ftp://x", "good.example,bad host", "h:99999"])
