@@ -22,9 +22,12 @@ import pytest
 import yaml
 from celpy import celtypes
 
+from tests import test_helm
+
 ROOT = Path(__file__).resolve().parents[1]
-POLICY_FILE = ROOT / "deploy" / "admission" / "protected-secrets.yaml"
+POLICY_FILE = ROOT / "deploy" / "admission" / "protected-secrets.yaml"  # rendered from the chart
 OPERATOR_SA = ROOT / "deploy" / "operator" / "serviceaccount.yaml"
+helm_tools = test_helm.tools  # the fixture that finds (or installs) helm, under a name of our own
 OPERATOR = "system:serviceaccount:vault-secrets-operator:csi-vso-operator"
 TENANT = "system:serviceaccount:team-a:deployer"
 GC = "system:serviceaccount:kube-system:generic-garbage-collector"
@@ -407,3 +410,29 @@ def test_finding2a_policy_names_the_deployed_operator_service_account_and_is_bou
     assert binding["spec"]["policyName"] == docs["ValidatingAdmissionPolicy"]["metadata"]["name"]
     assert binding["spec"]["validationActions"] == ["Deny"]
     assert "matchResources" not in binding["spec"]  # every namespace: a forgery anywhere reaches every node
+
+
+def test_finding2a_chart_names_the_configured_operator_and_can_leave_the_policy_out(
+    helm_tools: dict[str, Path], tmp_path: Path
+) -> None:
+    """The chart renders the policy for the operator it installs, and not at all when disabled."""
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(yaml.safe_dump({"operator": {"namespace": "ops", "serviceAccount": {"name": "op"}}}))
+    rendered = [
+        d for d in test_helm._render(helm_tools, moved) if d["kind"].startswith("ValidatingAdmissionPolicy")
+    ]
+    assert sorted(d["kind"] for d in rendered) == [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
+    moved_policy = Policy(next(d for d in rendered if d["kind"] == "ValidatingAdmissionPolicy"))
+    assert moved_policy.review("CREATE", "system:serviceaccount:ops:op", OURS, None).allowed
+    assert not moved_policy.review("CREATE", OPERATOR, OURS, None).allowed
+
+    disabled = tmp_path / "disabled.yaml"
+    disabled.write_text(yaml.safe_dump({"admissionPolicy": {"enabled": False}}))
+    assert not [
+        d
+        for d in test_helm._render(helm_tools, disabled)
+        if d["kind"].startswith("ValidatingAdmissionPolicy")
+    ]
