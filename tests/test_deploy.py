@@ -241,6 +241,12 @@ BROKEN = [
         _set("spec.kubernetes.tokenExpirationSeconds", 60),
         "spec.kubernetes.tokenExpirationSeconds",
     ),
+    (
+        "VaultAuth",
+        "default",
+        _set("spec.kubernetes.tokenExpirationSeconds", 3601),
+        "spec.kubernetes.tokenExpirationSeconds",
+    ),
     ("VaultAuth", "default", _set("spec.kubernetes.audiences", "vault"), "spec.kubernetes.audiences"),
     ("VaultSecret", "db-creds", _set("spec.destination.name", _DELETE), "spec.destination.name"),
     ("VaultSecret", "db-creds", _set("spec.destination.create", "true"), "spec.destination.create"),

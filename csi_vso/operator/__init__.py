@@ -6,6 +6,9 @@ Module map (pure modules decide, edge modules do I/O):
 - ``crds``: the CRD schemas; ``deploy/crds/`` is generated from it.
 - ``refs`` (pure): ``vaultAuthRef``/``vaultConnectionRef`` lookup (referrer's namespace, then
   ``--operator-namespace``).
+- ``addresses`` (pure): ``--allowed-vault-addresses`` patterns and matching.
+- ``secretcache``: what the watch cache keeps of a labelled Secret (whole only for a CR's
+  destination; metadata for anything else) and the paged list.
 - ``destination`` (pure): the protected Secret (marks from :mod:`csi_vso.protected`,
   ownerReference, content MAC, access policy, written-at) and the ownership check.
 - ``hmac``: the keyed MAC; its key lives in Secret ``--hmac-key-secret`` (default

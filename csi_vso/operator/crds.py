@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from csi_vso.operator.vault.settings import MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION
+
 GROUP = "secrets.hashicorp.com"
 VERSION = "v1beta1"
 
@@ -275,6 +277,11 @@ def connection_spec() -> Schema:
             "tlsSecretRef": _str("Alias of caCertSecretRef (the seed article's name)."),
             "skipTLSVerify": _bool("Do not verify the server certificate (testing only).", default=False),
             "timeout": _duration("Per-request timeout (default 30s)."),
+            "allowedNamespaces": _str_list(
+                "csi-vso extension: namespaces whose VaultAuths may use this connection ('*' = all). "
+                "Absent: its own namespace only, or every namespace when the connection is in the "
+                "operator's namespace."
+            ),
         },
         required=["address"],
     )
@@ -285,7 +292,12 @@ def auth_spec() -> Schema:
         "role": _str("Vault role to log in as.", minLength=1),
         "serviceAccount": _str("ServiceAccount (in the custom resource's namespace) whose token is used."),
         "audiences": _str_list("Audiences of the requested token."),
-        "tokenExpirationSeconds": _int("Lifetime of the requested token.", minimum=600, default=600),
+        "tokenExpirationSeconds": _int(
+            "Lifetime of the requested token, seconds (600 to 3600).",
+            minimum=MIN_TOKEN_EXPIRATION,
+            maximum=MAX_TOKEN_EXPIRATION,
+            default=MIN_TOKEN_EXPIRATION,
+        ),
     }
     return _obj(
         "How to log in to Vault/OpenBao.",

@@ -25,6 +25,7 @@ from csi_vso.operator.events import EventRecorder
 from csi_vso.operator.hmac import compute_mac
 from csi_vso.operator.pkispec import PKISecretSpec
 from csi_vso.operator.rollout import Rollouts
+from csi_vso.operator.secretcache import MetadataOnly
 from csi_vso.operator.sessions import Sessions
 from csi_vso.operator.watch import Informer
 
@@ -79,11 +80,13 @@ class Runtime:
     def read_destination(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret as a wire dict: from the cache when it is one of ours, else a live GET.
 
-        The cache only holds Secrets labelled as managed by us; a foreign Secret with the same
-        name must still be found (to refuse overwriting it), hence the GET on a cache miss.
+        The cache only holds Secrets labelled as managed by us, and keeps only the metadata of
+        those it does not know as a custom resource's destination (:mod:`secretcache`); a foreign
+        Secret with the same name must still be found (to refuse overwriting it), hence the GET
+        on a cache miss or a metadata-only entry.
         """
         cached = self.informers["Secret"].get(namespace, name)
-        if cached is not None:
+        if cached is not None and not isinstance(cached, MetadataOnly):
             return dict(self.api_client.sanitize_for_serialization(cached))
         return self.read_destination_live(namespace, name)
 
