@@ -1,0 +1,73 @@
+"""Issue 10: each finding of the adversarial review, as a test named after it.
+
+Every ``test_findingN_*`` failed on the code before its fix. They use the real pieces: the
+in-memory API server (or a real cluster), gRPC over the real unix socket, a real tmpfs as
+root, the real atomic writer and rotator.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from csi_vso.provider.server import ProviderServer
+from csi_vso.provider.settings import ProviderSettings
+
+# --------------------------------------------------------------------------------------------
+# Finding 10: the socket is bound with its final mode
+
+
+@pytest.fixture
+def umask_000() -> Iterator[None]:
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_finding10_socket_is_never_reachable_by_others(kube: Any, tmp_path: Path, umask_000: None) -> None:
+    """Under umask 000 a bind-then-chmod socket is 0777 until the chmod: any local process could
+    connect in between. Whatever the provider binds must be 0600 itself or sit in a 0700
+    directory, and when gRPC starts serving, the socket at its final path is already 0600."""
+    settings = ProviderSettings(
+        socket_dir=tmp_path / "sockets", state_dir=tmp_path / "state", metrics_port=0, grace_seconds=1
+    )
+    server = ProviderServer(settings, kube.api_client())
+    grpc_server: Any = server._grpc
+    bound: list[tuple[str, int, int]] = []
+    at_start: list[int | None] = []
+    add_port, start = grpc_server.add_insecure_port, grpc_server.start
+
+    def spy_add_port(address: str) -> int:
+        port = add_port(address)
+        path = Path(address.removeprefix("unix://"))
+        bound.append((str(path), os.lstat(path).st_mode, os.lstat(path.parent).st_mode))
+        return int(port)
+
+    def spy_start() -> None:
+        try:
+            at_start.append(os.lstat(settings.socket_path).st_mode)
+        except FileNotFoundError:
+            at_start.append(None)
+        start()
+
+    grpc_server.add_insecure_port, grpc_server.start = spy_add_port, spy_start
+    try:
+        server.start()
+        assert bound, "the provider bound no socket"
+        for path, mode, parent_mode in bound:
+            private = stat.S_IMODE(mode) & 0o077 == 0 or stat.S_IMODE(parent_mode) & 0o077 == 0
+            assert private, f"{path} was bound as {oct(mode)} in a {oct(parent_mode)} directory"
+        assert at_start == [at_start[0]] and at_start[0] is not None
+        assert stat.S_IMODE(at_start[0]) == 0o600 and stat.S_ISSOCK(at_start[0])
+        assert stat.S_IMODE(os.lstat(settings.socket_path).st_mode) == 0o600
+        # Nothing else is left in the socket dir (the private directory went away).
+        assert os.listdir(settings.socket_dir) == ["vso.sock"]
+    finally:
+        server.stop(0)
