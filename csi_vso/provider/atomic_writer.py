@@ -198,7 +198,8 @@ def write_atomically(
          a mount (:func:`is_mount_root`). Checked on the held fd, so it cannot go stale: the
          writes below land in the directory that was checked, and a mount we hold an fd in
          cannot be unmounted under us except lazily, which still leaves our writes in its tmpfs.
-      3. Remove leftovers: the ``..data_tmp`` symlink of a crashed write, and every ``..*``
+      3. Remove leftovers: whatever sits at ``..data_tmp`` (a crashed write's symlink, or
+         anything planted there: the name is the writer's own), and every ``..*``
          directory ``..data`` does not point to (crashed writes, replaced versions) once the last
          swap is more than ``grace`` seconds old (see the module docstring).
       4. Check every top-level name: it must be absent or our own symlink ``..data/<name>``;
@@ -415,9 +416,10 @@ def _remove_leftovers(dfd: int, *, keep: str | None, grace: float) -> int:
     old_dirs_ok = grace <= 0 or _swap_age(dfd) >= grace
     for name in os.listdir(dfd):
         if name == TEMP_DATA_LINK:
-            if _is_link(dfd, name):
-                os.unlink(name, dir_fd=dfd)
-                count += 1
+            # The writer's own temporary name: whatever is there (a crash's symlink, or a
+            # directory or file planted to wedge step 8) goes, or no write could ever swap again.
+            _remove_entry(dfd, name)
+            count += 1
         elif _is_version_dir_name(name) and name != keep and old_dirs_ok:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
@@ -570,6 +572,14 @@ def _remove_stale_links(dfd: int, *, keep: set[str]) -> int:
             os.unlink(name, dir_fd=dfd)
             count += 1
     return count
+
+
+def _remove_entry(dfd: int, name: str) -> None:
+    """Remove ``name`` whatever it is, never following a symlink (a directory goes with its content)."""
+    if stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
+        _remove_version_dir(dfd, name)
+    else:
+        os.unlink(name, dir_fd=dfd)
 
 
 def _remove_version_dir(dfd: int, name: str) -> None:

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from csi_vso.provider.atomic_writer import TEMP_DATA_LINK, FileToWrite, read_current, write_atomically
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import ProviderSettings
+from tests.provider.tmpfs_support import tmpfs_fixture  # noqa: F401  (the tmpfs fixture)
 
 # --------------------------------------------------------------------------------------------
 # Finding 10: the socket is bound with its final mode
@@ -71,3 +73,24 @@ def test_finding10_socket_is_never_reachable_by_others(kube: Any, tmp_path: Path
         assert os.listdir(settings.socket_dir) == ["vso.sock"]
     finally:
         server.stop(0)
+
+
+# --------------------------------------------------------------------------------------------
+# Finding 11: a directory planted at ..data_tmp must not wedge writes
+
+
+@pytest.mark.parametrize("planted", ["directory", "file", "dangling-symlink"])
+def test_finding11_planted_data_tmp_does_not_wedge_writes(tmpfs: Path, planted: str) -> None:
+    write_atomically(tmpfs, [FileToWrite("password", 0o600, b"one")])
+    tmp = tmpfs / TEMP_DATA_LINK
+    if planted == "directory":
+        tmp.mkdir()
+        (tmp / "inside").write_bytes(b"x")
+    elif planted == "file":
+        tmp.write_bytes(b"x")
+    else:
+        tmp.symlink_to("..nowhere")
+    write_atomically(tmpfs, [FileToWrite("password", 0o600, b"two")])
+    assert (tmpfs / "password").read_bytes() == b"two"
+    assert not os.path.lexists(tmp)
+    assert read_current(tmpfs) == {"password": (0o600, b"two")}
