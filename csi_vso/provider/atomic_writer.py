@@ -312,22 +312,34 @@ def remove_all(target_dir: Path) -> int:
         return count
 
 
-def sweep(target_dir: Path, *, grace: float = GRACE_SECONDS) -> int:
+@dataclass(frozen=True)
+class SweepResult:
+    """What a sweep did: ``removed`` entries, and ``retry_after`` seconds until the replaced
+    version directories it had to leave (inside the grace period) may go; None when none is left."""
+
+    removed: int
+    retry_after: float | None
+
+
+def sweep(target_dir: Path, *, grace: float = GRACE_SECONDS) -> SweepResult:
     """Remove replaced version directories and crash leftovers once the grace period has passed.
 
-    Returns how many entries went; a missing target is not an error. The rotation calls this a
-    grace period after a write, so old versions do not wait for the next one.
+    A missing target is not an error (nothing to remove). The rotation calls this a grace
+    period after a write and again after ``retry_after`` until nothing is left: a second write
+    inside the grace period restarts it, and old versions must not wait for a third write.
     """
     try:
         dfd = _open_target(target_dir)
     except FileNotFoundError:
-        return 0
+        return SweepResult(0, None)
     with _locked(dfd):
         current = _current_data_dir(dfd, target_dir)
         count = _remove_leftovers(dfd, keep=current, grace=grace)
         if count:
             os.fsync(dfd)
-        return count
+        left = [name for name in _version_dirs(dfd) if name != current]
+        retry_after = max(0.0, grace - _swap_age(dfd)) if left else None
+        return SweepResult(count, retry_after)
 
 
 def read_current(target_dir: Path) -> dict[str, tuple[int, bytes]] | None:
@@ -409,6 +421,16 @@ def _swap_age(dfd: int) -> float:
     except FileNotFoundError:
         return float("inf")
     return time.time() - max(st.st_mtime, st.st_ctime)
+
+
+def _version_dirs(dfd: int) -> list[str]:
+    """The version directories in the target (by name and type, without following anything)."""
+    return [
+        name
+        for name in os.listdir(dfd)
+        if _is_version_dir_name(name)
+        and stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)
+    ]
 
 
 def _remove_leftovers(dfd: int, *, keep: str | None, grace: float) -> int:

@@ -674,12 +674,14 @@ class Rotator:
 
     # -- housekeeping ------------------------------------------------------------------------
 
-    def _schedule_sweep(self, target: str) -> None:
+    def _schedule_sweep(self, target: str, delay: float | None = None) -> None:
+        """Sweep ``target`` after ``delay`` (default: the grace period), unless one is queued."""
+        wait = self._grace if delay is None else delay
         with self._mu:
             if target in self._sweep_set:
                 return
             self._sweep_set.add(target)
-            heapq.heappush(self._sweeps, (time.monotonic() + self._grace + 0.05, target))
+            heapq.heappush(self._sweeps, (time.monotonic() + wait + 0.05, target))
             self._wake.notify_all()
 
     def _schedule_flush(self) -> None:
@@ -719,9 +721,14 @@ class Rotator:
             for target in due:
                 try:
                     with self.target_lock(target):
-                        atomic_writer.sweep(Path(target), grace=self._grace)
+                        swept = atomic_writer.sweep(Path(target), grace=self._grace)
                 except (OSError, atomic_writer.AtomicWriteError) as exc:
                     log.debug("sweep failed", extra={"target": target, "error": type(exc).__name__})
+                    continue
+                if swept.retry_after is not None:
+                    # A later write restarted the grace period: come back until every replaced
+                    # version is gone, so old contents never outlive it by more than a grace.
+                    self._schedule_sweep(target, swept.retry_after)
             if time.monotonic() >= next_gc:
                 self.collect_garbage()
                 next_gc = time.monotonic() + self._gc_interval

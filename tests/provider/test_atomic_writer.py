@@ -19,6 +19,7 @@ from csi_vso.provider.atomic_writer import (
     DATA_LINK,
     FileToWrite,
     InvalidPayloadError,
+    SweepResult,
     UnsafeTargetError,
     read_current,
     remove_all,
@@ -132,8 +133,9 @@ def test_change_swaps_and_removes_stale_names_and_old_dir(tmpfs: Path) -> None:
     # The replaced directory outlives the swap by the grace period (readers mid-open), no longer.
     assert _entries(tmpfs) == {DATA_LINK, second.data_dir, first.data_dir, "a", "new"}
     assert (tmpfs / "a").read_bytes() == b"3"
-    assert sweep(tmpfs) == 0  # still inside the grace period
-    assert sweep(tmpfs, grace=0.0) == 1
+    within = sweep(tmpfs)  # still inside the grace period: nothing goes, a retry is due
+    assert within.removed == 0 and within.retry_after is not None and 0 < within.retry_after <= 1.0
+    assert sweep(tmpfs, grace=0.0) == SweepResult(1, None)
     assert _entries(tmpfs) == {DATA_LINK, second.data_dir, "a", "new"}
     third = write_atomically(tmpfs, [FileToWrite("a", 0o644, b"5")])
     time.sleep(0.05)

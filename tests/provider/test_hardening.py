@@ -9,15 +9,31 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from csi_vso.provider.atomic_writer import TEMP_DATA_LINK, FileToWrite, read_current, write_atomically
+from csi_vso.provider.atomic_writer import (
+    DATA_LINK,
+    TEMP_DATA_LINK,
+    FileToWrite,
+    read_current,
+    write_atomically,
+)
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import ProviderSettings
+from tests.provider.driver_support import wait_for
+from tests.provider.rotation_support import (
+    MemorySecrets,
+    make_secret,
+    make_spec,
+    mount,
+    new_rotator,
+    wait_idle,
+)
 from tests.provider.tmpfs_support import tmpfs_fixture  # noqa: F401  (the tmpfs fixture)
 
 # --------------------------------------------------------------------------------------------
@@ -94,3 +110,42 @@ def test_finding11_planted_data_tmp_does_not_wedge_writes(tmpfs: Path, planted: 
     assert (tmpfs / "password").read_bytes() == b"two"
     assert not os.path.lexists(tmp)
     assert read_current(tmpfs) == {"password": (0o600, b"two")}
+
+
+# --------------------------------------------------------------------------------------------
+# Finding 7: the sweep comes back until every replaced version is gone
+
+
+def _version_dirs(target: Path) -> list[str]:
+    return sorted(
+        n
+        for n in os.listdir(target)
+        if n.startswith("..") and (target / n).is_dir() and not (target / n).is_symlink()
+    )
+
+
+def test_finding7_replaced_versions_are_all_swept(tmpfs: Path) -> None:
+    """The sweep a write schedules (a grace period later) finds the replaced directory still
+    inside the grace period when a second write came in between; it must come back until every
+    replaced version is gone (before the fix they stayed, old values readable, until a third
+    write). The second write lands mid-grace on purpose: half a grace of margin either side."""
+    grace = 1.0
+    secrets = MemorySecrets()
+    secrets.set(make_secret("db", {"password": b"v0"}), notify=False)
+    rotator, _registry, _prom = new_rotator(secrets, tmpfs / "state", grace=grace)
+    rotator.start()
+    try:
+        target = tmpfs / "vol"
+        target.mkdir()
+        mount(rotator, secrets, make_spec(target, [{"secretName": "db"}]))  # schedules the sweep
+        secrets.set(make_secret("db", {"password": b"v1"}))
+        wait_idle(rotator)
+        time.sleep(grace / 2)  # scenario, not a wait: the next write falls inside the grace
+        secrets.set(make_secret("db", {"password": b"v2"}))
+        wait_idle(rotator)
+        assert (target / "password").read_bytes() == b"v2"
+        assert len(_version_dirs(target)) == 3
+        current = os.readlink(target / DATA_LINK)
+        wait_for(lambda: _version_dirs(target) == [current], timeout=5 * grace, what="old versions swept")
+    finally:
+        rotator.stop()
