@@ -56,6 +56,9 @@ TEMP_DATA_LINK = "..data_tmp"
 _DIR_MODE = 0o755
 _MAX_PATH_BYTES = 4096
 _MAX_NAME_BYTES = 255
+#: Path elements of one file (``a/b/c`` has 3). Real volumes nest a level or two; the cap keeps
+#: a pod-chosen ``fileName`` from making the writer walk (and the tmpfs hold) hundreds of levels.
+MAX_PATH_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -122,16 +125,21 @@ def validate_relative_path(path: str) -> list[str]:
       5. no empty element (``a//b``, a trailing ``/``);
       6. no ``.`` or ``..`` element (``..`` escapes the target, ``.`` makes two spellings of one file);
       7. every element at most 255 bytes (NAME_MAX);
-      8. the first element does not start with ``..`` (reserved for ``..data`` and the version dirs).
+      8. the first element does not start with ``..`` (reserved for ``..data`` and the version dirs);
+      9. valid UTF-8: no lone surrogate (JSON's ``"\ud800"``), which would become a file name
+         that is not UTF-8, or no file at all, and could not travel back in a response;
+     10. at most :data:`MAX_PATH_DEPTH` elements.
     """
     if path == "":
         return [f"path {path!r} is empty"]
     problems: list[str] = []
     if "\x00" in path:
         problems.append(f"path {path!r} contains a NUL byte")
+    if not is_utf8(path):
+        problems.append(f"path {path!r} is not valid UTF-8 (it holds a lone surrogate)")
     if path.startswith("/"):
         problems.append(f"path {path!r} is absolute")
-    if len(path.encode("utf-8", "surrogateescape")) > _MAX_PATH_BYTES:
+    if len(path.encode("utf-8", "surrogatepass")) > _MAX_PATH_BYTES:
         problems.append(f"path {path[:40]!r}... is longer than {_MAX_PATH_BYTES} bytes")
     elements = path.split("/")
     if path.startswith("/"):
@@ -142,11 +150,22 @@ def validate_relative_path(path: str) -> list[str]:
         problems.append(f"path {path!r} contains a '..' element")
     if any(e == "." for e in elements):
         problems.append(f"path {path!r} contains a '.' element")
-    if any(len(e.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES for e in elements):
+    if any(len(e.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES for e in elements):
         problems.append(f"path {path[:40]!r}... has an element longer than {_MAX_NAME_BYTES} bytes")
     if elements and elements[0].startswith("..") and elements[0] != "..":
         problems.append(f"path {path!r} starts with '..', which is reserved for the writer")
+    if len(elements) > MAX_PATH_DEPTH:
+        problems.append(f"path {path[:40]!r}... is nested deeper than {MAX_PATH_DEPTH} levels")
     return problems
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (Python strings from JSON may hold lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_payload(files: Sequence[FileToWrite]) -> list[str]:
@@ -572,16 +591,23 @@ def _write_tree(dfd: int, new_dir: str, files: Sequence[FileToWrite]) -> None:
 
 
 def _ensure_dir(dir_fds: dict[str, int], rel: str) -> int:
-    """The fd of ``rel`` inside the new version directory, creating missing parents (never following)."""
-    if rel in dir_fds:
-        return dir_fds[rel]
-    parent, _, base = rel.rpartition("/")
-    pfd = _ensure_dir(dir_fds, parent)
-    os.mkdir(base, _DIR_MODE, dir_fd=pfd)
-    _chmod_dir(pfd, base)
-    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-    dir_fds[rel] = fd
-    return fd
+    """The fd of ``rel`` inside the new version directory, creating missing parents (never following).
+
+    A loop, not recursion: the depth is capped by validation, but no depth may hit Python's
+    recursion limit here.
+    """
+    parts = rel.split("/") if rel else []
+    pfd = dir_fds[""]
+    for i, base in enumerate(parts):
+        sub = "/".join(parts[: i + 1])
+        fd = dir_fds.get(sub)
+        if fd is None:
+            os.mkdir(base, _DIR_MODE, dir_fd=pfd)
+            _chmod_dir(pfd, base)
+            fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            dir_fds[sub] = fd
+        pfd = fd
+    return pfd
 
 
 def _remove_stale_links(dfd: int, *, keep: set[str]) -> int:

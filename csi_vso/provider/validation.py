@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from csi_vso.provider import params
-from csi_vso.provider.atomic_writer import validate_relative_path
+from csi_vso.provider.atomic_writer import is_utf8, validate_relative_path
 from csi_vso.provider.errors import InvalidArgument
 from csi_vso.provider.params import ParsedRequest, PodClaim, RawObject
 
@@ -119,6 +119,18 @@ def _validate_object(raw: RawObject, pod_namespace: str, problems: list[str]) ->
     )
 
 
+def target_path_problems(target_path: str) -> list[str]:
+    """What is wrong with ``target_path`` as a path at all (where it may lie is checked later)."""
+    problems = []
+    if not target_path.startswith("/"):
+        problems.append("target_path must be an absolute path")
+    if "\x00" in target_path:
+        problems.append("target_path contains a NUL byte")
+    if not is_utf8(target_path):
+        problems.append("target_path is not valid UTF-8")
+    return problems
+
+
 def _identity_problems(pod: PodClaim) -> list[str]:
     required = {
         params.POD_NAME: pod.name,
@@ -147,8 +159,7 @@ def validate(parsed: ParsedRequest) -> MountSpec:
     permission = params.DEFAULT_PERMISSION if parsed.permission is None else parsed.permission
     if not 0 <= permission <= _MAX_MODE:
         problems.append("permission must be a file mode between 0 and 511 (0777)")
-    if not parsed.target_path.startswith("/"):
-        problems.append("target_path must be an absolute path")
+    problems.extend(target_path_problems(parsed.target_path))
     if not parsed.objects and not parsed.problems:
         problems.append("objects is empty: nothing to mount")
     specs: list[ObjectSpec] = []

@@ -8,12 +8,14 @@ root, the real atomic writer and rotator.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from csi_vso.provider.atomic_writer import (
@@ -23,9 +25,11 @@ from csi_vso.provider.atomic_writer import (
     read_current,
     write_atomically,
 )
+from csi_vso.provider.rotation import RotationExtension
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import ProviderSettings
-from tests.provider.driver_support import wait_for
+from tests.provider.driver_support import Cluster, DriverClient, mount_request, wait_for
+from tests.provider.kubelet_support import KubeletDir, module_kubelet_fixture  # noqa: F401
 from tests.provider.rotation_support import (
     MemorySecrets,
     make_secret,
@@ -149,3 +153,94 @@ def test_finding7_replaced_versions_are_all_swept(tmpfs: Path) -> None:
         wait_for(lambda: _version_dirs(target) == [current], timeout=5 * grace, what="old versions swept")
     finally:
         rotator.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# A provider over the real socket, for the findings that come in through Mount
+
+
+class Env:
+    def __init__(self, server: ProviderServer, kubelet: KubeletDir, cluster: Cluster) -> None:
+        self.server = server
+        self.kubelet = kubelet
+        self.cluster = cluster
+        self.driver = DriverClient(str(server.socket_path))
+        self.ns = cluster.namespace("harden")
+        self.pod = cluster.pod(self.ns)
+        self.put(self.ns, "db", {"password": b"pw-" + secrets.token_hex(8).encode()})
+
+    def put(self, namespace: str, name: str, data: dict[str, bytes]) -> None:
+        self.cluster.secret(namespace, name, data)
+
+        def cached() -> bool:
+            got = self.server.cache.get(namespace, name)
+            return got is not None and set(got.data or {}) == set(data)
+
+        wait_for(cached, what=f"Secret {namespace}/{name} in the provider's cache")
+
+    def target(self) -> Path:
+        return self.kubelet.target(self.pod.uid)
+
+    def mounts_counted(self, code: str) -> float:
+        registry = self.server.metrics.registry
+        total = 0.0
+        for mode in ("provider", "driver", "unknown"):
+            total += (
+                registry.get_sample_value("csi_vso_provider_mounts_total", {"code": code, "mode": mode}) or 0
+            )
+        return total
+
+
+@pytest.fixture(scope="module")
+def env(kube: Any, tmp_path_factory: pytest.TempPathFactory, module_kubelet: KubeletDir) -> Iterator[Env]:
+    base = tmp_path_factory.mktemp("harden")
+    settings = ProviderSettings(
+        socket_dir=base / "sockets",
+        state_dir=base / "state",
+        metrics_port=0,
+        grace_seconds=2,
+    )
+    server = ProviderServer(settings, kube.api_client(), extensions=[RotationExtension()])
+    server.start()
+    cluster = Cluster(kube.api_client())
+    environment: Env | None = None
+    try:
+        assert server.cache.wait_for_sync(30)
+        wait_for(server.ready, what="provider ready")
+        environment = Env(server, module_kubelet, cluster)
+        yield environment
+    finally:
+        if environment is not None:
+            environment.driver.close()
+        server.stop(2)
+        cluster.cleanup()
+
+
+# --------------------------------------------------------------------------------------------
+# Finding 8: pod input that crashed a Mount is INVALID_ARGUMENT, nothing written, counted right
+
+FINDING8 = {
+    "surrogate-fileName": ({"secretName": "db", "key": "password", "fileName": "\ud800"}, False),
+    "undecodable-fileName": ({"secretName": "db", "key": "password", "fileName": "a\udc80"}, False),
+    "surrogate-key": ({"secretName": "db", "key": "\udcff"}, False),
+    "950-levels-deep": ({"secretName": "db", "key": "password", "fileName": "d/" * 950 + "f"}, False),
+    "NUL-in-target_path": ({"secretName": "db", "key": "password"}, True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FINDING8))
+@pytest.mark.parametrize("write_mode", ["provider", "driver"])
+def test_finding8_hostile_strings_are_invalid_argument(env: Env, case: str, write_mode: str) -> None:
+    obj, nul_target = FINDING8[case]
+    target = env.target()
+    path = str(target) + ("\x00/x" if nul_target else "")
+    before = (env.mounts_counted("INVALID_ARGUMENT"), env.mounts_counted("OK"))
+    with pytest.raises(grpc.RpcError) as err:
+        env.driver.mount(mount_request(env.pod, [obj], path, write_mode=write_mode))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (err.value.code(), err.value.details())
+    assert "invalid mount parameters" in err.value.details()
+    assert os.listdir(target) == []
+    assert (env.mounts_counted("INVALID_ARGUMENT"), env.mounts_counted("OK")) == (before[0] + 1, before[1])
+    # The provider still serves the next good Mount.
+    env.driver.mount(mount_request(env.pod, [{"secretName": "db"}], str(target)))
+    assert (target / "password").is_file()
