@@ -45,20 +45,17 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from csi_vso.provider.limits import MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_PATH_DEPTH
 
 DATA_LINK = "..data"
 GRACE_SECONDS = 1.0
 TEMP_DATA_LINK = "..data_tmp"
 _DIR_MODE = 0o755
-_MAX_PATH_BYTES = 4096
-_MAX_NAME_BYTES = 255
-#: Path elements of one file (``a/b/c`` has 3). Real volumes nest a level or two; the cap keeps
-#: a pod-chosen ``fileName`` from making the writer walk (and the tmpfs hold) hundreds of levels.
-MAX_PATH_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -139,8 +136,8 @@ def validate_relative_path(path: str) -> list[str]:
         problems.append(f"path {path!r} is not valid UTF-8 (it holds a lone surrogate)")
     if path.startswith("/"):
         problems.append(f"path {path!r} is absolute")
-    if len(path.encode("utf-8", "surrogatepass")) > _MAX_PATH_BYTES:
-        problems.append(f"path {path[:40]!r}... is longer than {_MAX_PATH_BYTES} bytes")
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        problems.append(f"path {path[:40]!r}... is longer than {MAX_PATH_BYTES} bytes")
     elements = path.split("/")
     if path.startswith("/"):
         elements = elements[1:]
@@ -150,8 +147,8 @@ def validate_relative_path(path: str) -> list[str]:
         problems.append(f"path {path!r} contains a '..' element")
     if any(e == "." for e in elements):
         problems.append(f"path {path!r} contains a '.' element")
-    if any(len(e.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES for e in elements):
-        problems.append(f"path {path[:40]!r}... has an element longer than {_MAX_NAME_BYTES} bytes")
+    if any(len(e.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for e in elements):
+        problems.append(f"path {path[:40]!r}... has an element longer than {MAX_NAME_BYTES} bytes")
     if elements and elements[0].startswith("..") and elements[0] != "..":
         problems.append(f"path {path!r} starts with '..', which is reserved for the writer")
     if len(elements) > MAX_PATH_DEPTH:
@@ -206,6 +203,7 @@ def write_atomically(
     grace: float = GRACE_SECONDS,
     known_changed: bool = False,
     require_mount: bool = False,
+    checkpoint: Callable[[], None] | None = None,
 ) -> WriteResult:
     """Make ``target_dir`` hold exactly ``files``; readers see the old set or the new one.
 
@@ -242,6 +240,9 @@ def write_atomically(
     A crash before step 8 leaves the old set whole (plus leftovers removed by step 3 next time); a
     crash after it leaves the new set whole (plus dangling names and the old directory, also
     removed next time).
+
+    ``checkpoint`` is called before each file of step 6, under the target's lock: the rotation
+    pauses big rewrites there while small volumes rotate.
     """
     # 1. Validate the payload.
     problems = validate_payload(files)
@@ -268,7 +269,7 @@ def write_atomically(
             return WriteResult(changed=False, data_dir=current, leftovers_removed=removed)
         # 6. Write the new version directory.
         new_dir = _make_version_dir(dfd)
-        _write_tree(dfd, new_dir, files)
+        _write_tree(dfd, new_dir, files, checkpoint)
         # 7. New top-level names before the swap (dangling = absent until step 8).
         for name in sorted(missing_links):
             os.symlink(f"{DATA_LINK}/{name}", name, dir_fd=dfd)
@@ -561,11 +562,15 @@ def _chmod_dir(parent_fd: int, name: str) -> None:
         os.close(fd)
 
 
-def _write_tree(dfd: int, new_dir: str, files: Sequence[FileToWrite]) -> None:
+def _write_tree(
+    dfd: int, new_dir: str, files: Sequence[FileToWrite], checkpoint: Callable[[], None] | None = None
+) -> None:
     root = os.open(new_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
     dir_fds: dict[str, int] = {"": root}
     try:
         for f in files:
+            if checkpoint is not None:
+                checkpoint()
             parent, _, base = f.path.rpartition("/")
             pfd = _ensure_dir(dir_fds, parent)
             fd = os.open(

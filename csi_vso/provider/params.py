@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from csi_vso.provider.limits import MAX_ATTRIBUTES_BYTES, MAX_FILES_PER_VOLUME
+
 # Keys kubelet and the driver add to the attributes (DESIGN.md section 2).
 POD_NAME = "csi.storage.k8s.io/pod.name"
 POD_NAMESPACE = "csi.storage.k8s.io/pod.namespace"
@@ -34,9 +36,6 @@ SECRET_PROVIDER_CLASS = "secretProviderClass"  # noqa: S105 - a key name
 OBJECTS = "objects"
 WRITE_MODE = "writeMode"
 
-#: Far above any real request (a few KiB); bounds what a pod-controlled volumeAttribute can
-#: make every Mount parse.
-MAX_ATTRIBUTES_BYTES = 1024 * 1024
 
 #: Mode of files whose object gives none and whose request has no permission: 0644,
 #: what the driver itself sends by default.
@@ -161,6 +160,12 @@ def _load_list(text: str, problems: list[str]) -> list[Any] | None:
             return None
     if not isinstance(value, list):
         problems.append(f"objects must be a list, not {_kind(value)}")
+        return None
+    if len(value) > MAX_FILES_PER_VOLUME:
+        # Refused before anything is built per entry: each costs a file, a page and a version.
+        problems.append(
+            f"objects has {len(value)} entries, over the limit of {MAX_FILES_PER_VOLUME} files per volume"
+        )
         return None
     return value
 

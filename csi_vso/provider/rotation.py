@@ -22,6 +22,14 @@ each provider-mode write to :meth:`Rotator.observe_mount`, which registers the v
 under the per-target lock rotation also holds, re-renders from the cache so that a rotation
 racing the Mount cannot leave the older state behind.
 
+Fairness (issue 10, finding 1): one tenant's big volumes must not delay another tenant's
+small ones. A volume that held more than :data:`SMALL_VOLUME_FILES` files at its last write is
+bulk work: bulk volumes rotate one at a time on a thread of their own, so the small-volume
+workers are never all busy with them, and a bulk rewrite pauses between files while a small
+volume is rotating (the atomic writer's ``checkpoint``). Without the pause the bulk thread
+would still win the GIL back at every syscall of the small write; with it, a small volume
+rotates next to 5,000 churning files nearly as fast as alone (``bench/fairness_bench.py``).
+
 On start (after the cache synced) every registered volume is reconciled, which also removes
 the leftovers a crash left in it. A housekeeping thread drops volumes whose target is gone
 (pod deleted, volume unmounted) and removes replaced version directories once the writer's
@@ -58,6 +66,7 @@ from csi_vso import protected
 from csi_vso.provider import atomic_writer, authz, render, versions
 from csi_vso.provider.authz import VerifiedPod
 from csi_vso.provider.errors import NotFound, PermissionDenied, ProviderError
+from csi_vso.provider.limits import SMALL_VOLUME_FILES
 from csi_vso.provider.registry import MountRecord, Registry
 from csi_vso.provider.render import RenderedFile
 from csi_vso.provider.validation import MountSpec, ObjectSpec, WriteMode
@@ -332,6 +341,11 @@ class Rotator:
         self._started = False
         self._stopping = False
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rotation")
+        # Volumes of more than SMALL_VOLUME_FILES files rotate one at a time on their own
+        # thread and step aside for small ones (see "Fairness" in the module docstring).
+        self._bulk_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rotation-bulk")
+        self._gate = threading.Condition()
+        self._small_active = 0
         self._housekeeper: threading.Thread | None = None
         secrets.add_listener(self.on_secret_event)
         metrics.registered.set(len(registry))
@@ -353,7 +367,10 @@ class Rotator:
         with self._mu:
             self._stopping = True
             self._wake.notify_all()
+        with self._gate:
+            self._gate.notify_all()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._bulk_pool.shutdown(wait=True, cancel_futures=True)
         if self._housekeeper is not None:
             self._housekeeper.join()  # it flushes the registry on its way out
         else:
@@ -481,13 +498,37 @@ class Rotator:
             if target in self._running:
                 return  # the running worker picks it up when it finishes
             self._running.add(target)
+        bulk = self.is_bulk(target)
         try:
-            self._pool.submit(self._work, target)
+            (self._bulk_pool if bulk else self._pool).submit(self._work, target, bulk)
         except RuntimeError:  # pool shut down between the check and the submit
             with self._mu:
                 self._running.discard(target)
 
-    def _work(self, target: str) -> None:
+    def is_bulk(self, target: str) -> bool:
+        """Whether ``target`` held more than :data:`SMALL_VOLUME_FILES` files at its last write."""
+        record = self._registry.get(target)
+        return record is not None and len(record.versions) > SMALL_VOLUME_FILES
+
+    def _yield_to_small(self) -> None:
+        """A bulk rewrite's checkpoint (between files): wait while small volumes are rotating."""
+        with self._gate:
+            while self._small_active and not self._stopping:
+                self._gate.wait(timeout=1.0)
+
+    @contextmanager
+    def _small_work(self) -> Iterator[None]:
+        with self._gate:
+            self._small_active += 1
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._small_active -= 1
+                if not self._small_active:
+                    self._gate.notify_all()
+
+    def _work(self, target: str, bulk: bool = False) -> None:
         while True:
             with self._mu:
                 trigger = self._pending.pop(target, None)
@@ -495,7 +536,11 @@ class Rotator:
                     self._running.discard(target)
                     return
             try:
-                self._rotate(target, trigger)
+                if bulk:
+                    self._rotate(target, trigger, checkpoint=self._yield_to_small)
+                else:
+                    with self._small_work():
+                        self._rotate(target, trigger)
             except Exception as exc:  # never let one volume stop the worker
                 self._metrics.errors.labels(kind=type(exc).__name__).inc()
                 log.error(
@@ -560,7 +605,7 @@ class Rotator:
 
     # -- one volume -------------------------------------------------------------------------
 
-    def _rotate(self, target: str, trigger: _Trigger) -> None:
+    def _rotate(self, target: str, trigger: _Trigger, checkpoint: Callable[[], None] | None = None) -> None:
         with self.target_lock(target):
             record = self._registry.get(target)
             if record is None:
@@ -574,7 +619,7 @@ class Rotator:
                 record, views, self._key, render_volume=self._cached_render(record, views, versions_key)
             )
             if isinstance(decision, Write):
-                self._write(record, decision, trigger, views)
+                self._write(record, decision, trigger, views, checkpoint)
             elif isinstance(decision, KeepMissing):
                 if record.missing != decision.missing:
                     self._metrics.secret_missing.inc()
@@ -606,6 +651,7 @@ class Rotator:
         decision: Write,
         trigger: _Trigger,
         views: Mapping[SecretKey, SecretView | None],
+        checkpoint: Callable[[], None] | None = None,
     ) -> None:
         target = record.target_path
         healthy = not (record.missing or record.denied or record.failing)
@@ -620,6 +666,7 @@ class Rotator:
                 # Versions differ only when content does; a reconcile compares bytes instead.
                 known_changed=trigger.secret is not None and healthy,
                 require_mount=self._require_mount,
+                checkpoint=checkpoint,
             )
         except FileNotFoundError:
             self._collect(target, record)

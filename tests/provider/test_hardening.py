@@ -7,6 +7,7 @@ root, the real atomic writer and rotator.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import stat
@@ -25,6 +26,8 @@ from csi_vso.provider.atomic_writer import (
     read_current,
     write_atomically,
 )
+from csi_vso.provider.authz import VerifiedPod
+from csi_vso.provider.limits import MAX_ATTRIBUTES_BYTES, MAX_FILES_PER_VOLUME, PAGE_SIZE, SMALL_VOLUME_FILES
 from csi_vso.provider.rotation import RotationExtension
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import ProviderSettings
@@ -244,3 +247,92 @@ def test_finding8_hostile_strings_are_invalid_argument(env: Env, case: str, writ
     # The provider still serves the next good Mount.
     env.driver.mount(mount_request(env.pod, [{"secretName": "db"}], str(target)))
     assert (target / "password").is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# Finding 1: files per volume capped, cost counted in pages, small volumes not starved
+
+
+def _many_file_names(count: int) -> str:
+    """``objects`` as compact YAML (no quotes to escape), as an attacker squeezes it under 1 MiB."""
+    return "[" + ",".join(f"{{secretName: db, key: password, fileName: f{i}}}" for i in range(count)) + "]"
+
+
+@pytest.fixture(scope="module")
+def wide_secrets(env: Env) -> None:
+    env.put(env.ns, "wide", {f"k{i:05d}": b"x" for i in range(20_000)})
+    env.put(env.ns, "cap", {f"k{i:03d}": b"x" for i in range(MAX_FILES_PER_VOLUME)})
+    env.put(env.ns, "page", {"blob": b"p" * (PAGE_SIZE + 1)})
+
+
+@pytest.mark.parametrize("write_mode", ["provider", "driver"])
+def test_finding1_17000_file_names_are_refused(env: Env, write_mode: str) -> None:
+    """One key under 17,000 fileNames fits the 1 MiB attribute cap and cost a page per file."""
+    request = mount_request(env.pod, _many_file_names(17_000), str(env.target()), write_mode=write_mode)
+    assert len(request.attributes) < MAX_ATTRIBUTES_BYTES
+    with pytest.raises(grpc.RpcError) as err:
+        env.driver.mount(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "objects has 17000 entries, over the limit of 512 files per volume" in err.value.details()
+    assert os.listdir(request.target_path) == []
+
+
+@pytest.mark.parametrize("write_mode", ["provider", "driver"])
+def test_finding1_secret_with_20000_keys_is_refused(env: Env, wide_secrets: None, write_mode: str) -> None:
+    target = env.target()
+    with pytest.raises(grpc.RpcError) as err:
+        env.driver.mount(mount_request(env.pod, [{"secretName": "wide"}], str(target), write_mode=write_mode))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
+    assert "would have 20000 files, over the limit of 512 files per volume" in err.value.details()
+    assert os.listdir(target) == []
+
+
+def test_finding1_cost_is_counted_in_pages(env: Env, wide_secrets: None) -> None:
+    """400 files of 4 KiB + 1 byte: 1.6 MB of bytes, but 800 pages plus 400 directories."""
+    target = env.target()
+    objects = [{"secretName": "page", "key": "blob", "fileName": f"d{i}/f"} for i in range(400)]
+    with pytest.raises(grpc.RpcError) as err:
+        env.driver.mount(mount_request(env.pod, objects, str(target)))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
+    assert "take 1201 pages of tmpfs, over the limit of 1024 pages" in err.value.details()
+    assert os.listdir(target) == []
+
+
+def test_finding1_a_volume_at_the_cap_is_served(env: Env, wide_secrets: None) -> None:
+    target = env.target()
+    env.driver.mount(mount_request(env.pod, [{"secretName": "cap"}], str(target)))
+    assert len([n for n in os.listdir(target) if not n.startswith("..")]) == MAX_FILES_PER_VOLUME
+
+
+def test_finding1_small_volumes_are_not_queued_behind_big_ones(tmpfs: Path) -> None:
+    """Tenant A's big volume is stuck mid-rotation (the test holds its lock); tenant B's
+    one-file volume must still rotate, even with a single rotation worker. Before the fix every
+    worker could be busy with A's volumes and B's waited behind them."""
+    secrets = MemorySecrets()
+    big = {f"k{i:03d}": b"a0" for i in range(SMALL_VOLUME_FILES + 1)}
+    secrets.set(make_secret("big", big), notify=False)
+    pod_b = VerifiedPod(namespace="team-b", name="app-b", uid="uid-b", service_account="app")
+    secrets.set(make_secret("small", {"value": b"b0"}, namespace="team-b"), notify=False)
+    rotator, _registry, _prom = new_rotator(secrets, tmpfs / "state", workers=1)
+    rotator.start()
+    big_target, small_target = tmpfs / "big", tmpfs / "small"
+    big_target.mkdir()
+    small_target.mkdir()
+    try:
+        mount(rotator, secrets, make_spec(big_target, [{"secretName": "big"}]))
+        mount(rotator, secrets, make_spec(small_target, [{"secretName": "small"}], pod=pod_b), pod_b)
+        wait_idle(rotator)
+        assert rotator.is_bulk(str(big_target)) and not rotator.is_bulk(str(small_target))
+        held = os.open(big_target, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX)  # the writer of the big volume blocks on this
+            secrets.set(make_secret("big", {k: b"a1" for k in big}))
+            secrets.set(make_secret("small", {"value": b"b1"}, namespace="team-b"))
+            wait_for(lambda: (small_target / "value").read_bytes() == b"b1", what="the small volume rotated")
+            assert (big_target / "k000").read_bytes() == b"a0"  # still stuck
+        finally:
+            os.close(held)
+        wait_idle(rotator)
+        assert (big_target / "k000").read_bytes() == b"a1"
+    finally:
+        rotator.stop()
