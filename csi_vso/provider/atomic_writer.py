@@ -15,11 +15,17 @@ gets either the whole old file or the whole new one. A reader that needs several
 version reads ``..data`` (``readlink``) before and after and retries when it moved.
 
 The volume is writable by whoever else can reach it, so nothing here follows a symlink it did
-not create: every step works relative to a directory file descriptor opened with
-``O_NOFOLLOW``, files are created with ``O_EXCL | O_NOFOLLOW`` inside a directory this module
-just made, and existing entries are inspected with ``lstat`` before they are touched or removed.
+not create: the target itself is opened one path component at a time from a trusted ``root``
+(the kubelet dir), each with ``O_DIRECTORY|O_NOFOLLOW`` (:func:`open_beneath`), so a symlink
+swapped in for any parent directory is refused, not followed; every step then works relative
+to that directory file descriptor, files are created with ``O_EXCL | O_NOFOLLOW`` inside a
+directory this module just made, and existing entries are inspected with ``lstat`` before they
+are touched or removed.
 An entry this module did not create is never removed; one that is in the way raises
-:class:`UnsafeTargetError`.
+:class:`UnsafeTargetError`. The writer only writes into a target that is empty or carries its
+marker ``..csi-vso`` (left by its first write): a kubelet secret volume, or any other
+directory with a ``..data`` of someone else's, is refused rather than taken over, and
+cleanup (:func:`remove_all`, :func:`sweep`) does nothing in a target without the marker.
 
 The replaced version directory is not removed at the swap but a grace period later (by the next
 write or by :func:`sweep`). Opening ``target/name`` walks ``name`` -> ``..data`` -> the version
@@ -55,6 +61,10 @@ from csi_vso.provider.limits import MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_PATH_DEP
 DATA_LINK = "..data"
 GRACE_SECONDS = 1.0
 TEMP_DATA_LINK = "..data_tmp"
+#: An empty file the first write leaves in the target: "this layout is the writer's own".
+MARKER = "..csi-vso"
+#: Where targets are opened from when the caller gives no root: every component is checked.
+FILESYSTEM_ROOT = Path("/")
 _DIR_MODE = 0o755
 
 
@@ -204,13 +214,16 @@ def write_atomically(
     known_changed: bool = False,
     require_mount: bool = False,
     checkpoint: Callable[[], None] | None = None,
+    root: Path = FILESYSTEM_ROOT,
 ) -> WriteResult:
     """Make ``target_dir`` hold exactly ``files``; readers see the old set or the new one.
 
     Steps (the code below carries the same numbers):
       1. Validate the payload; report every problem at once (InvalidPayloadError).
-      2. Open the target with O_DIRECTORY|O_NOFOLLOW (a symlinked target is refused) and take an
-         exclusive flock on it, so concurrent writers to one target run one after another. With
+      2. Open the target beneath ``root``, every component with O_DIRECTORY|O_NOFOLLOW (a
+         symlinked target or parent is refused), and take an exclusive flock on it, so
+         concurrent writers to one target run one after another. It must be empty or carry
+         the writer's marker (else UnsafeTargetError); an empty one gets the marker. With
          ``require_mount``, refuse (NotMountedError) unless the opened directory is the root of
          a mount (:func:`is_mount_root`). Checked on the held fd, so it cannot go stale: the
          writes below land in the directory that was checked, and a mount we hold an fd in
@@ -252,9 +265,10 @@ def write_atomically(
     names = top_level_names(files)
 
     # 2. Open the target without following a symlink, and lock it.
-    with _locked(_open_target(target_dir)) as dfd:
+    with _locked(open_beneath(root, target_dir)) as dfd:
         if require_mount and not is_mount_root(dfd):
             raise NotMountedError(not_mounted_message(target_dir))
+        _claim(dfd, target_dir)
         current = _current_data_dir(dfd, target_dir)
         # 3. Remove leftovers of a crashed write.
         removed = _remove_leftovers(dfd, keep=current, grace=grace)
@@ -294,10 +308,10 @@ def is_mount_root(dfd: int) -> bool:
     return os.fstat(dfd).st_dev != os.stat("..", dir_fd=dfd, follow_symlinks=False).st_dev
 
 
-def is_mounted_target(target_dir: Path) -> bool:
+def is_mounted_target(target_dir: Path, *, root: Path = FILESYSTEM_ROOT) -> bool:
     """:func:`is_mount_root` for a path (opened without following a symlink); False when missing."""
     try:
-        dfd = _open_target(target_dir)
+        dfd = open_beneath(root, target_dir)
     except (FileNotFoundError, UnsafeTargetError):
         return False
     try:
@@ -311,18 +325,22 @@ def not_mounted_message(target_dir: Path) -> str:
     return f"target_path {target_dir} is not a mounted volume; refusing to write secrets onto the node's disk"
 
 
-def remove_all(target_dir: Path) -> int:
+def remove_all(target_dir: Path, *, root: Path = FILESYSTEM_ROOT) -> int:
     """Remove everything the writer created in ``target_dir`` (access revoked); return the count.
 
     Visible names go first so readers stop finding files immediately, then ``..data``, then the
     version directories. Entries the writer did not create are left alone; the target directory
-    itself belongs to the driver and stays. A missing target is not an error (nothing to remove).
+    itself belongs to the driver and stays, and so does the marker (a later write may serve the
+    volume again). A missing target, or one without the marker, is not an error: nothing of
+    the writer's is there to remove.
     """
     try:
-        dfd = _open_target(target_dir)
+        dfd = open_beneath(root, target_dir)
     except FileNotFoundError:
         return 0
     with _locked(dfd):
+        if not _has_marker(dfd):
+            return 0
         count = _remove_stale_links(dfd, keep=set())
         if _is_link(dfd, DATA_LINK):
             os.unlink(DATA_LINK, dir_fd=dfd)
@@ -341,7 +359,7 @@ class SweepResult:
     retry_after: float | None
 
 
-def sweep(target_dir: Path, *, grace: float = GRACE_SECONDS) -> SweepResult:
+def sweep(target_dir: Path, *, grace: float = GRACE_SECONDS, root: Path = FILESYSTEM_ROOT) -> SweepResult:
     """Remove replaced version directories and crash leftovers once the grace period has passed.
 
     A missing target is not an error (nothing to remove). The rotation calls this a grace
@@ -349,10 +367,12 @@ def sweep(target_dir: Path, *, grace: float = GRACE_SECONDS) -> SweepResult:
     inside the grace period restarts it, and old versions must not wait for a third write.
     """
     try:
-        dfd = _open_target(target_dir)
+        dfd = open_beneath(root, target_dir)
     except FileNotFoundError:
         return SweepResult(0, None)
     with _locked(dfd):
+        if not _has_marker(dfd):
+            return SweepResult(0, None)
         current = _current_data_dir(dfd, target_dir)
         count = _remove_leftovers(dfd, keep=current, grace=grace)
         if count:
@@ -362,13 +382,13 @@ def sweep(target_dir: Path, *, grace: float = GRACE_SECONDS) -> SweepResult:
         return SweepResult(count, retry_after)
 
 
-def read_current(target_dir: Path) -> dict[str, tuple[int, bytes]] | None:
+def read_current(target_dir: Path, *, root: Path = FILESYSTEM_ROOT) -> dict[str, tuple[int, bytes]] | None:
     """The payload ``..data`` points to, as {path: (mode, bytes)}; None when nothing was written.
 
     For tests and diagnostics: it reads without following symlinks, like step 5 of the write.
     """
     try:
-        dfd = _open_target(target_dir)
+        dfd = open_beneath(root, target_dir)
     except FileNotFoundError:
         return None
     try:
@@ -384,13 +404,64 @@ def read_current(target_dir: Path) -> dict[str, tuple[int, bytes]] | None:
 # Steps, each working relative to the locked target's directory fd
 
 
-def _open_target(target_dir: Path) -> int:
+def open_beneath(root: Path, target_dir: Path) -> int:
+    """Open ``target_dir``, a directory beneath ``root``, following no symlink below ``root``.
+
+    ``root`` itself is opened normally: it is the operator's choice (``--kubelet-dir``, which may
+    be a symlink on some distributions). Every component below it is opened relative to its
+    parent's fd with O_DIRECTORY|O_NOFOLLOW, so a symlink anywhere on the way, also one swapped
+    in after the Mount, raises UnsafeTargetError instead of leading elsewhere. (Linux's
+    openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS does the same in one call, but Python
+    has no binding for it; the walk works on every kernel.) A missing component raises
+    FileNotFoundError.
+    """
     try:
-        return os.open(target_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise UnsafeTargetError(f"target {str(target_dir)!r} is not a directory (or is a symlink)") from e
+        parts = target_dir.relative_to(root).parts
+    except ValueError:
+        raise UnsafeTargetError(f"target {str(target_dir)!r} is not beneath {str(root)!r}") from None
+    if any(part in (".", "..") for part in parts):
+        raise UnsafeTargetError(f"target {str(target_dir)!r} has a '.' or '..' component")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts:
+            try:
+                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafeTargetError(
+                        f"target {str(target_dir)!r}: {part!r} is not a directory (or is a symlink)"
+                    ) from e
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
         raise
+    return fd
+
+
+def _has_marker(dfd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(MARKER, dir_fd=dfd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _claim(dfd: int, target_dir: Path) -> None:
+    """Step 2's ownership rule: the target carries the marker, or is empty and gets it now."""
+    if _has_marker(dfd):
+        return
+    foreign = sorted(os.listdir(dfd))
+    if foreign:
+        shown = "; ".join(
+            f"{str(target_dir / name)!r} exists and was not created by the writer" for name in foreign[:3]
+        )
+        more = f" (and {len(foreign) - 3} more)" if len(foreign) > 3 else ""
+        raise UnsafeTargetError(f"{shown}{more}: the target is neither empty nor the writer's own")
+    fd = os.open(
+        MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444, dir_fd=dfd
+    )
+    os.close(fd)
 
 
 @contextmanager
@@ -411,7 +482,7 @@ def _is_link(dfd: int, name: str) -> bool:
 
 
 def _is_version_dir_name(name: str) -> bool:
-    return name.startswith("..") and "/" not in name and name not in ("..", DATA_LINK, TEMP_DATA_LINK)
+    return name.startswith("..") and "/" not in name and name not in ("..", DATA_LINK, TEMP_DATA_LINK, MARKER)
 
 
 def _current_data_dir(dfd: int, target_dir: Path) -> str | None:

@@ -17,6 +17,7 @@ import pytest
 
 from csi_vso.provider.atomic_writer import (
     DATA_LINK,
+    MARKER,
     FileToWrite,
     InvalidPayloadError,
     SweepResult,
@@ -84,7 +85,8 @@ def test_repr_never_shows_contents() -> None:
 
 
 def _entries(target: Path) -> set[str]:
-    return set(os.listdir(target))
+    """The target's entries but the writer's marker (checked by tests of its own)."""
+    return set(os.listdir(target)) - {MARKER}
 
 
 def test_layout_modes_and_nested_paths(tmpfs: Path) -> None:
@@ -184,6 +186,12 @@ def test_symlinked_target_and_foreign_data_link_are_refused(tmpfs: Path) -> None
     with pytest.raises(UnsafeTargetError, match=r"link' is not a directory \(or is a symlink\)"):
         write_atomically(tmpfs / "link", [FileToWrite("a", 0o644, b"1")])
     os.symlink("/etc", real / DATA_LINK)
+    # Not the writer's (no marker): refused as a whole, e.g. a kubelet secret volume.
+    with pytest.raises(UnsafeTargetError, match=r"\.\.data' exists and was not created by the writer"):
+        write_atomically(real, [FileToWrite("a", 0o644, b"1")])
+    assert os.listdir(real) == [DATA_LINK]
+    # The writer's own (marker) with a ..data planted later: still refused.
+    (real / MARKER).write_bytes(b"")
     with pytest.raises(UnsafeTargetError, match=r"\.\.data' points outside the writer's directories"):
         write_atomically(real, [FileToWrite("a", 0o644, b"1")])
     assert _entries(real) == {DATA_LINK}
