@@ -318,8 +318,10 @@ class Rotator:
         grace: float = atomic_writer.GRACE_SECONDS,
         gc_interval: float = 30.0,
         require_mount: bool = False,
+        root: Path = atomic_writer.FILESYSTEM_ROOT,
     ) -> None:
         self._secrets = secrets
+        self._root = root
         self._require_mount = require_mount
         self._registry = registry
         self._key = version_key
@@ -453,6 +455,7 @@ class Rotator:
                         [f.to_write() for f in decision.files],
                         grace=self._grace,
                         require_mount=self._require_mount,
+                        root=self._root,
                     )
                     record = record.with_outcome(versions=decision.versions)
                 elif not isinstance(decision, Write):
@@ -630,7 +633,7 @@ class Rotator:
                     self._registry.put(record.with_outcome(missing=decision.missing))
             elif isinstance(decision, Revoke):
                 if not record.denied:
-                    removed = atomic_writer.remove_all(Path(target))
+                    removed = atomic_writer.remove_all(Path(target), root=self._root)
                     self._metrics.revoked.inc()
                     log.warning(
                         "access revoked: removed the volume's files",
@@ -666,6 +669,7 @@ class Rotator:
                 # Versions differ only when content does; a reconcile compares bytes instead.
                 known_changed=trigger.secret is not None and healthy,
                 require_mount=self._require_mount,
+                root=self._root,
                 checkpoint=checkpoint,
             )
         except FileNotFoundError:
@@ -768,7 +772,7 @@ class Rotator:
             for target in due:
                 try:
                     with self.target_lock(target):
-                        swept = atomic_writer.sweep(Path(target), grace=self._grace)
+                        swept = atomic_writer.sweep(Path(target), grace=self._grace, root=self._root)
                 except (OSError, atomic_writer.AtomicWriteError) as exc:
                     log.debug("sweep failed", extra={"target": target, "error": type(exc).__name__})
                     continue
@@ -804,12 +808,18 @@ class Rotator:
         return dropped
 
     def _target_state(self, target: str) -> Literal["gone", "unmounted", "ok"]:
-        """ "gone" (no directory), "unmounted" (a plain directory where a mount is required) or "ok"."""
-        if not os.path.isdir(target):
+        """ "gone" (no directory, or not reachable beneath the kubelet dir without following a
+        symlink), "unmounted" (a plain directory where a mount is required) or "ok"."""
+        try:
+            dfd = atomic_writer.open_beneath(self._root, Path(target))
+        except (OSError, atomic_writer.UnsafeTargetError):
             return "gone"
-        if self._require_mount and not atomic_writer.is_mounted_target(Path(target)):
-            return "unmounted"
-        return "ok"
+        try:
+            if self._require_mount and not atomic_writer.is_mount_root(dfd):
+                return "unmounted"
+            return "ok"
+        finally:
+            os.close(dfd)
 
 
 def _pod(record: MountRecord) -> str:
@@ -848,6 +858,7 @@ class RotationExtension:
             workers=self._workers,
             gc_interval=self._gc_interval,
             require_mount=settings.require_mounted_target,
+            root=settings.kubelet_dir,
         )
         server.service.add_observer(rotator.observe_mount)
         self.rotator = rotator

@@ -129,6 +129,7 @@ class ProviderServer:
             version_key=load_or_create_key(settings.state_dir),
             writer=writer,
             require_mounted_target=settings.require_mounted_target,
+            kubelet_dir=settings.kubelet_dir,
         )
         self._extensions = list(extensions)
         self._health = health.HealthServicer()

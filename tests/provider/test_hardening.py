@@ -10,7 +10,9 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+import shutil
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +30,10 @@ from csi_vso.provider.atomic_writer import (
 )
 from csi_vso.provider.authz import VerifiedPod
 from csi_vso.provider.limits import MAX_ATTRIBUTES_BYTES, MAX_FILES_PER_VOLUME, PAGE_SIZE, SMALL_VOLUME_FILES
-from csi_vso.provider.rotation import RotationExtension
+from csi_vso.provider.rotation import RotationExtension, Rotator
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import ProviderSettings
+from csi_vso.provider.targets import VolumeTarget, parse_target
 from tests.provider.driver_support import Cluster, DriverClient, mount_request, wait_for
 from tests.provider.kubelet_support import KubeletDir, module_kubelet_fixture  # noqa: F401
 from tests.provider.rotation_support import (
@@ -158,6 +161,9 @@ def test_finding7_replaced_versions_are_all_swept(tmpfs: Path) -> None:
         rotator.stop()
 
 
+AUDIENCE = "csi-vso"
+
+
 # --------------------------------------------------------------------------------------------
 # A provider over the real socket, for the findings that come in through Mount
 
@@ -170,6 +176,8 @@ class Env:
         self.driver = DriverClient(str(server.socket_path))
         self.ns = cluster.namespace("harden")
         self.pod = cluster.pod(self.ns)
+        self.other_pod = cluster.pod(self.ns, name="app-1")
+        self.rotator: Rotator | None = None
         self.put(self.ns, "db", {"password": b"pw-" + secrets.token_hex(8).encode()})
 
     def put(self, namespace: str, name: str, data: dict[str, bytes]) -> None:
@@ -200,10 +208,13 @@ def env(kube: Any, tmp_path_factory: pytest.TempPathFactory, module_kubelet: Kub
     settings = ProviderSettings(
         socket_dir=base / "sockets",
         state_dir=base / "state",
+        kubelet_dir=module_kubelet.root,
         metrics_port=0,
         grace_seconds=2,
+        token_audience=AUDIENCE,
     )
-    server = ProviderServer(settings, kube.api_client(), extensions=[RotationExtension()])
+    rotation = RotationExtension()
+    server = ProviderServer(settings, kube.api_client(), extensions=[rotation])
     server.start()
     cluster = Cluster(kube.api_client())
     environment: Env | None = None
@@ -211,6 +222,9 @@ def env(kube: Any, tmp_path_factory: pytest.TempPathFactory, module_kubelet: Kub
         assert server.cache.wait_for_sync(30)
         wait_for(server.ready, what="provider ready")
         environment = Env(server, module_kubelet, cluster)
+        wait_for(lambda: rotation.rotator is not None, what="rotation wired")
+        assert rotation.rotator is not None
+        environment.rotator = rotation.rotator
         yield environment
     finally:
         if environment is not None:
@@ -336,3 +350,139 @@ def test_finding1_small_volumes_are_not_queued_behind_big_ones(tmpfs: Path) -> N
         assert (big_target / "k000").read_bytes() == b"a1"
     finally:
         rotator.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Finding 4: target_path confined to kubelet's directory of the verified pod's CSI volume
+
+
+@pytest.mark.parametrize(
+    ("rest", "ok"),
+    [
+        ("pods/0f1e-2d/volumes/kubernetes.io~csi/vol-1/mount", True),
+        ("pods/0f1e-2d/volumes/kubernetes.io~csi/pvc-1.a_b/mount", True),
+        ("pods/0f1e-2d/volumes/kubernetes.io~csi/vol-1/mount/", False),
+        ("pods/0f1e-2d/volumes/kubernetes.io~csi/vol-1/mount/sub", False),
+        ("pods/0f1e-2d/volumes/kubernetes.io~secret/vol-1/mount", False),
+        ("pods/0f1e-2d/volumes/kubernetes.io~csi/../mount", False),
+        ("pods/../volumes/kubernetes.io~csi/vol-1/mount", False),
+        ("pods/0f1e-2d/volumes/kubernetes.io~csi/./mount", False),
+        ("pods//0f1e-2d/volumes/kubernetes.io~csi/vol-1/mount", False),
+        ("pods/0f1e-2d/volumes/kubernetes.io~csi/vol-1/mount/../../../../../../..", False),
+        ("plugins/0f1e-2d/volumes/kubernetes.io~csi/vol-1/mount", False),
+    ],
+)
+def test_finding4_target_shape(rest: str, ok: bool) -> None:
+    got = parse_target(Path("/var/lib/kubelet"), "/var/lib/kubelet/" + rest)
+    assert isinstance(got, VolumeTarget) is ok, got
+    assert isinstance(parse_target(Path("/var/lib/kubelet"), "/var/lib/kubelet-other/" + rest), list)
+    assert isinstance(parse_target(Path("/var/lib/kubelet"), "/" + rest), list)
+
+
+def _foreign(env: Env, case: str, outside: Path) -> tuple[str, grpc.StatusCode, str, dict[str, str] | None]:
+    """(target_path, code, words of the message, tokens) for one way of aiming a Mount elsewhere."""
+    root = env.kubelet.root
+    if case == "filesystem-root":
+        return "/", grpc.StatusCode.INVALID_ARGUMENT, "is not <kubelet dir>/pods/<pod uid>", None
+    if case == "outside-the-kubelet-dir":
+        return str(outside), grpc.StatusCode.INVALID_ARGUMENT, "is not <kubelet dir>/pods/<pod uid>", None
+    if case == "dotdot-components":
+        target = env.target()
+        return str(target) + "/../../x/mount", grpc.StatusCode.INVALID_ARGUMENT, "is not <kubelet dir>", None
+    if case == "secret-volume-plugin":
+        path = root / "pods" / env.pod.uid / "volumes" / "kubernetes.io~secret" / "v" / "mount"
+        path.mkdir(parents=True)
+        return str(path), grpc.StatusCode.INVALID_ARGUMENT, "is not <kubelet dir>/pods/<pod uid>", None
+    if case == "another-pods-volume-with-own-token":
+        token = env.cluster.token(env.pod, AUDIENCE)
+        target = env.kubelet.target(env.other_pod.uid)
+        return str(target), grpc.StatusCode.PERMISSION_DENIED, "is not a volume of pod", {AUDIENCE: token}
+    if case == "symlinked-parent":
+        volumes = root / "pods" / f"{env.pod.uid}" / "volumes"
+        if volumes.exists():
+            subprocess.run(["rm", "-rf", str(volumes)], check=True)
+        (outside / "kubernetes.io~csi" / "vol" / "mount").mkdir(parents=True)
+        volumes.parent.mkdir(parents=True, exist_ok=True)
+        volumes.symlink_to(outside)
+        target = volumes / "kubernetes.io~csi" / "vol" / "mount"
+        return (
+            str(target),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "'volumes' is not a directory (or is a symlink)",
+            None,
+        )
+    # A kubelet secret volume's own ..data layout where the CSI volume should be.
+    target = env.target()
+    (target / "..2026_01_01_00_00_00.1").mkdir()
+    (target / "..2026_01_01_00_00_00.1" / "password").write_bytes(b"kubelet's")
+    (target / "..data").symlink_to("..2026_01_01_00_00_00.1")
+    (target / "password").symlink_to("..data/password")
+    return str(target), grpc.StatusCode.FAILED_PRECONDITION, "was not created by the writer", None
+
+
+FOREIGN = [
+    "filesystem-root",
+    "outside-the-kubelet-dir",
+    "dotdot-components",
+    "secret-volume-plugin",
+    "another-pods-volume-with-own-token",
+    "symlinked-parent",
+    "kubelet-data-layout",
+]
+
+
+def _tree(path: Path) -> dict[str, str]:
+    out = {}
+    for dirpath, dirs, files in os.walk(path):
+        for name in dirs + files:
+            full = Path(dirpath) / name
+            out[str(full.relative_to(path))] = (
+                os.readlink(full) if full.is_symlink() else oct(full.lstat().st_mode)
+            )
+    return out
+
+
+@pytest.mark.parametrize("case", FOREIGN)
+def test_finding4_target_outside_the_verified_pods_volume_is_refused(
+    env: Env, tmp_path: Path, case: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target, code, words, tokens = _foreign(env, case, outside)
+    try:
+        before = (_tree(env.kubelet.root), _tree(outside), sorted(os.listdir("/")))
+        with pytest.raises(grpc.RpcError) as err:
+            env.driver.mount(mount_request(env.pod, [{"secretName": "db"}], target, tokens=tokens))
+        assert err.value.code() == code, err.value.details()
+        assert words in err.value.details()
+        assert (_tree(env.kubelet.root), _tree(outside), sorted(os.listdir("/"))) == before
+        assert not os.path.lexists("/..data") and not os.path.lexists("/password")
+    finally:
+        volumes = env.kubelet.root / "pods" / env.pod.uid / "volumes"
+        if volumes.is_symlink():
+            volumes.unlink()  # the other cases need the pod's real volumes directory
+
+
+def test_finding4_rotation_does_not_follow_a_parent_symlink_swapped_in_later(
+    env: Env, tmp_path: Path
+) -> None:
+    env.put(env.ns, "swapped", {"password": b"one"})
+    target = env.target()
+    env.driver.mount(mount_request(env.pod, [{"secretName": "swapped"}], str(target)))
+    assert (target / "password").read_bytes() == b"one"
+    assert env.rotator is not None and env.rotator._registry.get(str(target)) is not None
+    # Swap the pod's volumes directory for a symlink to a look-alike tree elsewhere.
+    volumes = env.kubelet.root / "pods" / env.pod.uid / "volumes"
+    decoy = tmp_path / "decoy"
+    shutil.copytree(volumes, decoy, symlinks=True)
+    moved = volumes.with_name("volumes.moved")
+    volumes.rename(moved)
+    volumes.symlink_to(decoy)
+    before = _tree(decoy)
+    try:
+        env.put(env.ns, "swapped", {"password": b"two"})
+        wait_for(lambda: env.rotator._registry.get(str(target)) is None, what="the volume dropped")  # type: ignore[union-attr]
+        assert _tree(decoy) == before
+    finally:
+        volumes.unlink()
+        moved.rename(volumes)
