@@ -35,7 +35,8 @@ from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import ProviderSettings
 from csi_vso.provider.targets import VolumeTarget, parse_target
 from tests.provider.driver_support import Cluster, DriverClient, mount_request, wait_for
-from tests.provider.kubelet_support import KubeletDir, module_kubelet_fixture  # noqa: F401
+from tests.provider.kubelet_support import KubeletDir, kubelet_fixture, module_kubelet_fixture  # noqa: F401
+from tests.provider.provider_process import ProviderProcess
 from tests.provider.rotation_support import (
     MemorySecrets,
     make_secret,
@@ -486,3 +487,211 @@ def test_finding4_rotation_does_not_follow_a_parent_symlink_swapped_in_later(
     finally:
         volumes.unlink()
         moved.rename(volumes)
+
+
+# --------------------------------------------------------------------------------------------
+# Finding 1 under the DaemonSet's memory limit: the provider process survives the attack
+
+MEMORY_CGROUP = Path("/sys/fs/cgroup/memory")  # cgroup v1; this project's CI machine has it
+MEMORY_LIMIT = 256 * 1024 * 1024
+
+
+@pytest.fixture
+def memory_cgroup() -> Iterator[Path]:
+    """A fresh cgroup v1 memory group limited to 256 MiB (the DaemonSet's limit), removed after."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a memory cgroup needs root")
+    if not (MEMORY_CGROUP / "memory.limit_in_bytes").exists():
+        pytest.skip(f"no cgroup v1 memory controller at {MEMORY_CGROUP} (cgroup v2 only, or none mounted)")
+    group = MEMORY_CGROUP / f"csi-vso-test-{secrets.token_hex(4)}"
+    group.mkdir()
+    try:
+        (group / "memory.limit_in_bytes").write_text(str(MEMORY_LIMIT))
+        if (group / "memory.memsw.limit_in_bytes").exists():  # no escape into swap either
+            (group / "memory.memsw.limit_in_bytes").write_text(str(MEMORY_LIMIT))
+        yield group
+    finally:
+        deadline = time.monotonic() + 10
+        while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the provider is exiting
+        group.rmdir()
+
+
+@pytest.mark.slow
+def test_finding1_provider_survives_the_attack_under_a_256Mi_memory_cgroup(
+    kube: Any, tmp_path: Path, kubelet: KubeletDir, memory_cgroup: Path
+) -> None:
+    """Today's attack: volumes of 17,000 one-key fileNames and Secrets of 20,000 one-byte keys
+    (before the fix the second such volume got the provider OOM-killed under 256 MiB). Now each
+    is refused, the process stays alive inside the limit, and it serves the next good Mount."""
+
+    def join_cgroup() -> None:  # runs in the child between fork and exec
+        (memory_cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
+    cluster = Cluster(kube.api_client())
+    ns = cluster.namespace("oom")
+    pod = cluster.pod(ns)
+    cluster.secret(ns, "db", {"password": b"pw"})
+    cluster.secret(ns, "wide", {f"k{i:05d}": b"x" for i in range(20_000)})
+    (tmp_path / "sockets").mkdir()
+    provider = ProviderProcess(
+        kube.kubeconfig,
+        tmp_path / "sockets",
+        tmp_path / "state",
+        kubelet_dir=kubelet.root,
+        preexec=join_cgroup,
+    )
+    provider.start().wait_serving(timeout=60)
+    driver = DriverClient(provider.socket_path)
+    try:
+        assert str(provider.pid) in (memory_cgroup / "cgroup.procs").read_text().split()
+        codes = []
+        for _ in range(4):
+            for objects in (_many_file_names(17_000), [{"secretName": "wide"}]):
+                with pytest.raises(grpc.RpcError) as err:
+                    driver.mount(mount_request(pod, objects, str(kubelet.target(pod.uid))), timeout=120)
+                codes.append(err.value.code())
+                assert "512 files per volume" in err.value.details()
+        assert set(codes) == {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
+        target = kubelet.target(pod.uid)
+        driver.mount(mount_request(pod, [{"secretName": "db"}], str(target)), timeout=60)
+        assert (target / "password").read_bytes() == b"pw"
+        assert provider.proc is not None and provider.proc.poll() is None
+        peak = int((memory_cgroup / "memory.max_usage_in_bytes").read_text())
+        assert peak < MEMORY_LIMIT, f"peak {peak} bytes"
+        assert int((memory_cgroup / "memory.failcnt").read_text()) == 0
+        print(f"provider peak memory under the attack: {peak / 2**20:.0f} MiB of {MEMORY_LIMIT / 2**20:.0f}")
+    finally:
+        driver.close()
+        provider.stop()
+        cluster.cleanup()
+
+
+# --------------------------------------------------------------------------------------------
+# What held in the review and must keep holding (cases no other test covers through Mount)
+
+
+@pytest.fixture(scope="module")
+def held_secrets(env: Env) -> None:
+    env.put(env.ns, "reserved", {"..data": b"r1", "ok": b"r2"})
+    env.put(env.ns, "marker", {"..csi-vso": b"m"})
+    env.put(env.ns, "pair", {"user": b"u", "password": b"p"})
+
+
+HELD: dict[str, tuple[Any, dict[str, str], grpc.StatusCode, str]] = {
+    "reserved-key-by-expansion": (
+        [{"secretName": "reserved"}],
+        {},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "path '..data' starts with '..', which is reserved for the writer",
+    ),
+    "marker-key-by-expansion": (
+        [{"secretName": "marker"}],
+        {},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "path '..csi-vso' starts with '..', which is reserved for the writer",
+    ),
+    "reserved-fileName": (
+        [{"secretName": "pair", "key": "user", "fileName": "..data"}],
+        {},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "path '..data' starts with '..', which is reserved for the writer",
+    ),
+    "traversal-in-key": (
+        [{"secretName": "pair", "key": "a/../../etc"}],
+        {},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "contains a '..' element",
+    ),
+    "expansion-collides-with-fileName": (
+        [{"secretName": "pair"}, {"secretName": "pair", "key": "password", "fileName": "user"}],
+        {},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "path 'user' appears more than once",
+    ),
+    "file-used-as-directory": (
+        [
+            {"secretName": "pair", "key": "user", "fileName": "a"},
+            {"secretName": "pair", "key": "password", "fileName": "a/b"},
+        ],
+        {},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "path 'a' is a file but 'a/b' needs it to be a directory",
+    ),
+    "setuid-mode": (
+        [{"secretName": "pair", "key": "user", "mode": "4755"}],
+        {},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "objects[0].mode must be an octal file mode between 0000 and 0777",
+    ),
+    "setgid-permission": (
+        [{"secretName": "pair", "key": "user"}],
+        {"permission": str(0o2644)},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "permission must be a file mode between 0 and 511",
+    ),
+    "bad-writeMode": (
+        [{"secretName": "pair"}],
+        {"write_mode": "kubelet"},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "writeMode must be 'provider' or 'driver'",
+    ),
+    "objects-a-string": ("just a string", {}, grpc.StatusCode.INVALID_ARGUMENT, "objects must be a list"),
+    "yaml-python-tag": (
+        "- !!python/object/apply:os.system ['touch /tmp/csi-vso-pwned']",
+        {},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "objects is neither JSON nor YAML",
+    ),
+    "yaml-custom-tag": (
+        "- !secret {secretName: pair}",
+        {},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "objects is neither JSON nor YAML",
+    ),
+    "yaml-alias": (
+        "- &a {secretName: pair}\n- *a\n",
+        {},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "YAML aliases are not allowed",
+    ),
+    "yaml-deep-nesting": (
+        "- secretName: " + "[" * 40 + "]" * 40,
+        {},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "objects is nested too deeply",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HELD))
+def test_held_hostile_parameters_are_refused_and_write_nothing(
+    env: Env, held_secrets: None, case: str
+) -> None:
+    objects, extra, code, words = HELD[case]
+    target = env.target()
+    with pytest.raises(grpc.RpcError) as err:
+        env.driver.mount(mount_request(env.pod, objects, str(target), **extra))
+    assert err.value.code() == code, err.value.details()
+    assert words in err.value.details()
+    assert os.listdir(target) == []
+    assert not os.path.exists("/tmp/csi-vso-pwned")
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink-to-a-directory", "dangling-symlink"])
+def test_held_target_that_is_not_a_plain_directory_is_refused(env: Env, tmp_path: Path, kind: str) -> None:
+    target = env.kubelet.target(env.pod.uid, create=False)
+    target.parent.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if kind == "file":
+        target.write_bytes(b"not a directory")
+    elif kind == "symlink-to-a-directory":
+        target.symlink_to(elsewhere)
+    else:
+        target.symlink_to(tmp_path / "missing")
+    with pytest.raises(grpc.RpcError) as err:
+        env.driver.mount(mount_request(env.pod, [{"secretName": "db"}], str(target)))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, err.value.details()
+    assert "'mount' is not a directory (or is a symlink)" in err.value.details()
+    assert os.listdir(elsewhere) == []
