@@ -215,6 +215,7 @@ def write_atomically(
     require_mount: bool = False,
     checkpoint: Callable[[], None] | None = None,
     root: Path = FILESYSTEM_ROOT,
+    adopt: bool = False,
 ) -> WriteResult:
     """Make ``target_dir`` hold exactly ``files``; readers see the old set or the new one.
 
@@ -255,7 +256,9 @@ def write_atomically(
     removed next time).
 
     ``checkpoint`` is called before each file of step 6, under the target's lock: the rotation
-    pauses big rewrites there while small volumes rotate.
+    pauses big rewrites there while small volumes rotate. ``adopt`` claims a target that has
+    no marker but is not empty: only for a target the caller knows it wrote (the rotation's
+    registry), such as a volume written before the marker existed.
     """
     # 1. Validate the payload.
     problems = validate_payload(files)
@@ -268,7 +271,7 @@ def write_atomically(
     with _locked(open_beneath(root, target_dir)) as dfd:
         if require_mount and not is_mount_root(dfd):
             raise NotMountedError(not_mounted_message(target_dir))
-        _claim(dfd, target_dir)
+        _claim(dfd, target_dir, adopt=adopt)
         current = _current_data_dir(dfd, target_dir)
         # 3. Remove leftovers of a crashed write.
         removed = _remove_leftovers(dfd, keep=current, grace=grace)
@@ -325,21 +328,22 @@ def not_mounted_message(target_dir: Path) -> str:
     return f"target_path {target_dir} is not a mounted volume; refusing to write secrets onto the node's disk"
 
 
-def remove_all(target_dir: Path, *, root: Path = FILESYSTEM_ROOT) -> int:
+def remove_all(target_dir: Path, *, root: Path = FILESYSTEM_ROOT, adopt: bool = False) -> int:
     """Remove everything the writer created in ``target_dir`` (access revoked); return the count.
 
     Visible names go first so readers stop finding files immediately, then ``..data``, then the
     version directories. Entries the writer did not create are left alone; the target directory
     itself belongs to the driver and stays, and so does the marker (a later write may serve the
     volume again). A missing target, or one without the marker, is not an error: nothing of
-    the writer's is there to remove.
+    the writer's is there to remove (``adopt``: the caller knows it wrote there, see
+    :func:`write_atomically`).
     """
     try:
         dfd = open_beneath(root, target_dir)
     except FileNotFoundError:
         return 0
     with _locked(dfd):
-        if not _has_marker(dfd):
+        if not adopt and not _has_marker(dfd):
             return 0
         count = _remove_stale_links(dfd, keep=set())
         if _is_link(dfd, DATA_LINK):
@@ -447,12 +451,12 @@ def _has_marker(dfd: int) -> bool:
         return False
 
 
-def _claim(dfd: int, target_dir: Path) -> None:
-    """Step 2's ownership rule: the target carries the marker, or is empty and gets it now."""
+def _claim(dfd: int, target_dir: Path, *, adopt: bool = False) -> None:
+    """Step 2's ownership rule: the target carries the marker, or is empty (or adopted) and gets it now."""
     if _has_marker(dfd):
         return
     foreign = sorted(os.listdir(dfd))
-    if foreign:
+    if foreign and not adopt:
         shown = "; ".join(
             f"{str(target_dir / name)!r} exists and was not created by the writer" for name in foreign[:3]
         )

@@ -30,6 +30,11 @@ volume is rotating (the atomic writer's ``checkpoint``). Without the pause the b
 would still win the GIL back at every syscall of the small write; with it, a small volume
 rotates next to 5,000 churning files nearly as fast as alone (``bench/fairness_bench.py``).
 
+Every target is opened beneath the kubelet dir without following a symlink (a parent swapped
+for a symlink after the Mount makes the volume "gone", never a write elsewhere). The writer
+only writes where its marker is or the directory is empty; rotation *adopts* the targets its
+registry holds (a Mount wrote them; volumes written before the marker existed have none).
+
 On start (after the cache synced) every registered volume is reconciled, which also removes
 the leftovers a crash left in it. A housekeeping thread drops volumes whose target is gone
 (pod deleted, volume unmounted) and removes replaced version directories once the writer's
@@ -456,6 +461,7 @@ class Rotator:
                         grace=self._grace,
                         require_mount=self._require_mount,
                         root=self._root,
+                        adopt=True,  # the registry says a Mount wrote here
                     )
                     record = record.with_outcome(versions=decision.versions)
                 elif not isinstance(decision, Write):
@@ -633,7 +639,7 @@ class Rotator:
                     self._registry.put(record.with_outcome(missing=decision.missing))
             elif isinstance(decision, Revoke):
                 if not record.denied:
-                    removed = atomic_writer.remove_all(Path(target), root=self._root)
+                    removed = atomic_writer.remove_all(Path(target), root=self._root, adopt=True)
                     self._metrics.revoked.inc()
                     log.warning(
                         "access revoked: removed the volume's files",
@@ -670,6 +676,7 @@ class Rotator:
                 known_changed=trigger.secret is not None and healthy,
                 require_mount=self._require_mount,
                 root=self._root,
+                adopt=True,  # the registry says a Mount wrote here
                 checkpoint=checkpoint,
             )
         except FileNotFoundError:

@@ -23,6 +23,7 @@ import pytest
 
 from csi_vso.provider.atomic_writer import (
     DATA_LINK,
+    MARKER,
     TEMP_DATA_LINK,
     FileToWrite,
     read_current,
@@ -695,3 +696,24 @@ def test_held_target_that_is_not_a_plain_directory_is_refused(env: Env, tmp_path
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, err.value.details()
     assert "'mount' is not a directory (or is a symlink)" in err.value.details()
     assert os.listdir(elsewhere) == []
+
+
+def test_finding4_rotation_adopts_a_registered_volume_written_before_the_marker(tmpfs: Path) -> None:
+    """A volume an older provider wrote has no marker; its registry record says the provider
+    wrote it, so rotation (and revocation) still serve it, and leave the marker."""
+    secrets_ = MemorySecrets()
+    secrets_.set(make_secret("db", {"password": b"v1"}), notify=False)
+    rotator, _registry, _prom = new_rotator(secrets_, tmpfs / "state")
+    rotator.start()
+    try:
+        target = tmpfs / "vol"
+        target.mkdir()
+        mount(rotator, secrets_, make_spec(target, [{"secretName": "db"}]))
+        wait_idle(rotator)
+        (target / MARKER).unlink()
+        secrets_.set(make_secret("db", {"password": b"v2"}))
+        wait_idle(rotator)
+        assert (target / "password").read_bytes() == b"v2"
+        assert (target / MARKER).is_file()
+    finally:
+        rotator.stop()
