@@ -48,7 +48,6 @@ import errno
 import fcntl
 import os
 import secrets
-import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -363,7 +362,13 @@ class SweepResult:
     retry_after: float | None
 
 
-def sweep(target_dir: Path, *, grace: float = GRACE_SECONDS, root: Path = FILESYSTEM_ROOT) -> SweepResult:
+def sweep(
+    target_dir: Path,
+    *,
+    grace: float = GRACE_SECONDS,
+    root: Path = FILESYSTEM_ROOT,
+    checkpoint: Callable[[], None] | None = None,
+) -> SweepResult:
     """Remove replaced version directories and crash leftovers once the grace period has passed.
 
     A missing target is not an error (nothing to remove). The rotation calls this a grace
@@ -378,7 +383,7 @@ def sweep(target_dir: Path, *, grace: float = GRACE_SECONDS, root: Path = FILESY
         if not _has_marker(dfd):
             return SweepResult(0, None)
         current = _current_data_dir(dfd, target_dir)
-        count = _remove_leftovers(dfd, keep=current, grace=grace)
+        count = _remove_leftovers(dfd, keep=current, grace=grace, checkpoint=checkpoint)
         if count:
             os.fsync(dfd)
         left = [name for name in _version_dirs(dfd) if name != current]
@@ -528,7 +533,9 @@ def _version_dirs(dfd: int) -> list[str]:
     ]
 
 
-def _remove_leftovers(dfd: int, *, keep: str | None, grace: float) -> int:
+def _remove_leftovers(
+    dfd: int, *, keep: str | None, grace: float, checkpoint: Callable[[], None] | None = None
+) -> int:
     count = 0
     old_dirs_ok = grace <= 0 or _swap_age(dfd) >= grace
     for name in os.listdir(dfd):
@@ -540,7 +547,7 @@ def _remove_leftovers(dfd: int, *, keep: str | None, grace: float) -> int:
         elif _is_version_dir_name(name) and name != keep and old_dirs_ok:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
-                _remove_version_dir(dfd, name)
+                _remove_version_dir(dfd, name, checkpoint)
                 count += 1
     return count
 
@@ -710,6 +717,33 @@ def _remove_entry(dfd: int, name: str) -> None:
         os.unlink(name, dir_fd=dfd)
 
 
-def _remove_version_dir(dfd: int, name: str) -> None:
-    # shutil.rmtree with dir_fd uses the fd-based walk: it never follows a symlink inside.
-    shutil.rmtree(name, dir_fd=dfd)
+def _remove_version_dir(dfd: int, name: str, checkpoint: Callable[[], None] | None = None) -> None:
+    """Remove a directory tree relative to ``dfd``, never following a symlink inside it.
+
+    Our own fd-based walk rather than shutil.rmtree, so that ``checkpoint`` runs before each
+    entry (the rotation pauses sweeps of big volumes while small ones rotate). A loop with an
+    explicit stack, not recursion: a directory planted at one of the writer's names may be
+    nested deeper than Python's recursion limit.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    stack: list[tuple[int, int, str]] = [(os.open(name, flags, dir_fd=dfd), dfd, name)]  # (fd, parent, name)
+    try:
+        while stack:
+            fd, parent, current = stack[-1]
+            subdir = None
+            for entry in os.listdir(fd):
+                if checkpoint is not None:
+                    checkpoint()
+                if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                    subdir = entry
+                    break
+                os.unlink(entry, dir_fd=fd)
+            if subdir is not None:
+                stack.append((os.open(subdir, flags, dir_fd=fd), fd, subdir))
+                continue
+            stack.pop()
+            os.close(fd)
+            os.rmdir(current, dir_fd=parent)
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)

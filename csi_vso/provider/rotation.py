@@ -779,7 +779,12 @@ class Rotator:
             for target in due:
                 try:
                     with self.target_lock(target):
-                        swept = atomic_writer.sweep(Path(target), grace=self._grace, root=self._root)
+                        swept = atomic_writer.sweep(
+                            Path(target),
+                            grace=self._grace,
+                            root=self._root,
+                            checkpoint=self._yield_to_small if self.is_bulk(target) else None,
+                        )
                 except (OSError, atomic_writer.AtomicWriteError) as exc:
                     log.debug("sweep failed", extra={"target": target, "error": type(exc).__name__})
                     continue

@@ -107,13 +107,21 @@ def test_finding10_socket_is_never_reachable_by_others(kube: Any, tmp_path: Path
 # Finding 11: a directory planted at ..data_tmp must not wedge writes
 
 
-@pytest.mark.parametrize("planted", ["directory", "file", "dangling-symlink"])
+@pytest.mark.parametrize("planted", ["directory", "deep-directory", "file", "dangling-symlink"])
 def test_finding11_planted_data_tmp_does_not_wedge_writes(tmpfs: Path, planted: str) -> None:
     write_atomically(tmpfs, [FileToWrite("password", 0o600, b"one")])
     tmp = tmpfs / TEMP_DATA_LINK
     if planted == "directory":
         tmp.mkdir()
         (tmp / "inside").write_bytes(b"x")
+    elif planted == "deep-directory":  # deeper than Python's recursion limit
+        fd = os.open(tmpfs, os.O_RDONLY | os.O_DIRECTORY)
+        for name in [TEMP_DATA_LINK] + ["d"] * 1500:
+            os.mkdir(name, dir_fd=fd)
+            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        os.close(fd)
     elif planted == "file":
         tmp.write_bytes(b"x")
     else:
@@ -156,7 +164,9 @@ def test_finding7_replaced_versions_are_all_swept(tmpfs: Path) -> None:
         secrets.set(make_secret("db", {"password": b"v2"}))
         wait_idle(rotator)
         assert (target / "password").read_bytes() == b"v2"
-        assert len(_version_dirs(target)) == 3
+        # Normally 3 directories now (2 replaced); on a starved machine the first sweep may
+        # already have taken one, which changes nothing about what must happen next.
+        assert len(_version_dirs(target)) >= 2
         current = os.readlink(target / DATA_LINK)
         wait_for(lambda: _version_dirs(target) == [current], timeout=5 * grace, what="old versions swept")
     finally:
