@@ -174,11 +174,16 @@ def is_utf8(text: str) -> bool:
     return True
 
 
-def validate_payload(files: Sequence[FileToWrite]) -> list[str]:
-    """Every problem with a whole payload: each path's, duplicates, a file used as a directory, modes."""
+def validate_payload(files: Sequence[FileToWrite], checkpoint: Callable[[], None] | None = None) -> list[str]:
+    """Every problem with a whole payload: each path's, duplicates, a file used as a directory, modes.
+
+    ``checkpoint`` is called per file (the rotation lets small volumes go first there).
+    """
     problems: list[str] = []
     seen: set[str] = set()
     for f in files:
+        if checkpoint is not None:
+            checkpoint()
         path_problems = validate_relative_path(f.path)
         problems.extend(path_problems)
         if not path_problems:

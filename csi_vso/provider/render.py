@@ -11,7 +11,7 @@ RESOURCE_EXHAUSTED naming the limit instead of a transport error or an OOM-kille
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from csi_vso.provider.atomic_writer import FileToWrite, validate_payload
@@ -57,11 +57,13 @@ def render(
     objects: Sequence[ObjectSpec],
     secret_data: Mapping[tuple[str, str], Mapping[str, bytes]],
     permission: int,
+    checkpoint: Callable[[], None] | None = None,
 ) -> tuple[RenderedFile, ...]:
     """Files for ``objects``; ``secret_data`` maps (namespace, name) to the Secret's decoded data.
 
     Raises NotFound for a named key the Secret lacks, InvalidArgument when the expanded
     paths clash or are not valid, ResourceExhausted over a limit (files, pages, bytes).
+    ``checkpoint`` is called per file (the rotation lets small volumes go first there).
     """
     # Counted before anything is built: a Secret of 20,000 one-byte keys is refused here.
     count = sum(
@@ -86,7 +88,7 @@ def render(
         for key in sorted(data):
             config = {**spec.config(), "key": key}
             files.append(RenderedFile(path=key, mode=mode, contents=data[key], config=config))
-    problems = validate_payload([f.to_write() for f in files])
+    problems = validate_payload([f.to_write() for f in files], checkpoint)
     if problems:
         raise InvalidArgument(problems)
     total = sum(len(f.contents) + len(f.path) + _PER_FILE_OVERHEAD for f in files)
@@ -112,6 +114,13 @@ def volume_pages(files: Sequence[RenderedFile]) -> int:
     return sum(pages(len(f.contents)) for f in files) + len(nested) + 1
 
 
-def versions(key: bytes, files: Sequence[RenderedFile]) -> tuple[ObjectVersion, ...]:
+def versions(
+    key: bytes, files: Sequence[RenderedFile], checkpoint: Callable[[], None] | None = None
+) -> tuple[ObjectVersion, ...]:
     """One version per file, id = the file's path (DESIGN.md section 2: at least one entry)."""
-    return tuple(ObjectVersion(id=f.path, version=object_version(key, f.config, f.contents)) for f in files)
+    out = []
+    for f in files:
+        if checkpoint is not None:
+            checkpoint()
+        out.append(ObjectVersion(id=f.path, version=object_version(key, f.config, f.contents)))
+    return tuple(out)

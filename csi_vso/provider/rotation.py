@@ -186,19 +186,23 @@ def render_files(
     permission: int,
     secrets: Mapping[SecretKey, SecretView | None],
     key: bytes,
+    checkpoint: Callable[[], None] | None = None,
 ) -> Write | Fail:
-    """The volume's files and versions from Secrets already known to be present and admitted."""
+    """The volume's files and versions from Secrets already known to be present and admitted.
+
+    ``checkpoint`` is called per file while rendering (bulk volumes yield to small ones there).
+    """
     data = {k: v.data for k, v in secrets.items() if v is not None}
     for (namespace, name), values in sorted(data.items()):
         if any(value is _UNDECODABLE for value in values.values()):
             return Fail("NotFound", f"protected Secret {namespace}/{name} holds data that is not base64")
     try:
-        files = render.render(objects, data, permission)
+        files = render.render(objects, data, permission, checkpoint)
     except ProviderError as exc:
         return Fail(type(exc).__name__, exc.message)
     if not files:
         return Fail("NotFound", "the protected Secrets of this volume hold no data: nothing to mount")
-    versions = tuple((v.id, v.version) for v in render.versions(key, files))
+    versions = tuple((v.id, v.version) for v in render.versions(key, files, checkpoint))
     return Write(files, versions)
 
 
@@ -508,11 +512,17 @@ class Rotator:
                 return  # the running worker picks it up when it finishes
             self._running.add(target)
         bulk = self.is_bulk(target)
+        if not bulk:
+            # Counted from the moment it is queued, so bulk work steps aside at its next
+            # checkpoint, before the small worker even needs the GIL; released by _work.
+            self._enter_small()
         try:
             (self._bulk_pool if bulk else self._pool).submit(self._work, target, bulk)
         except RuntimeError:  # pool shut down between the check and the submit
             with self._mu:
                 self._running.discard(target)
+            if not bulk:
+                self._leave_small()
 
     def is_bulk(self, target: str) -> bool:
         """Whether ``target`` held more than :data:`SMALL_VOLUME_FILES` files at its last write."""
@@ -525,19 +535,24 @@ class Rotator:
             while self._small_active and not self._stopping:
                 self._gate.wait(timeout=1.0)
 
-    @contextmanager
-    def _small_work(self) -> Iterator[None]:
+    def _enter_small(self) -> None:
         with self._gate:
             self._small_active += 1
-        try:
-            yield
-        finally:
-            with self._gate:
-                self._small_active -= 1
-                if not self._small_active:
-                    self._gate.notify_all()
+
+    def _leave_small(self) -> None:
+        with self._gate:
+            self._small_active -= 1
+            if not self._small_active:
+                self._gate.notify_all()
 
     def _work(self, target: str, bulk: bool = False) -> None:
+        try:
+            self._work_loop(target, bulk)
+        finally:
+            if not bulk:
+                self._leave_small()  # entered when _schedule queued this worker
+
+    def _work_loop(self, target: str, bulk: bool) -> None:
         while True:
             with self._mu:
                 trigger = self._pending.pop(target, None)
@@ -545,11 +560,7 @@ class Rotator:
                     self._running.discard(target)
                     return
             try:
-                if bulk:
-                    self._rotate(target, trigger, checkpoint=self._yield_to_small)
-                else:
-                    with self._small_work():
-                        self._rotate(target, trigger)
+                self._rotate(target, trigger, checkpoint=self._yield_to_small if bulk else None)
             except Exception as exc:  # never let one volume stop the worker
                 self._metrics.errors.labels(kind=type(exc).__name__).inc()
                 log.error(
@@ -589,11 +600,12 @@ class Rotator:
         record: MountRecord,
         views: Mapping[SecretKey, SecretView | None],
         rvs: tuple[tuple[SecretKey, str], ...] | None,
+        checkpoint: Callable[[], None] | None = None,
     ) -> Callable[[], Write | Fail]:
         """render_files for ``record``, memoised by (objects, permission, Secret resourceVersions)."""
 
         def compute() -> Write | Fail:
-            return render_files(record.objects, record.permission, views, self._key)
+            return render_files(record.objects, record.permission, views, self._key, checkpoint)
 
         if rvs is None:
             return compute
@@ -625,7 +637,10 @@ class Rotator:
                 return
             views, versions_key = self._views(record)
             decision = decide(
-                record, views, self._key, render_volume=self._cached_render(record, views, versions_key)
+                record,
+                views,
+                self._key,
+                render_volume=self._cached_render(record, views, versions_key, checkpoint),
             )
             if isinstance(decision, Write):
                 self._write(record, decision, trigger, views, checkpoint)
@@ -797,9 +812,16 @@ class Rotator:
                 next_gc = time.monotonic() + self._gc_interval
         self._flush()
 
+    @contextmanager
+    def _flush_guard(self, target: str) -> Iterator[None]:
+        """Around each record the flush writes: small rotations first, then the target's lock."""
+        self._yield_to_small()
+        with self.target_lock(target):
+            yield
+
     def _flush(self) -> None:
         try:
-            self._registry.flush(guard=self.target_lock)
+            self._registry.flush(guard=self._flush_guard)
         except OSError as exc:
             log.error("cannot write mount records", extra={"error": str(exc)})
             self._schedule_flush()
