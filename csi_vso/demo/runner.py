@@ -323,6 +323,9 @@ class Demo:
                 PROVIDER_NAME,
                 "--state-dir",
                 str(state_dir),
+                # The pod's volume is laid out as kubelet does under the work dir (prepare_volume).
+                "--kubelet-dir",
+                str(self.workdir),
                 # As deployed (deploy/provider/daemonset.yaml): identity from the pod's token.
                 "--require-pod-token",
                 "--metrics-addr",

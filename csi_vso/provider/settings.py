@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from csi_vso.provider.targets import DEFAULT_KUBELET_DIR as DEFAULT_KUBELET_DIR  # re-exported for main
+
 DEFAULT_SOCKET_DIR = Path("/var/run/secrets-store-csi-providers")
 DEFAULT_PROVIDER_NAME = "vso"
 DEFAULT_STATE_DIR = Path("/var/lib/csi-vso")
@@ -27,6 +29,8 @@ class ProviderSettings:
     socket_dir: Path = DEFAULT_SOCKET_DIR
     provider_name: str = DEFAULT_PROVIDER_NAME
     state_dir: Path = DEFAULT_STATE_DIR
+    # Mounts write only into <kubelet_dir>/pods/<verified pod uid>/volumes/kubernetes.io~csi/<vol>/mount.
+    kubelet_dir: Path = DEFAULT_KUBELET_DIR
     kubeconfig: str | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 8095
@@ -43,6 +47,8 @@ class ProviderSettings:
     max_workers: int = 16
 
     def __post_init__(self) -> None:
+        # Absolute: target paths are compared with it as strings.
+        object.__setattr__(self, "kubelet_dir", self.kubelet_dir.absolute())
         if not self.token_audience:
             raise ValueError("the token audience must not be empty")
         if not self.provider_name or not _PROVIDER_NAME.match(self.provider_name):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,19 @@ ROOT = Path(__file__).resolve().parents[2]
 class ProviderProcess:
     """One `csi-vso provider` process; its JSON log lines are collected from stderr."""
 
-    def __init__(self, kubeconfig: str, socket_dir: Path, state_dir: Path, *, rotation: bool = True) -> None:
+    def __init__(
+        self,
+        kubeconfig: str,
+        socket_dir: Path,
+        state_dir: Path,
+        *,
+        rotation: bool = True,
+        kubelet_dir: Path | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self.rotation = rotation
+        self.kubelet_dir = kubelet_dir
+        self.preexec = preexec
         self.kubeconfig = kubeconfig
         self.socket_dir = socket_dir
         self.state_dir = state_dir
@@ -54,8 +66,10 @@ class ProviderProcess:
                 "127.0.0.1:0",
                 "--log-format",
                 "json",
+                *(["--kubelet-dir", str(self.kubelet_dir)] if self.kubelet_dir is not None else []),
             ],
             cwd=ROOT,
+            preexec_fn=self.preexec,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
