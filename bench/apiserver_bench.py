@@ -29,33 +29,14 @@ from pathlib import Path
 
 from kubernetes import client, config, watch
 
+from csi_vso.devkit.apiserver_process import spawn_apiserver
+
 NAMESPACE = "bench"
 
 
 def start_server(workdir: Path) -> tuple[subprocess.Popen[str], str]:
     kubeconfig = workdir / "kubeconfig"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "csi_vso",
-            "devkit",
-            "apiserver",
-            "--port",
-            "0",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--watch-window",
-            "100000",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("apiserver ready"):
-        raise SystemExit(f"API server did not start: {line!r}")
+    proc, _ = spawn_apiserver(kubeconfig, "--watch-window", "100000")
     return proc, str(kubeconfig)
 
 

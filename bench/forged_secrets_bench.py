@@ -27,6 +27,7 @@ from node_scope_bench import fill, metric  # noqa: E402
 from rotation_bench import _APISERVER, rss_mib  # noqa: E402
 
 from tests.provider.driver_support import Cluster, DriverClient, mount_request  # noqa: E402
+from tests.provider.kubelet_support import KubeletDir  # noqa: E402
 from tests.provider.provider_process import ProviderProcess  # noqa: E402
 
 
@@ -60,6 +61,7 @@ def main() -> int:
                     work / mode / "sockets",
                     work / mode / "state",
                     extra_args=("--secret-access", mode),
+                    kubelet_dir=work / mode / "kubelet",
                 )
                 t0 = time.monotonic()
                 provider.start().wait_serving(timeout=900)
@@ -71,8 +73,7 @@ def main() -> int:
                     if r.get("msg") == "provider started"
                 )
                 driver = DriverClient(provider.socket_path)
-                target = work / mode / "target"
-                target.mkdir()
+                target = KubeletDir(work / mode / "kubelet").target(pod.uid)
                 try:
                     driver.mount(mount_request(pod, [{"secretName": "legit", "key": "v"}], str(target)))
                     served = (target / "v").read_bytes() == b"legit-value"

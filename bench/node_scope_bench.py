@@ -38,6 +38,7 @@ from rotation_bench import _APISERVER, rss_mib  # noqa: E402
 
 from csi_vso import protected  # noqa: E402
 from tests.provider.driver_support import Cluster, DriverClient, mount_request  # noqa: E402
+from tests.provider.kubelet_support import KubeletDir  # noqa: E402
 from tests.provider.provider_process import ProviderProcess  # noqa: E402
 
 
@@ -101,6 +102,7 @@ def run_size(size: int, mounted: int, samples: int, work: Path) -> list[dict[str
                 work / mode / "sockets",
                 work / mode / "state",
                 extra_args=extra,
+                kubelet_dir=work / mode / "kubelet",
             )
             (work / mode / "sockets").mkdir()
             provider.start().wait_serving(timeout=600)
@@ -111,8 +113,7 @@ def run_size(size: int, mounted: int, samples: int, work: Path) -> list[dict[str
             driver = DriverClient(provider.socket_path)
             t0 = time.monotonic()
             for i, pod in enumerate(pods):
-                target = work / mode / "kubelet" / pod.uid / "mount"
-                target.mkdir(parents=True)
+                target = KubeletDir(work / mode / "kubelet").target(pod.uid)
                 driver.mount(mount_request(pod, [{"secretName": f"mine-{i:03d}", "key": "v"}], str(target)))
             mount_s = time.monotonic() - t0
             driver.close()

@@ -68,17 +68,22 @@ def install_crds(api_client: client.ApiClient) -> None:
     time.sleep(0.5)
 
 
-def configure_openbao(bao: OpenBaoDevServer, kubeconfig: Path, count: int) -> None:
-    root = bao.client()
-    root.sys.create_or_update_policy(name="bench", policy='path "kv/*" { capabilities = ["read"] }')
+def configure_login(root: Any, kubeconfig: Path, namespace: str, policy: str) -> None:
+    """Kubernetes auth for service account ``bench`` in ``namespace``, with policy ``bench``."""
+    root.sys.create_or_update_policy(name="bench", policy=policy)
     configure_kubernetes_auth(root, kubeconfig=kubeconfig)
     root.write(
         "auth/kubernetes/role/bench",
         bound_service_account_names=["bench"],
-        bound_service_account_namespaces=[NAMESPACE],
+        bound_service_account_namespaces=[namespace],
         token_policies=["bench"],
         token_ttl="1h",
     )
+
+
+def configure_openbao(bao: OpenBaoDevServer, kubeconfig: Path, count: int) -> None:
+    root = bao.client()
+    configure_login(root, kubeconfig, NAMESPACE, 'path "kv/*" { capabilities = ["read"] }')
     root.sys.enable_secrets_engine("kv", path="kv", options={"version": "2"})
     for i in range(count):
         root.secrets.kv.v2.create_or_update_secret(
@@ -129,6 +134,15 @@ def apply_crs(
         )
 
 
+def new_controller(kubeconfig: Path, namespace: str, workers: int) -> Controller:
+    """An in-process operator (its metrics land in this process's registry), not started yet."""
+    return Controller(
+        config.new_client_from_config(config_file=str(kubeconfig)),
+        ControllerSettings(operator_namespace=namespace, max_concurrent_reconciles=workers),
+        hmac_key=secrets.token_bytes(32),
+    )
+
+
 def wait(predicate: Any, timeout: float, what: str) -> float:
     start = time.monotonic()
     while not predicate():
@@ -159,11 +173,7 @@ def main() -> int:
 
         writes_kind = {"kind": "VaultStaticSecret"}
         before = vault_requests()
-        controller = Controller(
-            config.new_client_from_config(config_file=str(kubeconfig)),
-            ControllerSettings(operator_namespace=NAMESPACE, max_concurrent_reconciles=args.workers),
-            hmac_key=secrets.token_bytes(32),
-        )
+        controller = new_controller(kubeconfig, NAMESPACE, args.workers)
         start = time.monotonic()
         controller.start()
         wait(lambda: counter("csi_vso_secret_writes_total", **writes_kind) >= args.count, 600, "initial sync")

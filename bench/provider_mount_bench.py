@@ -46,6 +46,7 @@ from csi_vso.provider.rotation import RotationExtension  # noqa: E402
 from csi_vso.provider.server import ProviderServer  # noqa: E402
 from csi_vso.provider.settings import ProviderSettings  # noqa: E402
 from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request  # noqa: E402
+from tests.provider.kubelet_support import KubeletDir  # noqa: E402
 
 OBJECTS = 10
 VALUE_BYTES = 1024
@@ -115,9 +116,11 @@ def main() -> int:
             socket_dir=work / "sockets",
             state_dir=work / "state",
             token_dir=work / "tokens",
+            kubelet_dir=tmpfs,
             metrics_port=0,
             grace_seconds=5,
         )
+        kubelet = KubeletDir(tmpfs)  # targets in kubelet's layout, as the provider requires
         # As `csi-vso provider` runs: with rotation, so every provider-mode Mount also pays for
         # being registered (a record on disk for a new volume, a cached re-render on republish).
         server = ProviderServer(settings, api_client(str(kubeconfig)), extensions=[RotationExtension()])
@@ -129,17 +132,16 @@ def main() -> int:
         driver.mount(mount_request(pod, objects, str(tmpfs / "unused"), write_mode="driver"))
 
         def driver_mode(_: int) -> object:
-            return driver.mount(mount_request(pod, objects, str(tmpfs / "unused"), write_mode="driver"))
+            unused = str(kubelet.target(pod.uid, "unused", create=False))
+            return driver.mount(mount_request(pod, objects, unused, write_mode="driver"))
 
-        same = tmpfs / "same"
-        same.mkdir()
+        same = kubelet.target(pod.uid, "same")
 
         def provider_mode(_: int) -> object:
             return driver.mount(mount_request(pod, objects, str(same)))
 
         def provider_new(i: int) -> object:
-            target = tmpfs / f"new-{run_id}-{i}"
-            target.mkdir()
+            target = kubelet.target(pod.uid, f"new-{run_id}-{i}")
             return driver.mount(mount_request(pod, objects, str(target)))
 
         with OpenBaoDevServer() as bao:

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from kubernetes import config  # noqa: E402
 
 from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request  # noqa: E402
+from tests.provider.kubelet_support import KubeletDir  # noqa: E402
 from tests.provider.provider_process import ProviderProcess  # noqa: E402
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -107,7 +108,7 @@ def mount_all(provider: ProviderProcess, pod: Pod, targets: list[Path], files: i
     start = time.monotonic()
     try:
         for t in targets:
-            t.mkdir(exist_ok=True)
+            t.mkdir(parents=True, exist_ok=True)
             response = driver.mount(mount_request(pod, objects(files), str(t)))
             if response.error.code:
                 raise RuntimeError(response.error.code)
@@ -188,18 +189,21 @@ def main() -> int:
                 work / f"sock-push-{mode}",
                 work / f"state-push-{mode}",
                 extra_args=("--secret-access", mode),
+                kubelet_dir=vols,
             )
             providers.append(provider)
             provider.start().wait_serving()
-            targets = [vols / f"push-{mode}-{i:04d}" for i in range(args.mounts)]
+            kubelet = KubeletDir(vols)  # targets in kubelet's layout, as the provider requires
+            targets = [
+                kubelet.target(pod.uid, f"push-{mode}-{i:04d}", create=False) for i in range(args.mounts)
+            ]
             mount_seconds = mount_all(provider, pod, targets, args.files)
             many, many_cpu = push(cluster, ns, provider, targets, args.files, args.rotations, "shared")
             rss, peak = rss_mib(provider.pid)
             # One volume of its own Secret: the latency a single pod sees.
             single_name = f"single-{mode}"
             cluster.secret(ns, single_name, secret_data(args.files, 0))
-            single = [vols / single_name]
-            single[0].mkdir()
+            single = [kubelet.target(pod.uid, single_name)]
             driver = DriverClient(provider.socket_path)
             response = driver.mount(
                 mount_request(
@@ -220,10 +224,12 @@ def main() -> int:
 
         # --- poll: the driver re-Mounts every volume each interval ------------------------
         (work / "sock-poll").mkdir()
-        poller = ProviderProcess(str(kubeconfig), work / "sock-poll", work / "state-poll", rotation=False)
+        poller = ProviderProcess(
+            str(kubeconfig), work / "sock-poll", work / "state-poll", rotation=False, kubelet_dir=vols
+        )
         providers.append(poller)
         poller.start().wait_ready()
-        poll_targets = [vols / f"poll-{i:04d}" for i in range(args.mounts)]
+        poll_targets = [kubelet.target(pod.uid, f"poll-{i:04d}", create=False) for i in range(args.mounts)]
         mount_all(poller, pod, poll_targets, args.files)
         passes, pass_cpu, idle_pass, idle_cpu = [], [], [], []
         version = 5000

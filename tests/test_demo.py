@@ -565,3 +565,77 @@ def test_a_sigkilled_demo_leaves_no_process_running() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
         for path in bao_workdirs:
             shutil.rmtree(path, ignore_errors=True)
+
+
+# -- the certificate scene (--pki) ---------------------------------------------------------------
+
+
+def test_pki_scene_manifest_fits_the_crd_and_its_volume_passes_the_providers_validation() -> None:
+    from csi_vso.demo import pkiscenario
+    from csi_vso.operator.pkispec import parse_pki_secret
+
+    manifest = pkiscenario.pki_manifest()
+    crd = next(c for c in build_crds() if c["spec"]["names"]["kind"] == manifest["kind"])
+    stored, errors = apply_schema(
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], copy.deepcopy(manifest)
+    )
+    assert [e.message for e in errors] == [] and _contains(stored["spec"], manifest["spec"])
+    spec = parse_pki_secret(manifest)  # the operator accepts it as is
+    assert spec.is_tls and spec.expiry_offset == 20
+    pod = {
+        "name": scenario.POD_NAME,
+        "namespace": scenario.APP_NAMESPACE,
+        "uid": "u-1",
+        "serviceAccount": "app",
+    }
+    attributes = scenario.mount_attributes(pod, pkiscenario.pki_spc_parameters())
+    parsed = params.parse_request(
+        attributes=json.dumps(attributes), secrets="null", target_path="/t", permission="420"
+    )
+    objects = validation.validate(parsed).objects
+    assert [(o.secret_name, o.key) for o in objects] == [
+        (pkiscenario.TLS_SECRET, "tls.crt"),
+        (pkiscenario.TLS_SECRET, "tls.key"),
+        (pkiscenario.TLS_SECRET, "ca.crt"),
+    ]
+    assert manifest["spec"]["allowedServiceAccounts"] == [pod["serviceAccount"]]
+
+
+def test_certificate_rotation_report_says_whether_the_server_process_stayed() -> None:
+    from csi_vso.demo.pkiscenario import CertificateRotation, format_certificate_rotation
+
+    same = CertificateRotation(1, 42, 42, "AA", "BB", handshakes=90, failed=0, waited=8.5)
+    assert format_certificate_rotation(same)[1:] == [
+        "  TLS server pid 42 (the same process) presents serial AA -> BB",
+        "  90 verified TLS handshakes while waiting, 0 failed",
+    ]
+    other = CertificateRotation(1, 41, 42, "AA", "BB", handshakes=1, failed=3, waited=1.0)
+    assert "A NEW PROCESS (was 41)" in format_certificate_rotation(other)[1]
+
+
+@pytest.mark.slow
+def test_demo_pki_once_shows_a_new_serial_from_the_same_tls_server_process() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the volumes are real tmpfs mounts, whose removal is checked")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "KUBECONFIG"))}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    command = [sys.executable, "-m", "csi_vso", "demo", "--pki", "--once", "--timeout", "90"]
+    result = _run_demo(command, env, timeout=280)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    started = re.search(r"started a TLS server on 127\.0\.0\.1:\d+ \(pid (\d+)\)", result.stdout)
+    first = re.search(r"it presents serial ([0-9A-F]+), verified against the root CA", result.stdout)
+    rotated = re.search(
+        r"TLS server pid (\d+) \(the same process\) presents serial ([0-9A-F]+) -> ([0-9A-F]+)\n"
+        r"  (\d+) verified TLS handshakes while waiting, 0 failed",
+        result.stdout,
+    )
+    assert started and first and rotated, output
+    assert rotated.group(1) == started.group(1)  # the server was never restarted
+    assert rotated.group(2) == first.group(1) and rotated.group(3) != first.group(1)
+    assert int(rotated.group(4)) > 0
+    assert "PRIVATE KEY" not in output
+    workdir = re.search(r"workdir (\S+), uid", result.stdout)
+    assert workdir and not Path(workdir.group(1)).exists()
+    assert workdir.group(1) not in Path("/proc/mounts").read_text()
+    assert _processes_mentioning(workdir.group(1)) == []

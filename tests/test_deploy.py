@@ -39,8 +39,14 @@ GROUP = "secrets.hashicorp.com"
 Doc = dict[str, Any]
 
 
+# The chart's templates are not plain YAML (tests/test_helm.py renders them with real Helm)
+# and the monitoring objects need the Prometheus Operator's CRDs (tests/test_monitoring.py).
+NOT_KUSTOMIZE = (DEPLOY / "charts", DEPLOY / "monitoring")
+
+
 def _yaml_files() -> list[Path]:
-    return sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")])
+    found = [*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")]
+    return sorted(p for p in found if not any(p.is_relative_to(skip) for skip in NOT_KUSTOMIZE))
 
 
 def _docs(path: Path) -> list[Doc]:
@@ -175,7 +181,14 @@ def _strip_defaults(schema: Doc, before: Any, after: Any) -> Any:
 
 def test_every_kind_has_an_example_and_the_article_kinds_are_covered() -> None:
     kinds = {doc["kind"] for _, doc in _example_custom_resources()}
-    assert kinds == {"VaultConnection", "VaultAuth", "VaultStaticSecret", "VaultSecret", "VaultDynamicSecret"}
+    assert kinds == {
+        "VaultConnection",
+        "VaultAuth",
+        "VaultStaticSecret",
+        "VaultSecret",
+        "VaultDynamicSecret",
+        "VaultPKISecret",
+    }
     article = [d["kind"] for d in _docs(EXAMPLES / "vso-article.yaml")]
     assert article == ["VaultConnection", "VaultAuth", "VaultSecret", "VaultDynamicSecret"]
 
@@ -226,6 +239,12 @@ BROKEN = [
         "VaultAuth",
         "default",
         _set("spec.kubernetes.tokenExpirationSeconds", 60),
+        "spec.kubernetes.tokenExpirationSeconds",
+    ),
+    (
+        "VaultAuth",
+        "default",
+        _set("spec.kubernetes.tokenExpirationSeconds", 3601),
         "spec.kubernetes.tokenExpirationSeconds",
     ),
     ("VaultAuth", "default", _set("spec.kubernetes.audiences", "vault"), "spec.kubernetes.audiences"),
@@ -355,6 +374,26 @@ def test_secretproviderclass_example_passes_the_providers_validation() -> None:
     # The pod's service account is the one the example Secrets allow.
     for kind, name in (("VaultStaticSecret", "app-config"), ("VaultDynamicSecret", "app-db")):
         assert _example(kind, name)["spec"]["allowedServiceAccounts"] == [pod["spec"]["serviceAccountName"]]
+
+
+def test_pki_secretproviderclass_example_mounts_the_tls_files_of_the_pki_destination() -> None:
+    spc = _find("SecretProviderClass", "app-tls")
+    pki = _example("VaultPKISecret", "app-tls")
+    attributes = {
+        **spc["spec"]["parameters"],
+        params.POD_NAME: "app",
+        params.POD_NAMESPACE: pki["metadata"]["namespace"],
+        params.POD_UID: "0b0b0b0b-0000-4000-8000-000000000001",
+        params.SERVICE_ACCOUNT: pki["spec"]["allowedServiceAccounts"][0],
+    }
+    parsed = params.parse_request(
+        attributes=json.dumps(attributes), secrets="null", target_path="/t", permission="420"
+    )
+    spec = validation.validate(parsed)
+    assert spec.write_mode is validation.WriteMode.PROVIDER
+    assert {o.secret_name for o in spec.objects} == {pki["spec"]["destination"]["name"]}
+    assert sorted(o.file_name or o.key or "" for o in spec.objects) == ["ca.crt", "tls.crt", "tls.key"]
+    assert pki["spec"]["destination"]["type"] == "kubernetes.io/tls"
 
 
 def test_secretproviderclass_with_an_escaping_file_name_is_rejected_by_the_provider() -> None:
@@ -692,7 +731,11 @@ def test_documented_vault_policy_grants_what_the_examples_need_and_no_more(openb
         ]
         static = _example("VaultStaticSecret", "app-config")["spec"]
         dynamic = _example("VaultDynamicSecret", "app-db")["spec"]
+        pki = _example("VaultPKISecret", "app-tls")["spec"]
         wanted = {
+            f"{pki['mount']}/issue/{pki['role']}": ["update"],
+            f"{pki['mount']}/revoke": ["update"],
+            f"{pki['mount']}/issue/admin": ["deny"],
             f"{static['mount']}/data/{static['path']}": ["read"],  # KV v2 keeps data under data/
             f"{dynamic['mount']}/{dynamic['path']}": ["read"],
             "sys/leases/renew": ["update"],

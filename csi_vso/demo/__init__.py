@@ -15,6 +15,9 @@ otherwise), and calls ``Mount`` over the unix socket with kubelet's attribute ke
 the mounted file, writes a new version in OpenBao, and prints the file changing in place with
 the measured end-to-end latency, split at the moment the operator wrote the Secret.
 
+With ``--pki`` the rotation shown is a certificate's instead (:mod:`csi_vso.demo.pkiscene`): a
+VaultPKISecret renewed in place under a TLS server process that keeps running.
+
 Nothing is faked: if the operator never syncs or the provider never rewrites, the demo says
 which step timed out and exits non-zero. Whatever happens, every process it started is
 stopped, the tmpfs is unmounted and the temporary directory is removed.
@@ -77,6 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for any one step (start-up, sync, rotation) before giving up (default: 60)",
     )
     parser.add_argument(
+        "--pki",
+        action="store_true",
+        help="the certificate scene: a TLS server serving a VaultPKISecret certificate that is renewed "
+        "in place (same server process, new serial); with --once, one renewal",
+    )
+    parser.add_argument(
         "--keep-logs",
         metavar="DIR",
         default=None,
@@ -105,5 +114,6 @@ def run(args: argparse.Namespace) -> int:
         timeout=float(args.timeout),
         keep_logs=Path(args.keep_logs) if args.keep_logs else None,
         log_level=str(args.log_level),
+        pki=bool(args.pki),
     )
     return Demo(settings, out=sys.stdout).main()

@@ -56,6 +56,7 @@ class Settings:
     timeout: float
     keep_logs: Path | None
     log_level: str
+    pki: bool = False  # the certificate scene instead of KV rotations (csi_vso.demo.pkiscene)
 
 
 # -- the demo ----------------------------------------------------------------------------------
@@ -84,6 +85,8 @@ class Demo:
         try:
             self.say(f"csi-vso demo (workdir {self.workdir}, uid {os.geteuid()})")
             state = self.set_up()
+            if self.settings.pki:
+                return self.certificate_rotations(state)
             rotating = True
             if not self.settings.once:
                 self.say(f"rotating every {self.settings.interval:g}s; Ctrl-C stops")
@@ -97,6 +100,7 @@ class Demo:
                 time.sleep(self.settings.interval)
         except KeyboardInterrupt:
             # Once rotating, Ctrl-C is how the demo is meant to end.
+            rotating = rotating or self._certificates_rotating
             self.say("stopped by Ctrl-C" if rotating else "interrupted during start-up")
             return 0 if rotating else 130
         except DemoError as exc:
@@ -109,6 +113,26 @@ class Demo:
             self.tear_down()
             signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGINT, previous_int)
+
+    _certificates_rotating = False
+
+    def certificate_rotations(self, state: DemoState) -> int:
+        """The certificate scene: set it up, then report each renewal as the TLS server shows it."""
+        from csi_vso.demo.pkiscenario import format_certificate_rotation
+        from csi_vso.demo.pkiscene import CertificateScene
+
+        scene = CertificateScene(self, state)
+        scene.set_up()
+        self._certificates_rotating = True
+        if not self.settings.once:
+            self.say("waiting for each renewal; Ctrl-C stops")
+        number = 0
+        while True:
+            number += 1
+            for line in format_certificate_rotation(scene.rotate(number)):
+                self.say(line)
+            if self.settings.once:
+                return 0
 
     def tear_down(self) -> None:
         """Stop children newest first, undo every side effect, remove the workdir; never raises.
@@ -205,7 +229,9 @@ class Demo:
         mounted = target / FILE_NAME
         self.say(f"mounted file {mounted}:")
         self.say(f"  {read_text(mounted)!r}")
-        return DemoState(bao=bao, api=api, target=target, value=first_value, operator=operator)
+        return DemoState(
+            bao=bao, api=api, target=target, value=first_value, operator=operator, pod=pod, mount=mount
+        )
 
     def secret_value_if(self, api: KubeApi, expected: str, operator: Child) -> str | None:
         operator.check_alive()
@@ -300,6 +326,9 @@ class Demo:
                 PROVIDER_NAME,
                 "--state-dir",
                 str(state_dir),
+                # The pod's volume is laid out as kubelet does under the work dir (prepare_volume).
+                "--kubelet-dir",
+                str(self.workdir),
                 # As deployed (deploy/provider/daemonset.yaml): read as the pod, with its token.
                 "--secret-access",
                 "pod-token",
@@ -315,13 +344,13 @@ class Demo:
         self.say(f"started the provider (pid {child.proc.pid}, socket {socket_path})")
         return socket_path
 
-    def prepare_volume(self, pod_uid: str) -> Path:
+    def prepare_volume(self, pod_uid: str, volume: str = VOLUME_NAME) -> Path:
         """The pod's volume as kubelet lays it out: tmpfs as root, a plain directory otherwise.
 
         Root without the right to mount (an unprivileged container, no ``mount`` binary) gets
         the plain directory too, with the reason: the rest of the demo is the same either way.
         """
-        target = self.workdir / "pods" / pod_uid / "volumes" / "kubernetes.io~csi" / VOLUME_NAME / "mount"
+        target = self.workdir / "pods" / pod_uid / "volumes" / "kubernetes.io~csi" / volume / "mount"
         target.mkdir(parents=True)
         if os.geteuid() != 0:
             self.say(f"volume {target} (a plain directory: not root, so no tmpfs)")
@@ -386,6 +415,8 @@ class DemoState:
     target: Path
     value: str
     operator: Child
+    pod: dict[str, str]
+    mount: MountClient
 
 
 def describe(exc: Exception) -> str:

@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     api.add_argument(
         "--watch-window", type=int, default=25_000, help="watch events retained for resumes (older: 410)"
     )
+    api.add_argument(
+        "--token-cache-ttl",
+        type=float,
+        default=10.0,
+        help="seconds a successful TokenReview is answered from cache (the real server's default: 10)",
+    )
 
 
 def parse_token_file(text: str) -> dict[str, User]:
@@ -80,7 +86,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, tokens: dict[str, User], stop_signals: set[signal.Signals]) -> int:
     try:
-        server = APIServer(port=args.port, tokens=tokens, watch_window=args.watch_window, tls=args.tls)
+        server = APIServer(
+            port=args.port,
+            tokens=tokens,
+            watch_window=args.watch_window,
+            tls=args.tls,
+            token_cache_ttl=args.token_cache_ttl,
+        )
         server.start()
     except OSError as exc:  # e.g. the port is taken: one line for the operator, not a traceback
         print(f"csi-vso devkit apiserver: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
-from csi_vso.operator.vault.settings import DEFAULT_MOUNTS
+from csi_vso.operator.vault.settings import DEFAULT_MOUNTS, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION
 
 GROUP = "secrets.hashicorp.com"
 VERSION = "v1beta1"
@@ -25,6 +25,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 STATIC_KINDS = ("VaultStaticSecret", "VaultSecret")
 DYNAMIC_KIND = "VaultDynamicSecret"
+PKI_KIND = "VaultPKISecret"
 AUTH_KIND = "VaultAuth"
 CONNECTION_KIND = "VaultConnection"
 
@@ -34,6 +35,7 @@ PLURALS = {
     "VaultStaticSecret": "vaultstaticsecrets",
     "VaultSecret": "vaultsecrets",
     "VaultDynamicSecret": "vaultdynamicsecrets",
+    "VaultPKISecret": "vaultpkisecrets",
 }
 
 AUTH_METHODS = ("kubernetes", "jwt", "appRole")
@@ -42,7 +44,6 @@ KV_TYPES = {"kv-v1": 1, "kv-v2": 2}
 
 DEFAULT_STATIC_REFRESH = 3600.0
 DEFAULT_TIMEOUT = 30.0
-MIN_TOKEN_EXPIRATION = 600
 
 # Kubernetes names: DNS-1123 subdomain for Secrets/workloads, label for namespaces.
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -173,6 +174,10 @@ class ConnectionSpec:
     ca_cert_secret: str | None
     skip_tls_verify: bool
     timeout: float
+    # csi-vso extension (VSO's VaultConnection has no such field): namespaces whose VaultAuths may
+    # use this connection. None: its own namespace only, or everyone when it lives in the
+    # operator's namespace (the platform team's shared connection).
+    allowed_namespaces: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -505,6 +510,10 @@ def parse_connection(obj: Mapping[str, Any]) -> ConnectionSpec:
     headers = spec.string_map("headers")
     server_name = spec.string("tlsServerName")
     skip = spec.boolean("skipTLSVerify", False)
+    allowed = spec.string_list("allowedNamespaces")
+    for ns in allowed or ():
+        if ns != "*" and not _DNS_LABEL.match(ns):
+            problems.append(f"allowedNamespaces: {ns!r} is not a namespace name or '*'")
     if problems:
         raise SpecError(CONNECTION_KIND, problems)
     assert address is not None
@@ -515,6 +524,7 @@ def parse_connection(obj: Mapping[str, Any]) -> ConnectionSpec:
         ca_cert_secret=ca or alias,
         skip_tls_verify=skip,
         timeout=timeout or DEFAULT_TIMEOUT,
+        allowed_namespaces=allowed,
     )
 
 
@@ -524,7 +534,12 @@ def _service_account_login(reader: _Reader, *, sa_required: bool) -> ServiceAcco
     if sa is not None and not _DNS_SUBDOMAIN.match(sa):
         reader.problems.append(f"{reader._path('serviceAccount')} {sa!r} is not a valid name")
     audiences = reader.string_list("audiences") or ()
-    expiration = reader.integer("tokenExpirationSeconds", MIN_TOKEN_EXPIRATION, minimum=MIN_TOKEN_EXPIRATION)
+    expiration = reader.integer(
+        "tokenExpirationSeconds",
+        MIN_TOKEN_EXPIRATION,
+        minimum=MIN_TOKEN_EXPIRATION,
+        maximum=MAX_TOKEN_EXPIRATION,
+    )
     return ServiceAccountLogin(
         role=role or "",
         service_account=sa or "",
@@ -592,3 +607,22 @@ def auth_allows_namespace(auth: AuthSpec, auth_namespace: str, secret_namespace:
         return True
     allowed = auth.allowed_namespaces or ()
     return "*" in allowed or secret_namespace in allowed
+
+
+def connection_allows_namespace(
+    connection: ConnectionSpec, connection_namespace: str, auth_namespace: str, operator_namespace: str
+) -> bool:
+    """May a VaultAuth in ``auth_namespace`` use this VaultConnection (issue 10, finding 9)?
+
+    A connection carries headers and a CA choice and decides where tokens go, so another
+    namespace may only borrow it when the connection says so: by default only its own namespace,
+    or anyone when it lives in the operator's namespace (where the seed article's
+    ``vaultConnectionRef: default`` finds the platform team's connection); ``allowedNamespaces``
+    (``*`` = all) widens that.
+    """
+    if auth_namespace == connection_namespace:
+        return True
+    allowed = connection.allowed_namespaces
+    if allowed is None:
+        return connection_namespace == operator_namespace
+    return "*" in allowed or auth_namespace in allowed

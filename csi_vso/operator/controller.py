@@ -29,11 +29,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from csi_vso import protected
-from csi_vso.operator import api, metrics
+from csi_vso.operator import api, metrics, secretcache
+from csi_vso.operator.addresses import AddressPattern
 from csi_vso.operator.conditions import READY, SECRET_SYNCED, set_condition
 from csi_vso.operator.destination import DestinationError
 from csi_vso.operator.dynamic import DynamicReconciler
 from csi_vso.operator.events import EventRecorder
+from csi_vso.operator.pki import CertificateRejected, PKIReconciler
 from csi_vso.operator.refs import RefError
 from csi_vso.operator.render import RenderError
 from csi_vso.operator.rollout import Rollouts
@@ -48,7 +50,7 @@ from csi_vso.operator.workqueue import Backoff, WorkQueue
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
-SECRET_KINDS = ("VaultStaticSecret", "VaultSecret", "VaultDynamicSecret")
+SECRET_KINDS = ("VaultStaticSecret", "VaultSecret", "VaultDynamicSecret", "VaultPKISecret")
 REF_KINDS = ("VaultConnection", "VaultAuth")
 CONFLICT_RETRY = 1.0
 
@@ -64,6 +66,8 @@ class ControllerSettings:
     token_upkeep_interval: float = 5.0
     settings_refresh: float = 60.0  # re-read CA / AppRole Secrets behind a cached session this often
     identity: str = ""  # this replica, as the reporting instance of its events
+    # --allowed-vault-addresses: where logins and requests may go (empty: anywhere)
+    allowed_vault_addresses: tuple[AddressPattern, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ def classify(exc: BaseException) -> Failure:
         return Failure("InvalidSpec", str(exc), retry=False)
     if isinstance(exc, RefError | DestinationError):
         return Failure(exc.reason, str(exc), retry=True)
+    if isinstance(exc, CertificateRejected):
+        return Failure(exc.reason, str(exc), retry=exc.retry)
     if isinstance(exc, RenderError):
         return Failure("InvalidSecretData", str(exc), retry=True)
     if isinstance(exc, VaultError):
@@ -111,10 +117,15 @@ class Controller:
             )
             for kind in (*REF_KINDS, *SECRET_KINDS)
         }
+        # (namespace, destination name) -> uids of the custom resources writing it: the only
+        # Secrets the cache keeps whole (finding 2b; see secretcache).
+        self._destinations: dict[tuple[str, str], set[str]] = {}
+        self._destination_of: dict[str, tuple[str, str]] = {}
         self.informers["Secret"] = secret_informer(
             core,
             label_selector=f"{protected.MANAGED_BY_LABEL}={protected.MANAGED_BY_VALUE}",
             resync_period=settings.informer_resync,
+            transform=lambda secret: secretcache.slim(secret, self._is_our_destination),
         )
         # A re-login abandons the old token, and the leases it issued end with it: every dynamic
         # secret is looked at again (those on the old token schedule new credentials).
@@ -134,6 +145,7 @@ class Controller:
                 get_connection=lambda ns, name: self.rt.cached("VaultConnection", ns, name),
                 operator_namespace=settings.operator_namespace,
                 settings_ttl=settings.settings_refresh,
+                allowed_addresses=settings.allowed_vault_addresses,
             ),
             events=EventRecorder(core, host=settings.identity),
             rollouts=Rollouts(client.AppsV1Api(api_client), debounce=settings.rollout_debounce),
@@ -144,6 +156,7 @@ class Controller:
         self._kv_versions = KVVersionCache()
         self._kv_lock = threading.Lock()
         self.dynamic = DynamicReconciler(self.rt)
+        self.pki = PKIReconciler(self.rt)
         self._uid_to_key: dict[str, Key] = {}
         self._signatures: dict[Key, tuple[int, bool]] = {}
         self._lock = threading.Lock()
@@ -156,11 +169,13 @@ class Controller:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self, sync_timeout: float = 60.0) -> None:
-        for informer in self.informers.values():
-            informer.start()
-        for kind, informer in self.informers.items():
-            if not informer.wait_for_sync(sync_timeout):
-                raise TimeoutError(f"the {kind} watch cache did not sync within {sync_timeout}s")
+        # Custom resources first: the Secret cache decides what to keep whole by their destinations.
+        for group in ([k for k in self.informers if k != "Secret"], ["Secret"]):
+            for kind in group:
+                self.informers[kind].start()
+            for kind in group:
+                if not self.informers[kind].wait_for_sync(sync_timeout):
+                    raise TimeoutError(f"the {kind} watch cache did not sync within {sync_timeout}s")
         self.session_cache.start()
         self.dynamic.start()
         for index in range(self.settings.max_concurrent_reconciles):
@@ -189,12 +204,17 @@ class Controller:
             metadata = obj.get("metadata") or {}
             key: Key = (kind, str(metadata.get("namespace")), str(metadata.get("name")))
             uid = str(metadata.get("uid"))
+            if kind in SECRET_KINDS:
+                self._track_destination(uid, None if event_type == "DELETED" else obj)
             if event_type == "DELETED":
                 self.queue.forget(key)
                 with self._lock:
                     self._uid_to_key.pop(uid, None)
                     self._signatures.pop(key, None)
                 self._static_memory.pop(uid, None)
+                self.rt.forget_status(uid)
+                if kind == api.PKI_KIND:
+                    self.pki.forget(uid)
                 self.backoff.reset(key)
                 self.rt.events.forget(uid)
                 if kind in REF_KINDS:
@@ -216,6 +236,30 @@ class Controller:
                 self._requeue_all_secrets()
 
         return handle
+
+    def _track_destination(self, uid: str, obj: dict[str, Any] | None) -> None:
+        """Remember which Secret a custom resource writes (None: it was deleted)."""
+        where = None
+        if obj is not None:
+            spec = obj.get("spec") or {}
+            target = spec.get("destination") if isinstance(spec, dict) else None
+            name = target.get("name") if isinstance(target, dict) else None
+            if isinstance(name, str) and name:
+                where = (str((obj.get("metadata") or {}).get("namespace")), name)
+        with self._lock:
+            previous = self._destination_of.pop(uid, None)
+            if previous is not None:
+                owners = self._destinations.get(previous, set())
+                owners.discard(uid)
+                if not owners:
+                    self._destinations.pop(previous, None)
+            if where is not None:
+                self._destination_of[uid] = where
+                self._destinations.setdefault(where, set()).add(uid)
+
+    def _is_our_destination(self, namespace: str, name: str, claimed: set[str]) -> bool:
+        with self._lock:
+            return bool(self._destinations.get((namespace, name), set()) & claimed)
 
     def _requeue_all_secrets(self) -> None:
         for kind in SECRET_KINDS:
@@ -297,23 +341,19 @@ class Controller:
             return reconcile_static(self.rt, obj, self._static_memory, self._kv_versions)
         if kind == "VaultDynamicSecret":
             return self.dynamic.reconcile(obj)
+        if kind == api.PKI_KIND:
+            return self.pki.reconcile(obj)
         if kind == "VaultConnection":
-            api.parse_connection(obj)
+            spec = api.parse_connection(obj)
+            metadata = obj.get("metadata") or {}
+            self.rt.sessions.check_address(spec, f"{metadata.get('namespace')}/{metadata.get('name')}")
             self._report_valid(obj, "VaultConnection is valid")
             return None
         if kind == "VaultAuth":
-            spec = api.parse_auth(obj)
-            namespace = str((obj.get("metadata") or {}).get("namespace"))
-            # The connection must exist where the secrets will look for it.
-            from csi_vso.operator import refs
-
-            refs.resolve(
-                "VaultConnection",
-                spec.connection_ref,
-                namespace,
-                self.settings.operator_namespace,
-                self.rt.getter("VaultConnection"),
-            )
+            auth = api.parse_auth(obj)
+            # The connection must exist where the secrets will look for it, be shared with this
+            # namespace and point at an allowed address.
+            self.rt.sessions.resolve_connection(auth, str((obj.get("metadata") or {}).get("namespace")))
             self._report_valid(obj, "VaultAuth is valid")
             return None
         raise ValueError(f"unknown kind {kind}")
@@ -363,6 +403,8 @@ class Controller:
                 message=message,
                 generation=generation,
             )
+            if kind == api.PKI_KIND:  # VSO's PKI status carries valid/error too
+                status.update(valid=False, error=failure.reason)
         else:
             status.update(valid=False, error=failure.message)
         status["conditions"] = conditions

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from csi_vso.operator.vault.settings import MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION
+
 GROUP = "secrets.hashicorp.com"
 VERSION = "v1beta1"
 
@@ -211,6 +213,59 @@ def dynamic_secret_spec() -> Schema:
     )
 
 
+def pki_secret_spec() -> Schema:
+    names = "May repeat; entries must not contain commas (they are joined with commas for Vault)."
+    return _obj(
+        "A certificate from Vault's PKI engine, renewed before expiry, in a protected Kubernetes Secret.",
+        {
+            "vaultAuthRef": _str("VaultAuth name ('name' or 'namespace/name'); default: 'default'."),
+            "namespace": _str("Vault/OpenBao namespace of the PKI mount."),
+            "mount": _str("PKI secrets engine mount path.", minLength=1),
+            "role": _str("PKI role that issues the certificate (<mount>/issue/<role>).", minLength=1),
+            "issuerRef": _str("Issuer to use (<mount>/issuer/<ref>/issue/<role>); default: the mount's."),
+            "commonName": _str("Common name requested."),
+            "altNames": _str_list("DNS names and email addresses requested as SANs. " + names),
+            "ipSans": _str_list("IP SANs requested. " + names),
+            "uriSans": _str_list("URI SANs requested. " + names),
+            "otherSans": _str_list("Other SANs, each 'oid;type:value'. " + names),
+            "userIDs": _str_list("User ID (OID 0.9.2342.19200300.100.1.1) subject values. " + names),
+            "ttl": _str(
+                "Requested lifetime, e.g. 72h or 30d (default: the role's). Over the role's max_ttl the "
+                "request is refused with a condition (Vault would silently shorten it)."
+            ),
+            "notAfter": _str("Requested end of validity, UTC 'YYYY-MM-DDTHH:MM:SSZ' (instead of ttl)."),
+            "format": _str("pem (default), der (base64) or pem_bundle (key and CA appended)."),
+            "privateKeyFormat": _str("der (default: follows format), pem or pkcs8."),
+            "excludeCNFromSans": _bool("Leave the common name out of the DNS/email SANs.", default=False),
+            "expiryOffset": _str(
+                "Renew this long before expiration, e.g. 30s, 15m, 1h (default 0: at expiration); "
+                "renewals are spread earlier by up to a fifth of the renewal interval. Checked by the "
+                "operator (a malformed value becomes a condition)."
+            ),
+            "revoke": _bool(
+                "Revoke the current certificate when the custom resource is deleted.", default=False
+            ),
+            "clear": _bool(
+                "Empty the destination Secret's data when the custom resource is deleted.", default=False
+            ),
+            "destination": _destination(),
+            "rolloutRestartTargets": _rollout_targets(),
+            **_access_policy(),
+        },
+        required=["mount", "role", "destination"],
+    )
+
+
+def _pki_status() -> dict[str, Schema]:
+    return {
+        "serialNumber": _str("Serial number of the certificate in the destination Secret."),
+        "expiration": _int("Its expiration, Unix seconds.", format="int64"),
+        "lastRotation": _int("When it was issued, Unix seconds (VSO's field name).", format="int64"),
+        "valid": _bool("The last reconcile succeeded."),
+        "error": _str("Reason of the last failure (empty when valid)."),
+    }
+
+
 def connection_spec() -> Schema:
     return _obj(
         "How to reach Vault/OpenBao.",
@@ -222,6 +277,11 @@ def connection_spec() -> Schema:
             "tlsSecretRef": _str("Alias of caCertSecretRef (the seed article's name)."),
             "skipTLSVerify": _bool("Do not verify the server certificate (testing only).", default=False),
             "timeout": _duration("Per-request timeout (default 30s)."),
+            "allowedNamespaces": _str_list(
+                "csi-vso extension: namespaces whose VaultAuths may use this connection ('*' = all). "
+                "Absent: its own namespace only, or every namespace when the connection is in the "
+                "operator's namespace."
+            ),
         },
         required=["address"],
     )
@@ -232,7 +292,12 @@ def auth_spec() -> Schema:
         "role": _str("Vault role to log in as.", minLength=1),
         "serviceAccount": _str("ServiceAccount (in the custom resource's namespace) whose token is used."),
         "audiences": _str_list("Audiences of the requested token."),
-        "tokenExpirationSeconds": _int("Lifetime of the requested token.", minimum=600, default=600),
+        "tokenExpirationSeconds": _int(
+            "Lifetime of the requested token, seconds (600 to 3600).",
+            minimum=MIN_TOKEN_EXPIRATION,
+            maximum=MAX_TOKEN_EXPIRATION,
+            default=MIN_TOKEN_EXPIRATION,
+        ),
     }
     return _obj(
         "How to log in to Vault/OpenBao.",
@@ -427,6 +492,18 @@ def build_crds() -> list[dict[str, Any]]:
                 {"name": "Lease TTL", "type": "integer", "jsonPath": ".status.secretLease.duration"},
             ],
             ["vds"],
+        ),
+        _crd(
+            "VaultPKISecret",
+            "vaultpkisecrets",
+            pki_secret_spec(),
+            _secret_status(_pki_status()),
+            [
+                {"name": "Common Name", "type": "string", "jsonPath": ".spec.commonName"},
+                {"name": "Destination", "type": "string", "jsonPath": ".spec.destination.name"},
+                {"name": "Serial", "type": "string", "jsonPath": ".status.serialNumber"},
+            ],
+            ["vps"],
         ),
     ]
 

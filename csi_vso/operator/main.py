@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from csi_vso import kube
-from csi_vso.operator import hmac, metrics
+from csi_vso.operator import addresses, hmac, metrics
 from csi_vso.operator.controller import Controller, ControllerSettings
 from csi_vso.operator.leader import ElectionSettings, release, run_elected
 
@@ -83,12 +83,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--informer-resync", type=float, default=300.0, help="full re-list of the watch caches, seconds"
     )
     parser.add_argument(
+        "--allowed-vault-addresses",
+        action="append",
+        default=[],
+        metavar="PATTERNS",
+        help="where VaultConnections may send logins and requests: URL prefixes "
+        "(https://vault.example.com:8200) or host patterns (vault.example.com, *.vault.svc, host:port), "
+        "comma-separated or repeated (default: any address)",
+    )
+    parser.add_argument(
         "--rollout-debounce", type=float, default=2.0, help="minimum seconds between restarts of one workload"
     )
 
 
 def run(args: argparse.Namespace) -> int:
     namespace = args.operator_namespace or _default_namespace()
+    try:
+        allowed_addresses = addresses.parse_patterns(args.allowed_vault_addresses)
+    except ValueError as exc:
+        log.error("invalid --allowed-vault-addresses", extra={"error": str(exc)})
+        return 2
     identity = (
         args.leader_election_identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     )
@@ -133,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             backoff_cap=args.backoff_max,
             rollout_debounce=args.rollout_debounce,
             identity=identity,
+            allowed_vault_addresses=allowed_addresses,
         ),
         hmac_key=key,
     )

@@ -24,7 +24,9 @@ from kubernetes.client.exceptions import ApiException
 from csi_vso.operator import access_rbac, api, destination, metrics
 from csi_vso.operator.events import EventRecorder
 from csi_vso.operator.hmac import compute_mac
+from csi_vso.operator.pkispec import PKISecretSpec
 from csi_vso.operator.rollout import Rollouts
+from csi_vso.operator.secretcache import MetadataOnly
 from csi_vso.operator.sessions import Sessions
 from csi_vso.operator.watch import Informer
 
@@ -66,6 +68,9 @@ class Runtime:
         # that changes no policy costs no API call.
         self._access_applied: dict[tuple[str, str], str] = {}
         self._access_lock = threading.Lock()
+        # uid -> (resourceVersion we patched from, the status it has since our patch); see patch_status
+        self._status_written: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._status_lock = threading.Lock()
 
     # -- caches ---------------------------------------------------------------------------------
 
@@ -81,11 +86,13 @@ class Runtime:
     def read_destination(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret as a wire dict: from the cache when it is one of ours, else a live GET.
 
-        The cache only holds Secrets labelled as managed by us; a foreign Secret with the same
-        name must still be found (to refuse overwriting it), hence the GET on a cache miss.
+        The cache only holds Secrets labelled as managed by us, and keeps only the metadata of
+        those it does not know as a custom resource's destination (:mod:`secretcache`); a foreign
+        Secret with the same name must still be found (to refuse overwriting it), hence the GET
+        on a cache miss or a metadata-only entry.
         """
         cached = self.informers["Secret"].get(namespace, name)
-        if cached is not None:
+        if cached is not None and not isinstance(cached, MetadataOnly):
             return dict(self.api_client.sanitize_for_serialization(cached))
         return self.read_destination_live(namespace, name)
 
@@ -226,7 +233,7 @@ class Runtime:
         self,
         *,
         owner: destination.Owner,
-        spec: api.StaticSecretSpec | api.DynamicSecretSpec,
+        spec: api.StaticSecretSpec | api.DynamicSecretSpec | PKISecretSpec,
         data: dict[str, bytes],
         existing: Mapping[str, Any] | None,
         now: datetime,
@@ -261,11 +268,24 @@ class Runtime:
         return DestinationSync(mac=mac, previous_mac=previous_mac, wrote=wrote)
 
     def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
-        """Merge ``status`` into the object's status unless that changes nothing; returns whether it wrote."""
+        """Merge ``status`` into the object's status unless that changes nothing; returns whether it wrote.
+
+        ``obj`` usually comes from the watch cache, which may not show our own last status patch
+        yet (a reconcile triggered by the Secret we just wrote runs before the patch echoes
+        back). While the cached object is still the very version we patched (same
+        resourceVersion), the comparison uses the status as we left it, so the echo-less
+        repeat costs no second, identical write. Any other writer changes the resourceVersion.
+        """
+        metadata = obj.get("metadata") or {}
+        uid = str(metadata.get("uid"))
+        version = str(metadata.get("resourceVersion") or "")
         current = obj.get("status") or {}
+        with self._status_lock:
+            written = self._status_written.get(uid)
+        if written is not None and version and written[0] == version:
+            current = written[1]
         if all(current.get(k) == v for k, v in status.items()):
             return False
-        metadata = obj.get("metadata") or {}
         kind = str(obj.get("kind"))
         try:
             self.custom.patch_namespaced_custom_object_status(
@@ -281,7 +301,13 @@ class Runtime:
                 return False  # deleted meanwhile
             raise
         metrics.STATUS_WRITES.labels(kind=kind).inc()
+        with self._status_lock:
+            self._status_written[uid] = (version, {**current, **status})
         return True
+
+    def forget_status(self, uid: str) -> None:
+        with self._status_lock:
+            self._status_written.pop(uid, None)
 
     def _patch_finalizers(self, obj: Mapping[str, Any], finalizers: list[str]) -> None:
         metadata = obj.get("metadata") or {}

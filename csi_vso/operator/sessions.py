@@ -33,6 +33,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from csi_vso.operator import api, refs
+from csi_vso.operator.addresses import AddressPattern, address_allowed, without_userinfo
 from csi_vso.operator.vault.cache import SessionCache, SessionKey
 from csi_vso.operator.vault.session import JwtSource, VaultSession
 from csi_vso.operator.vault.settings import AuthSettings, ConnectionSettings
@@ -77,8 +78,10 @@ class Sessions:
         operator_namespace: str,
         clock: Callable[[], float] = time.monotonic,
         settings_ttl: float = SETTINGS_TTL,
+        allowed_addresses: tuple[AddressPattern, ...] = (),
     ) -> None:
         self._cache = cache
+        self._allowed_addresses = allowed_addresses
         self._settings_ttl = settings_ttl
         self._core = core
         self._get_auth = get_auth
@@ -110,13 +113,24 @@ class Sessions:
             )
         return auth_obj, auth_spec
 
-    def session_for(self, secret_namespace: str, auth_ref: api.ObjectRef) -> Resolved:
-        auth_obj, auth_spec = self.resolve_auth(secret_namespace, auth_ref)
-        auth_ns = str(_meta(auth_obj).get("namespace"))
+    def check_address(self, spec: api.ConnectionSpec, where: str) -> None:
+        """RefError unless ``--allowed-vault-addresses`` admits the connection's address."""
+        if not address_allowed(spec.address, self._allowed_addresses):
+            raise refs.RefError(
+                "VaultAddressNotAllowed",
+                f"VaultConnection {where} address {without_userinfo(spec.address)!r} is not allowed by the "
+                "operator's --allowed-vault-addresses",
+            )
+
+    def resolve_connection(
+        self, auth_spec: api.AuthSpec, auth_namespace: str
+    ) -> tuple[dict[str, Any], api.ConnectionSpec]:
+        """The VaultConnection a VaultAuth uses, or RefError: missing, invalid, not shared with the
+        VaultAuth's namespace, or an address the operator may not send logins to."""
         connection_obj = refs.resolve(
             "VaultConnection",
             auth_spec.connection_ref,
-            auth_ns,
+            auth_namespace,
             self._operator_namespace,
             self._get_connection,
         )
@@ -128,6 +142,23 @@ class Sessions:
             raise refs.RefError(
                 "VaultConnectionInvalid", f"VaultConnection {connection_where} is invalid: {exc}"
             ) from None
+        if not api.connection_allows_namespace(
+            connection_spec, connection_ns, auth_namespace, self._operator_namespace
+        ):
+            raise refs.RefError(
+                "VaultConnectionNotAllowed",
+                f"VaultConnection {connection_where} does not allow VaultAuths of namespace "
+                f"{auth_namespace!r} (see its allowedNamespaces)",
+            )
+        self.check_address(connection_spec, connection_where)
+        return connection_obj, connection_spec
+
+    def session_for(self, secret_namespace: str, auth_ref: api.ObjectRef) -> Resolved:
+        auth_obj, auth_spec = self.resolve_auth(secret_namespace, auth_ref)
+        auth_ns = str(_meta(auth_obj).get("namespace"))
+        connection_obj, connection_spec = self.resolve_connection(auth_spec, auth_ns)
+        connection_ns = str(_meta(connection_obj).get("namespace"))
+        connection_where = f"{connection_ns}/{_meta(connection_obj).get('name')}"
         login = auth_spec.kubernetes or auth_spec.jwt
         sa_uid = ""
         if login is not None and login.service_account:

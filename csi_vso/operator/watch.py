@@ -7,8 +7,11 @@ thread-safe cache; two gaps are filled here:
   list's ``.items`` / ``.metadata.resource_version`` as attributes: :class:`_ListView` adapts.
   The watch decodes events by the ``:rtype:`` line of the list function's docstring; ours says
   ``object``, so events carry the dicts as they are (and their resourceVersion is tracked).
-- The informer has no "has synced": every list function here sets an Event after its first
-  successful list, which is what :meth:`Informer.wait_for_sync` waits on.
+- The informer has no "has synced": every list function here sets an Event when the informer
+  first asks it to *watch*, which is what :meth:`Informer.wait_for_sync` waits on. The informer
+  fills its cache from the list and runs the handlers for every listed object before it starts
+  watching, so at that point the cache is complete and the handlers have seen every object
+  (setting it at the list's return would let a reader see an empty cache).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.informer import ADDED, DELETED, MODIFIED, SharedInformer
+from kubernetes.informer.cache import ObjectCache
+
+from csi_vso.operator import secretcache
 
 Handler = Callable[[str, Any], None]
 
@@ -43,14 +49,39 @@ class _ListView:
         self.metadata = SimpleNamespace(resource_version=(body.get("metadata") or {}).get("resourceVersion"))
 
 
+class _TransformingCache(ObjectCache):  # type: ignore[misc]  # the client is untyped
+    """The informer's store, keeping ``transform(obj)`` instead of each object it is given.
+
+    client-go's ``SetTransform``: handlers still see the object of the event, the cache keeps
+    only what the transform leaves (the informer stores before it calls handlers).
+    """
+
+    def __init__(self, transform: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self._transform = transform
+
+    def _put(self, obj: Any) -> None:
+        super()._put(self._transform(obj))
+
+    def _replace_all(self, objects: Any) -> None:
+        super()._replace_all([self._transform(o) for o in objects])
+
+
 class Informer:
-    """A SharedInformer plus a synced flag and a typed getter."""
+    """A SharedInformer plus a synced flag, a typed getter and an optional cache transform."""
 
     def __init__(
-        self, list_func: Callable[..., Any], *, resync_period: float, label_selector: str | None = None
+        self,
+        list_func: Callable[..., Any],
+        *,
+        resync_period: float,
+        label_selector: str | None = None,
+        transform: Callable[[Any], Any] | None = None,
     ):
         self.synced = threading.Event()
         self._informer = SharedInformer(list_func, resync_period=resync_period, label_selector=label_selector)
+        if transform is not None:
+            self._informer._cache = _TransformingCache(transform)  # private: checked against kubernetes 37
 
     def on_change(self, handler: Handler) -> None:
         """``handler(event_type, obj)`` for ADDED, MODIFIED and DELETED."""
@@ -104,10 +135,9 @@ def custom_object_informer(
 
     def list_custom_objects(**kwargs: Any) -> Any:
         if kwargs.get("watch"):
+            holder[0].synced.set()
             return custom.list_cluster_custom_object(group, version, plural, **kwargs)
-        view = _ListView(custom.list_cluster_custom_object(group, version, plural, **kwargs))
-        holder[0].synced.set()
-        return view
+        return _ListView(custom.list_cluster_custom_object(group, version, plural, **kwargs))
 
     list_custom_objects.__doc__ = "List or watch custom objects.\n\n:rtype: object\n"
     informer = Informer(list_custom_objects, resync_period=resync_period)
@@ -115,16 +145,26 @@ def custom_object_informer(
     return informer
 
 
-def secret_informer(core: client.CoreV1Api, *, label_selector: str, resync_period: float) -> Informer:
+def secret_informer(
+    core: client.CoreV1Api,
+    *,
+    label_selector: str,
+    resync_period: float,
+    transform: Callable[[Any], Any] = lambda obj: obj,
+) -> Informer:
+    """Secrets matching ``label_selector``; listed in pages, each object ``transform``-ed before it
+    is kept (see :mod:`csi_vso.operator.secretcache`)."""
     holder: list[Informer] = []
+    paged = secretcache.paged_list(core.list_secret_for_all_namespaces, transform)
 
     def list_secrets(**kwargs: Any) -> Any:
-        answer = core.list_secret_for_all_namespaces(**kwargs)
-        if not kwargs.get("watch"):
+        if kwargs.get("watch"):
             holder[0].synced.set()
-        return answer
+        return paged(**kwargs)
 
     list_secrets.__doc__ = "List or watch Secrets.\n\n:rtype: V1SecretList\n"
-    informer = Informer(list_secrets, resync_period=resync_period, label_selector=label_selector)
+    informer = Informer(
+        list_secrets, resync_period=resync_period, label_selector=label_selector, transform=transform
+    )
     holder.append(informer)
     return informer

@@ -15,11 +15,17 @@ gets either the whole old file or the whole new one. A reader that needs several
 version reads ``..data`` (``readlink``) before and after and retries when it moved.
 
 The volume is writable by whoever else can reach it, so nothing here follows a symlink it did
-not create: every step works relative to a directory file descriptor opened with
-``O_NOFOLLOW``, files are created with ``O_EXCL | O_NOFOLLOW`` inside a directory this module
-just made, and existing entries are inspected with ``lstat`` before they are touched or removed.
+not create: the target itself is opened one path component at a time from a trusted ``root``
+(the kubelet dir), each with ``O_DIRECTORY|O_NOFOLLOW`` (:func:`open_beneath`), so a symlink
+swapped in for any parent directory is refused, not followed; every step then works relative
+to that directory file descriptor, files are created with ``O_EXCL | O_NOFOLLOW`` inside a
+directory this module just made, and existing entries are inspected with ``lstat`` before they
+are touched or removed.
 An entry this module did not create is never removed; one that is in the way raises
-:class:`UnsafeTargetError`.
+:class:`UnsafeTargetError`. The writer only writes into a target that is empty or carries its
+marker ``..csi-vso`` (left by its first write): a kubelet secret volume, or any other
+directory with a ``..data`` of someone else's, is refused rather than taken over, and
+cleanup (:func:`remove_all`, :func:`sweep`) does nothing in a target without the marker.
 
 The replaced version directory is not removed at the swap but a grace period later (by the next
 write or by :func:`sweep`). Opening ``target/name`` walks ``name`` -> ``..data`` -> the version
@@ -42,20 +48,23 @@ import errno
 import fcntl
 import os
 import secrets
-import shutil
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from csi_vso.provider.limits import MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_PATH_DEPTH
+
 DATA_LINK = "..data"
 GRACE_SECONDS = 1.0
 TEMP_DATA_LINK = "..data_tmp"
+#: An empty file the first write leaves in the target: "this layout is the writer's own".
+MARKER = "..csi-vso"
+#: Where targets are opened from when the caller gives no root: every component is checked.
+FILESYSTEM_ROOT = Path("/")
 _DIR_MODE = 0o755
-_MAX_PATH_BYTES = 4096
-_MAX_NAME_BYTES = 255
 
 
 @dataclass(frozen=True)
@@ -122,17 +131,22 @@ def validate_relative_path(path: str) -> list[str]:
       5. no empty element (``a//b``, a trailing ``/``);
       6. no ``.`` or ``..`` element (``..`` escapes the target, ``.`` makes two spellings of one file);
       7. every element at most 255 bytes (NAME_MAX);
-      8. the first element does not start with ``..`` (reserved for ``..data`` and the version dirs).
+      8. the first element does not start with ``..`` (reserved for ``..data`` and the version dirs);
+      9. valid UTF-8: no lone surrogate (JSON's ``"\ud800"``), which would become a file name
+         that is not UTF-8, or no file at all, and could not travel back in a response;
+     10. at most :data:`MAX_PATH_DEPTH` elements.
     """
     if path == "":
         return [f"path {path!r} is empty"]
     problems: list[str] = []
     if "\x00" in path:
         problems.append(f"path {path!r} contains a NUL byte")
+    if not is_utf8(path):
+        problems.append(f"path {path!r} is not valid UTF-8 (it holds a lone surrogate)")
     if path.startswith("/"):
         problems.append(f"path {path!r} is absolute")
-    if len(path.encode("utf-8", "surrogateescape")) > _MAX_PATH_BYTES:
-        problems.append(f"path {path[:40]!r}... is longer than {_MAX_PATH_BYTES} bytes")
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        problems.append(f"path {path[:40]!r}... is longer than {MAX_PATH_BYTES} bytes")
     elements = path.split("/")
     if path.startswith("/"):
         elements = elements[1:]
@@ -142,18 +156,34 @@ def validate_relative_path(path: str) -> list[str]:
         problems.append(f"path {path!r} contains a '..' element")
     if any(e == "." for e in elements):
         problems.append(f"path {path!r} contains a '.' element")
-    if any(len(e.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES for e in elements):
-        problems.append(f"path {path[:40]!r}... has an element longer than {_MAX_NAME_BYTES} bytes")
+    if any(len(e.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for e in elements):
+        problems.append(f"path {path[:40]!r}... has an element longer than {MAX_NAME_BYTES} bytes")
     if elements and elements[0].startswith("..") and elements[0] != "..":
         problems.append(f"path {path!r} starts with '..', which is reserved for the writer")
+    if len(elements) > MAX_PATH_DEPTH:
+        problems.append(f"path {path[:40]!r}... is nested deeper than {MAX_PATH_DEPTH} levels")
     return problems
 
 
-def validate_payload(files: Sequence[FileToWrite]) -> list[str]:
-    """Every problem with a whole payload: each path's, duplicates, a file used as a directory, modes."""
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (Python strings from JSON may hold lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def validate_payload(files: Sequence[FileToWrite], checkpoint: Callable[[], None] | None = None) -> list[str]:
+    """Every problem with a whole payload: each path's, duplicates, a file used as a directory, modes.
+
+    ``checkpoint`` is called per file (the rotation lets small volumes go first there).
+    """
     problems: list[str] = []
     seen: set[str] = set()
     for f in files:
+        if checkpoint is not None:
+            checkpoint()
         path_problems = validate_relative_path(f.path)
         problems.extend(path_problems)
         if not path_problems:
@@ -187,18 +217,24 @@ def write_atomically(
     grace: float = GRACE_SECONDS,
     known_changed: bool = False,
     require_mount: bool = False,
+    checkpoint: Callable[[], None] | None = None,
+    root: Path = FILESYSTEM_ROOT,
+    adopt: bool = False,
 ) -> WriteResult:
     """Make ``target_dir`` hold exactly ``files``; readers see the old set or the new one.
 
     Steps (the code below carries the same numbers):
       1. Validate the payload; report every problem at once (InvalidPayloadError).
-      2. Open the target with O_DIRECTORY|O_NOFOLLOW (a symlinked target is refused) and take an
-         exclusive flock on it, so concurrent writers to one target run one after another. With
+      2. Open the target beneath ``root``, every component with O_DIRECTORY|O_NOFOLLOW (a
+         symlinked target or parent is refused), and take an exclusive flock on it, so
+         concurrent writers to one target run one after another. It must be empty or carry
+         the writer's marker (else UnsafeTargetError); an empty one gets the marker. With
          ``require_mount``, refuse (NotMountedError) unless the opened directory is the root of
          a mount (:func:`is_mount_root`). Checked on the held fd, so it cannot go stale: the
          writes below land in the directory that was checked, and a mount we hold an fd in
          cannot be unmounted under us except lazily, which still leaves our writes in its tmpfs.
-      3. Remove leftovers: the ``..data_tmp`` symlink of a crashed write, and every ``..*``
+      3. Remove leftovers: whatever sits at ``..data_tmp`` (a crashed write's symlink, or
+         anything planted there: the name is the writer's own), and every ``..*``
          directory ``..data`` does not point to (crashed writes, replaced versions) once the last
          swap is more than ``grace`` seconds old (see the module docstring).
       4. Check every top-level name: it must be absent or our own symlink ``..data/<name>``;
@@ -222,6 +258,11 @@ def write_atomically(
     A crash before step 8 leaves the old set whole (plus leftovers removed by step 3 next time); a
     crash after it leaves the new set whole (plus dangling names and the old directory, also
     removed next time).
+
+    ``checkpoint`` is called before each file of step 6, under the target's lock: the rotation
+    pauses big rewrites there while small volumes rotate. ``adopt`` claims a target that has
+    no marker but is not empty: only for a target the caller knows it wrote (the rotation's
+    registry), such as a volume written before the marker existed.
     """
     # 1. Validate the payload.
     problems = validate_payload(files)
@@ -231,9 +272,10 @@ def write_atomically(
     names = top_level_names(files)
 
     # 2. Open the target without following a symlink, and lock it.
-    with _locked(_open_target(target_dir)) as dfd:
+    with _locked(open_beneath(root, target_dir)) as dfd:
         if require_mount and not is_mount_root(dfd):
             raise NotMountedError(not_mounted_message(target_dir))
+        _claim(dfd, target_dir, adopt=adopt)
         current = _current_data_dir(dfd, target_dir)
         # 3. Remove leftovers of a crashed write.
         removed = _remove_leftovers(dfd, keep=current, grace=grace)
@@ -248,7 +290,7 @@ def write_atomically(
             return WriteResult(changed=False, data_dir=current, leftovers_removed=removed)
         # 6. Write the new version directory.
         new_dir = _make_version_dir(dfd)
-        _write_tree(dfd, new_dir, files)
+        _write_tree(dfd, new_dir, files, checkpoint)
         # 7. New top-level names before the swap (dangling = absent until step 8).
         for name in sorted(missing_links):
             os.symlink(f"{DATA_LINK}/{name}", name, dir_fd=dfd)
@@ -273,10 +315,10 @@ def is_mount_root(dfd: int) -> bool:
     return os.fstat(dfd).st_dev != os.stat("..", dir_fd=dfd, follow_symlinks=False).st_dev
 
 
-def is_mounted_target(target_dir: Path) -> bool:
+def is_mounted_target(target_dir: Path, *, root: Path = FILESYSTEM_ROOT) -> bool:
     """:func:`is_mount_root` for a path (opened without following a symlink); False when missing."""
     try:
-        dfd = _open_target(target_dir)
+        dfd = open_beneath(root, target_dir)
     except (FileNotFoundError, UnsafeTargetError):
         return False
     try:
@@ -290,18 +332,23 @@ def not_mounted_message(target_dir: Path) -> str:
     return f"target_path {target_dir} is not a mounted volume; refusing to write secrets onto the node's disk"
 
 
-def remove_all(target_dir: Path) -> int:
+def remove_all(target_dir: Path, *, root: Path = FILESYSTEM_ROOT, adopt: bool = False) -> int:
     """Remove everything the writer created in ``target_dir`` (access revoked); return the count.
 
     Visible names go first so readers stop finding files immediately, then ``..data``, then the
     version directories. Entries the writer did not create are left alone; the target directory
-    itself belongs to the driver and stays. A missing target is not an error (nothing to remove).
+    itself belongs to the driver and stays, and so does the marker (a later write may serve the
+    volume again). A missing target, or one without the marker, is not an error: nothing of
+    the writer's is there to remove (``adopt``: the caller knows it wrote there, see
+    :func:`write_atomically`).
     """
     try:
-        dfd = _open_target(target_dir)
+        dfd = open_beneath(root, target_dir)
     except FileNotFoundError:
         return 0
     with _locked(dfd):
+        if not adopt and not _has_marker(dfd):
+            return 0
         count = _remove_stale_links(dfd, keep=set())
         if _is_link(dfd, DATA_LINK):
             os.unlink(DATA_LINK, dir_fd=dfd)
@@ -311,31 +358,51 @@ def remove_all(target_dir: Path) -> int:
         return count
 
 
-def sweep(target_dir: Path, *, grace: float = GRACE_SECONDS) -> int:
+@dataclass(frozen=True)
+class SweepResult:
+    """What a sweep did: ``removed`` entries, and ``retry_after`` seconds until the replaced
+    version directories it had to leave (inside the grace period) may go; None when none is left."""
+
+    removed: int
+    retry_after: float | None
+
+
+def sweep(
+    target_dir: Path,
+    *,
+    grace: float = GRACE_SECONDS,
+    root: Path = FILESYSTEM_ROOT,
+    checkpoint: Callable[[], None] | None = None,
+) -> SweepResult:
     """Remove replaced version directories and crash leftovers once the grace period has passed.
 
-    Returns how many entries went; a missing target is not an error. The rotation calls this a
-    grace period after a write, so old versions do not wait for the next one.
+    A missing target is not an error (nothing to remove). The rotation calls this a grace
+    period after a write and again after ``retry_after`` until nothing is left: a second write
+    inside the grace period restarts it, and old versions must not wait for a third write.
     """
     try:
-        dfd = _open_target(target_dir)
+        dfd = open_beneath(root, target_dir)
     except FileNotFoundError:
-        return 0
+        return SweepResult(0, None)
     with _locked(dfd):
+        if not _has_marker(dfd):
+            return SweepResult(0, None)
         current = _current_data_dir(dfd, target_dir)
-        count = _remove_leftovers(dfd, keep=current, grace=grace)
+        count = _remove_leftovers(dfd, keep=current, grace=grace, checkpoint=checkpoint)
         if count:
             os.fsync(dfd)
-        return count
+        left = [name for name in _version_dirs(dfd) if name != current]
+        retry_after = max(0.0, grace - _swap_age(dfd)) if left else None
+        return SweepResult(count, retry_after)
 
 
-def read_current(target_dir: Path) -> dict[str, tuple[int, bytes]] | None:
+def read_current(target_dir: Path, *, root: Path = FILESYSTEM_ROOT) -> dict[str, tuple[int, bytes]] | None:
     """The payload ``..data`` points to, as {path: (mode, bytes)}; None when nothing was written.
 
     For tests and diagnostics: it reads without following symlinks, like step 5 of the write.
     """
     try:
-        dfd = _open_target(target_dir)
+        dfd = open_beneath(root, target_dir)
     except FileNotFoundError:
         return None
     try:
@@ -351,13 +418,64 @@ def read_current(target_dir: Path) -> dict[str, tuple[int, bytes]] | None:
 # Steps, each working relative to the locked target's directory fd
 
 
-def _open_target(target_dir: Path) -> int:
+def open_beneath(root: Path, target_dir: Path) -> int:
+    """Open ``target_dir``, a directory beneath ``root``, following no symlink below ``root``.
+
+    ``root`` itself is opened normally: it is the operator's choice (``--kubelet-dir``, which may
+    be a symlink on some distributions). Every component below it is opened relative to its
+    parent's fd with O_DIRECTORY|O_NOFOLLOW, so a symlink anywhere on the way, also one swapped
+    in after the Mount, raises UnsafeTargetError instead of leading elsewhere. (Linux's
+    openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS does the same in one call, but Python
+    has no binding for it; the walk works on every kernel.) A missing component raises
+    FileNotFoundError.
+    """
     try:
-        return os.open(target_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise UnsafeTargetError(f"target {str(target_dir)!r} is not a directory (or is a symlink)") from e
+        parts = target_dir.relative_to(root).parts
+    except ValueError:
+        raise UnsafeTargetError(f"target {str(target_dir)!r} is not beneath {str(root)!r}") from None
+    if any(part in (".", "..") for part in parts):
+        raise UnsafeTargetError(f"target {str(target_dir)!r} has a '.' or '..' component")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts:
+            try:
+                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafeTargetError(
+                        f"target {str(target_dir)!r}: {part!r} is not a directory (or is a symlink)"
+                    ) from e
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
         raise
+    return fd
+
+
+def _has_marker(dfd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(MARKER, dir_fd=dfd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _claim(dfd: int, target_dir: Path, *, adopt: bool = False) -> None:
+    """Step 2's ownership rule: the target carries the marker, or is empty (or adopted) and gets it now."""
+    if _has_marker(dfd):
+        return
+    foreign = sorted(os.listdir(dfd))
+    if foreign and not adopt:
+        shown = "; ".join(
+            f"{str(target_dir / name)!r} exists and was not created by the writer" for name in foreign[:3]
+        )
+        more = f" (and {len(foreign) - 3} more)" if len(foreign) > 3 else ""
+        raise UnsafeTargetError(f"{shown}{more}: the target is neither empty nor the writer's own")
+    fd = os.open(
+        MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444, dir_fd=dfd
+    )
+    os.close(fd)
 
 
 @contextmanager
@@ -378,7 +496,7 @@ def _is_link(dfd: int, name: str) -> bool:
 
 
 def _is_version_dir_name(name: str) -> bool:
-    return name.startswith("..") and "/" not in name and name not in ("..", DATA_LINK, TEMP_DATA_LINK)
+    return name.startswith("..") and "/" not in name and name not in ("..", DATA_LINK, TEMP_DATA_LINK, MARKER)
 
 
 def _current_data_dir(dfd: int, target_dir: Path) -> str | None:
@@ -410,18 +528,31 @@ def _swap_age(dfd: int) -> float:
     return time.time() - max(st.st_mtime, st.st_ctime)
 
 
-def _remove_leftovers(dfd: int, *, keep: str | None, grace: float) -> int:
+def _version_dirs(dfd: int) -> list[str]:
+    """The version directories in the target (by name and type, without following anything)."""
+    return [
+        name
+        for name in os.listdir(dfd)
+        if _is_version_dir_name(name)
+        and stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)
+    ]
+
+
+def _remove_leftovers(
+    dfd: int, *, keep: str | None, grace: float, checkpoint: Callable[[], None] | None = None
+) -> int:
     count = 0
     old_dirs_ok = grace <= 0 or _swap_age(dfd) >= grace
     for name in os.listdir(dfd):
         if name == TEMP_DATA_LINK:
-            if _is_link(dfd, name):
-                os.unlink(name, dir_fd=dfd)
-                count += 1
+            # The writer's own temporary name: whatever is there (a crash's symlink, or a
+            # directory or file planted to wedge step 8) goes, or no write could ever swap again.
+            _remove_entry(dfd, name)
+            count += 1
         elif _is_version_dir_name(name) and name != keep and old_dirs_ok:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
-                _remove_version_dir(dfd, name)
+                _remove_version_dir(dfd, name, checkpoint)
                 count += 1
     return count
 
@@ -518,11 +649,15 @@ def _chmod_dir(parent_fd: int, name: str) -> None:
         os.close(fd)
 
 
-def _write_tree(dfd: int, new_dir: str, files: Sequence[FileToWrite]) -> None:
+def _write_tree(
+    dfd: int, new_dir: str, files: Sequence[FileToWrite], checkpoint: Callable[[], None] | None = None
+) -> None:
     root = os.open(new_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
     dir_fds: dict[str, int] = {"": root}
     try:
         for f in files:
+            if checkpoint is not None:
+                checkpoint()
             parent, _, base = f.path.rpartition("/")
             pfd = _ensure_dir(dir_fds, parent)
             fd = os.open(
@@ -548,16 +683,23 @@ def _write_tree(dfd: int, new_dir: str, files: Sequence[FileToWrite]) -> None:
 
 
 def _ensure_dir(dir_fds: dict[str, int], rel: str) -> int:
-    """The fd of ``rel`` inside the new version directory, creating missing parents (never following)."""
-    if rel in dir_fds:
-        return dir_fds[rel]
-    parent, _, base = rel.rpartition("/")
-    pfd = _ensure_dir(dir_fds, parent)
-    os.mkdir(base, _DIR_MODE, dir_fd=pfd)
-    _chmod_dir(pfd, base)
-    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-    dir_fds[rel] = fd
-    return fd
+    """The fd of ``rel`` inside the new version directory, creating missing parents (never following).
+
+    A loop, not recursion: the depth is capped by validation, but no depth may hit Python's
+    recursion limit here.
+    """
+    parts = rel.split("/") if rel else []
+    pfd = dir_fds[""]
+    for i, base in enumerate(parts):
+        sub = "/".join(parts[: i + 1])
+        fd = dir_fds.get(sub)
+        if fd is None:
+            os.mkdir(base, _DIR_MODE, dir_fd=pfd)
+            _chmod_dir(pfd, base)
+            fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            dir_fds[sub] = fd
+        pfd = fd
+    return pfd
 
 
 def _remove_stale_links(dfd: int, *, keep: set[str]) -> int:
@@ -572,6 +714,41 @@ def _remove_stale_links(dfd: int, *, keep: set[str]) -> int:
     return count
 
 
-def _remove_version_dir(dfd: int, name: str) -> None:
-    # shutil.rmtree with dir_fd uses the fd-based walk: it never follows a symlink inside.
-    shutil.rmtree(name, dir_fd=dfd)
+def _remove_entry(dfd: int, name: str) -> None:
+    """Remove ``name`` whatever it is, never following a symlink (a directory goes with its content)."""
+    if stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
+        _remove_version_dir(dfd, name)
+    else:
+        os.unlink(name, dir_fd=dfd)
+
+
+def _remove_version_dir(dfd: int, name: str, checkpoint: Callable[[], None] | None = None) -> None:
+    """Remove a directory tree relative to ``dfd``, never following a symlink inside it.
+
+    Our own fd-based walk rather than shutil.rmtree, so that ``checkpoint`` runs before each
+    entry (the rotation pauses sweeps of big volumes while small ones rotate). A loop with an
+    explicit stack, not recursion: a directory planted at one of the writer's names may be
+    nested deeper than Python's recursion limit.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    stack: list[tuple[int, int, str]] = [(os.open(name, flags, dir_fd=dfd), dfd, name)]  # (fd, parent, name)
+    try:
+        while stack:
+            fd, parent, current = stack[-1]
+            subdir = None
+            for entry in os.listdir(fd):
+                if checkpoint is not None:
+                    checkpoint()
+                if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                    subdir = entry
+                    break
+                os.unlink(entry, dir_fd=fd)
+            if subdir is not None:
+                stack.append((os.open(subdir, flags, dir_fd=fd), fd, subdir))
+                continue
+            stack.pop()
+            os.close(fd)
+            os.rmdir(current, dir_fd=parent)
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)

@@ -38,7 +38,12 @@ def wire_length(message: str) -> int:
 
 
 def _fit(message: str, budget: int = MAX_WIRE_MESSAGE) -> str:
-    """``message`` cut (with a marker) so that its wire length stays within ``budget``."""
+    """``message`` cut (with a marker) so that its wire length stays within ``budget``.
+
+    A lone surrogate (a pod's JSON can carry ``"\ud800"`` into a name the message quotes) is
+    spelled as an escape: gRPC could not encode the status otherwise.
+    """
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     if wire_length(message) <= budget:
         return message
     marker = " ... (truncated)"

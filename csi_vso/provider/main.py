@@ -23,6 +23,7 @@ from csi_vso.provider.rotation import RotationExtension
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import (
     DEFAULT_CLUSTER_CACHE_MAX_BYTES,
+    DEFAULT_KUBELET_DIR,
     DEFAULT_METRICS_ADDR,
     DEFAULT_PROVIDER_NAME,
     DEFAULT_SOCKET_DIR,
@@ -81,6 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"after a restart; put it on a tmpfs (default: {DEFAULT_TOKEN_DIR})",
     )
     parser.add_argument(
+        "--kubelet-dir",
+        type=Path,
+        default=DEFAULT_KUBELET_DIR,
+        help="kubelet's root directory: Mounts are served only for target paths "
+        "<kubelet-dir>/pods/<pod uid>/volumes/kubernetes.io~csi/<volume>/mount of the verified pod, "
+        f"opened without following symlinks below it (default: {DEFAULT_KUBELET_DIR})",
+    )
+    parser.add_argument(
         "--token-audience",
         default=DEFAULT_TOKEN_AUDIENCE,
         help="audience of a second pod token the CSIDriver's tokenRequests may pass; verified with "
@@ -120,6 +129,7 @@ def settings_from(args: argparse.Namespace) -> ProviderSettings:
         socket_dir=args.socket_dir,
         provider_name=args.provider_name,
         state_dir=args.state_dir,
+        kubelet_dir=args.kubelet_dir,
         kubeconfig=args.kubeconfig,
         metrics_host=host,
         metrics_port=port,

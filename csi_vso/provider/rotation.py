@@ -22,6 +22,19 @@ each provider-mode write to :meth:`Rotator.observe_mount`, which registers the v
 under the per-target lock rotation also holds, re-renders from the cache so that a rotation
 racing the Mount cannot leave the older state behind.
 
+Fairness (issue 10, finding 1): one tenant's big volumes must not delay another tenant's
+small ones. A volume that held more than :data:`SMALL_VOLUME_FILES` files at its last write is
+bulk work: bulk volumes rotate one at a time on a thread of their own, so the small-volume
+workers are never all busy with them, and a bulk rewrite pauses between files while a small
+volume is rotating (the atomic writer's ``checkpoint``). Without the pause the bulk thread
+would still win the GIL back at every syscall of the small write; with it, a small volume
+rotates next to 5,000 churning files nearly as fast as alone (``bench/fairness_bench.py``).
+
+Every target is opened beneath the kubelet dir without following a symlink (a parent swapped
+for a symlink after the Mount makes the volume "gone", never a write elsewhere). The writer
+only writes where its marker is or the directory is empty; rotation *adopts* the targets its
+registry holds (a Mount wrote them; volumes written before the marker existed have none).
+
 On start (after the cache synced) every registered volume is reconciled, which also removes
 the leftovers a crash left in it. A housekeeping thread drops volumes whose target is gone
 (pod deleted, volume unmounted) and removes replaced version directories once the writer's
@@ -58,6 +71,7 @@ from csi_vso import protected
 from csi_vso.provider import atomic_writer, authz, render, versions
 from csi_vso.provider.authz import VerifiedPod
 from csi_vso.provider.errors import NotFound, PermissionDenied, ProviderError
+from csi_vso.provider.limits import SMALL_VOLUME_FILES
 from csi_vso.provider.registry import MountRecord, Registry
 from csi_vso.provider.render import RenderedFile
 from csi_vso.provider.validation import MountSpec, ObjectSpec, WriteMode
@@ -178,19 +192,23 @@ def render_files(
     permission: int,
     secrets: Mapping[SecretKey, SecretView | None],
     key: bytes,
+    checkpoint: Callable[[], None] | None = None,
 ) -> Write | Fail:
-    """The volume's files and versions from Secrets already known to be present and admitted."""
+    """The volume's files and versions from Secrets already known to be present and admitted.
+
+    ``checkpoint`` is called per file while rendering (bulk volumes yield to small ones there).
+    """
     data = {k: v.data for k, v in secrets.items() if v is not None}
     for (namespace, name), values in sorted(data.items()):
         if any(value is _UNDECODABLE for value in values.values()):
             return Fail("NotFound", f"protected Secret {namespace}/{name} holds data that is not base64")
     try:
-        files = render.render(objects, data, permission)
+        files = render.render(objects, data, permission, checkpoint)
     except ProviderError as exc:
         return Fail(type(exc).__name__, exc.message)
     if not files:
         return Fail("NotFound", "the protected Secrets of this volume hold no data: nothing to mount")
-    versions = tuple((v.id, v.version) for v in render.versions(key, files))
+    versions = tuple((v.id, v.version) for v in render.versions(key, files, checkpoint))
     return Write(files, versions)
 
 
@@ -315,8 +333,10 @@ class Rotator:
         grace: float = atomic_writer.GRACE_SECONDS,
         gc_interval: float = 30.0,
         require_mount: bool = False,
+        root: Path = atomic_writer.FILESYSTEM_ROOT,
     ) -> None:
         self._secrets = secrets
+        self._root = root
         self._require_mount = require_mount
         self._registry = registry
         self._key = version_key
@@ -338,6 +358,11 @@ class Rotator:
         self._started = False
         self._stopping = False
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rotation")
+        # Volumes of more than SMALL_VOLUME_FILES files rotate one at a time on their own
+        # thread and step aside for small ones (see "Fairness" in the module docstring).
+        self._bulk_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rotation-bulk")
+        self._gate = threading.Condition()
+        self._small_active = 0
         self._housekeeper: threading.Thread | None = None
         secrets.add_listener(self.on_secret_event)
         metrics.registered.set(len(registry))
@@ -359,7 +384,10 @@ class Rotator:
         with self._mu:
             self._stopping = True
             self._wake.notify_all()
+        with self._gate:
+            self._gate.notify_all()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._bulk_pool.shutdown(wait=True, cancel_futures=True)
         if self._housekeeper is not None:
             self._housekeeper.join()  # it flushes the registry on its way out
         else:
@@ -442,6 +470,8 @@ class Rotator:
                         [f.to_write() for f in decision.files],
                         grace=self._grace,
                         require_mount=self._require_mount,
+                        root=self._root,
+                        adopt=True,  # the registry says a Mount wrote here
                     )
                     record = record.with_outcome(versions=decision.versions)
                 elif not isinstance(decision, Write):
@@ -487,13 +517,48 @@ class Rotator:
             if target in self._running:
                 return  # the running worker picks it up when it finishes
             self._running.add(target)
+        bulk = self.is_bulk(target)
+        if not bulk:
+            # Counted from the moment it is queued, so bulk work steps aside at its next
+            # checkpoint, before the small worker even needs the GIL; released by _work.
+            self._enter_small()
         try:
-            self._pool.submit(self._work, target)
+            (self._bulk_pool if bulk else self._pool).submit(self._work, target, bulk)
         except RuntimeError:  # pool shut down between the check and the submit
             with self._mu:
                 self._running.discard(target)
+            if not bulk:
+                self._leave_small()
 
-    def _work(self, target: str) -> None:
+    def is_bulk(self, target: str) -> bool:
+        """Whether ``target`` held more than :data:`SMALL_VOLUME_FILES` files at its last write."""
+        record = self._registry.get(target)
+        return record is not None and len(record.versions) > SMALL_VOLUME_FILES
+
+    def _yield_to_small(self) -> None:
+        """A bulk rewrite's checkpoint (between files): wait while small volumes are rotating."""
+        with self._gate:
+            while self._small_active and not self._stopping:
+                self._gate.wait(timeout=1.0)
+
+    def _enter_small(self) -> None:
+        with self._gate:
+            self._small_active += 1
+
+    def _leave_small(self) -> None:
+        with self._gate:
+            self._small_active -= 1
+            if not self._small_active:
+                self._gate.notify_all()
+
+    def _work(self, target: str, bulk: bool = False) -> None:
+        try:
+            self._work_loop(target, bulk)
+        finally:
+            if not bulk:
+                self._leave_small()  # entered when _schedule queued this worker
+
+    def _work_loop(self, target: str, bulk: bool) -> None:
         while True:
             with self._mu:
                 trigger = self._pending.pop(target, None)
@@ -501,7 +566,7 @@ class Rotator:
                     self._running.discard(target)
                     return
             try:
-                self._rotate(target, trigger)
+                self._rotate(target, trigger, checkpoint=self._yield_to_small if bulk else None)
             except Exception as exc:  # never let one volume stop the worker
                 self._metrics.errors.labels(kind=type(exc).__name__).inc()
                 log.error(
@@ -541,11 +606,12 @@ class Rotator:
         record: MountRecord,
         views: Mapping[SecretKey, SecretView | None],
         rvs: tuple[tuple[SecretKey, str], ...] | None,
+        checkpoint: Callable[[], None] | None = None,
     ) -> Callable[[], Write | Fail]:
         """render_files for ``record``, memoised by (objects, permission, Secret resourceVersions)."""
 
         def compute() -> Write | Fail:
-            return render_files(record.objects, record.permission, views, self._key)
+            return render_files(record.objects, record.permission, views, self._key, checkpoint)
 
         if rvs is None:
             return compute
@@ -566,7 +632,7 @@ class Rotator:
 
     # -- one volume -------------------------------------------------------------------------
 
-    def _rotate(self, target: str, trigger: _Trigger) -> None:
+    def _rotate(self, target: str, trigger: _Trigger, checkpoint: Callable[[], None] | None = None) -> None:
         with self.target_lock(target):
             record = self._registry.get(target)
             if record is None:
@@ -584,11 +650,14 @@ class Rotator:
                 Revoke(refused)
                 if refused is not None
                 else decide(
-                    record, views, self._key, render_volume=self._cached_render(record, views, versions_key)
+                    record,
+                    views,
+                    self._key,
+                    render_volume=self._cached_render(record, views, versions_key, checkpoint),
                 )
             )
             if isinstance(decision, Write):
-                self._write(record, decision, trigger, views)
+                self._write(record, decision, trigger, views, checkpoint)
             elif isinstance(decision, KeepMissing):
                 if record.missing != decision.missing:
                     self._metrics.secret_missing.inc()
@@ -599,7 +668,7 @@ class Rotator:
                     self._registry.put(record.with_outcome(missing=decision.missing))
             elif isinstance(decision, Revoke):
                 if not record.denied:
-                    removed = atomic_writer.remove_all(Path(target))
+                    removed = atomic_writer.remove_all(Path(target), root=self._root, adopt=True)
                     self._metrics.revoked.inc()
                     log.warning(
                         "access revoked: removed the volume's files",
@@ -620,6 +689,7 @@ class Rotator:
         decision: Write,
         trigger: _Trigger,
         views: Mapping[SecretKey, SecretView | None],
+        checkpoint: Callable[[], None] | None = None,
     ) -> None:
         target = record.target_path
         healthy = not (record.missing or record.denied or record.failing)
@@ -634,6 +704,9 @@ class Rotator:
                 # Versions differ only when content does; a reconcile compares bytes instead.
                 known_changed=trigger.secret is not None and healthy,
                 require_mount=self._require_mount,
+                root=self._root,
+                adopt=True,  # the registry says a Mount wrote here
+                checkpoint=checkpoint,
             )
         except FileNotFoundError:
             self._collect(target, record)
@@ -688,12 +761,14 @@ class Rotator:
 
     # -- housekeeping ------------------------------------------------------------------------
 
-    def _schedule_sweep(self, target: str) -> None:
+    def _schedule_sweep(self, target: str, delay: float | None = None) -> None:
+        """Sweep ``target`` after ``delay`` (default: the grace period), unless one is queued."""
+        wait = self._grace if delay is None else delay
         with self._mu:
             if target in self._sweep_set:
                 return
             self._sweep_set.add(target)
-            heapq.heappush(self._sweeps, (time.monotonic() + self._grace + 0.05, target))
+            heapq.heappush(self._sweeps, (time.monotonic() + wait + 0.05, target))
             self._wake.notify_all()
 
     def _schedule_flush(self) -> None:
@@ -733,17 +808,34 @@ class Rotator:
             for target in due:
                 try:
                     with self.target_lock(target):
-                        atomic_writer.sweep(Path(target), grace=self._grace)
+                        swept = atomic_writer.sweep(
+                            Path(target),
+                            grace=self._grace,
+                            root=self._root,
+                            checkpoint=self._yield_to_small if self.is_bulk(target) else None,
+                        )
                 except (OSError, atomic_writer.AtomicWriteError) as exc:
                     log.debug("sweep failed", extra={"target": target, "error": type(exc).__name__})
+                    continue
+                if swept.retry_after is not None:
+                    # A later write restarted the grace period: come back until every replaced
+                    # version is gone, so old contents never outlive it by more than a grace.
+                    self._schedule_sweep(target, swept.retry_after)
             if time.monotonic() >= next_gc:
                 self.collect_garbage()
                 next_gc = time.monotonic() + self._gc_interval
         self._flush()
 
+    @contextmanager
+    def _flush_guard(self, target: str) -> Iterator[None]:
+        """Around each record the flush writes: small rotations first, then the target's lock."""
+        self._yield_to_small()
+        with self.target_lock(target):
+            yield
+
     def _flush(self) -> None:
         try:
-            self._registry.flush(guard=self.target_lock)
+            self._registry.flush(guard=self._flush_guard)
         except OSError as exc:
             log.error("cannot write mount records", extra={"error": str(exc)})
             self._schedule_flush()
@@ -764,12 +856,18 @@ class Rotator:
         return dropped
 
     def _target_state(self, target: str) -> Literal["gone", "unmounted", "ok"]:
-        """ "gone" (no directory), "unmounted" (a plain directory where a mount is required) or "ok"."""
-        if not os.path.isdir(target):
+        """ "gone" (no directory, or not reachable beneath the kubelet dir without following a
+        symlink), "unmounted" (a plain directory where a mount is required) or "ok"."""
+        try:
+            dfd = atomic_writer.open_beneath(self._root, Path(target))
+        except (OSError, atomic_writer.UnsafeTargetError):
             return "gone"
-        if self._require_mount and not atomic_writer.is_mounted_target(Path(target)):
-            return "unmounted"
-        return "ok"
+        try:
+            if self._require_mount and not atomic_writer.is_mount_root(dfd):
+                return "unmounted"
+            return "ok"
+        finally:
+            os.close(dfd)
 
 
 def _pod(record: MountRecord) -> str:
@@ -808,6 +906,7 @@ class RotationExtension:
             workers=self._workers,
             gc_interval=self._gc_interval,
             require_mount=settings.require_mounted_target,
+            root=settings.kubelet_dir,
         )
         server.service.add_observer(rotator.observe_mount)
         server.cache.set_needed(registry.pod_secrets)  # pod-token mode: watches follow the volumes

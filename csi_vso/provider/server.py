@@ -4,10 +4,11 @@
 service, metrics) from :class:`~csi_vso.provider.settings.ProviderSettings` and an API
 client, and owns the process lifecycle:
 
-- ``start()``: start the Secret informer, the metrics endpoint and the extensions, remove
-  a stale socket, bind ``<socket-dir>/<provider-name>.sock`` (mode 0600: whoever can
-  connect can ask for any pod's files, so only root, i.e. the driver, may), start gRPC with
-  the health service reporting NOT_SERVING, and flip it to SERVING once the cache synced.
+- ``start()``: start the Secret informer, the metrics endpoint and the extensions, bind
+  ``<socket-dir>/<provider-name>.sock`` with its final mode 0600 (whoever can connect can
+  ask for any pod's files, so only root, i.e. the driver, may; see :func:`bind_private`),
+  start gRPC with the health service reporting NOT_SERVING, and flip it to SERVING once the
+  cache synced.
 - ``stop(grace)``: report NOT_SERVING, refuse new calls, let in-flight Mounts finish for up
   to ``grace`` seconds, stop the informer and the endpoint, remove the socket.
 
@@ -25,6 +26,7 @@ import contextlib
 import logging
 import os
 import stat
+import tempfile
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +78,34 @@ def remove_stale_socket(path: Path) -> None:
     log.info("removed stale socket", extra={"socket": str(path)})
 
 
+def bind_private(grpc_server: grpc.Server, path: Path) -> None:
+    """Bind ``grpc_server`` to the unix socket ``path`` so that the socket never exists there
+    with a mode other than 0600.
+
+    bind(2) creates the socket file with 0777 minus the umask, and a chmod after it leaves a
+    window in which any local process may connect (all of it under umask 000). Changing the
+    umask is process-wide and would race the threads already running. So the socket is bound
+    inside a fresh 0700 directory next to ``path`` (nobody else can reach into it), chmodded
+    there, then renamed over ``path`` (a stale socket of a previous run is replaced in the
+    same step; anything else at ``path`` is refused first).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_socket(path)
+    # Short names: a unix socket path has at most 107 bytes.
+    private = Path(tempfile.mkdtemp(prefix=".", dir=path.parent))  # mode 0700
+    try:
+        staged = private / "s"
+        if grpc_server.add_insecure_port(f"unix://{staged}") == 0:
+            raise RuntimeError(f"could not bind {path}")
+        os.chmod(staged, 0o600)
+        os.rename(staged, path)
+    finally:
+        with contextlib.suppress(OSError):
+            for entry in os.listdir(private):
+                os.unlink(private / entry)
+            os.rmdir(private)
+
+
 class ProviderServer:
     """The provider process: collaborators wired from settings, plus start/stop."""
 
@@ -113,6 +143,7 @@ class ProviderServer:
             version_key=load_or_create_key(settings.state_dir),
             writer=writer,
             require_mounted_target=settings.require_mounted_target,
+            kubelet_dir=settings.kubelet_dir,
         )
         self._extensions = list(extensions)
         self._health = health.HealthServicer()
@@ -165,12 +196,8 @@ class ProviderServer:
         for extension in self._extensions:
             extension.start(self)
         path = self.socket_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_socket(path)
-        if self._grpc.add_insecure_port(f"unix://{path}") == 0:
-            raise RuntimeError(f"could not bind {path}")
+        bind_private(self._grpc, path)
         self._grpc.start()
-        os.chmod(path, 0o600)
         self._ready_thread.start()
         log.info(
             "provider started",

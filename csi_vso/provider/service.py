@@ -3,10 +3,14 @@
 This is the provider's one use case, written as a straight line over small collaborators
 so that each step can be read and tested on its own:
 
-1. parse the request's strings and validate them, reporting every problem at once;
+1. parse the request's strings and validate them, reporting every problem at once; the
+   target must be kubelet's directory of one CSI volume under ``kubelet_dir``
+   (:mod:`~csi_vso.provider.targets`);
 2. refuse with UNAVAILABLE until the protected-Secret cache has synced (an empty cache
    would otherwise look like NOT_FOUND);
-3. confirm the pod's identity against the API (cached per pod UID / token);
+3. confirm the pod's identity against the API (cached per pod UID / token); the target's pod
+   UID must be the verified pod's (PERMISSION_DENIED otherwise: pod A's token never writes
+   into pod B's volume);
 4. for each named Secret: read it from the source (pod-token mode: with the pod's own token,
    so the API server's RBAC decides first, PERMISSION_DENIED naming the Secret; the watch
    cache answers after that first read) — NOT_FOUND, identical for an unprotected one —
@@ -43,6 +47,7 @@ from csi_vso.provider.authz import VerifiedPod
 from csi_vso.provider.errors import (
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     TargetNotMounted,
     TargetUnsafe,
     Unavailable,
@@ -51,6 +56,7 @@ from csi_vso.provider.errors import (
 from csi_vso.provider.identity import API_AUDIENCE
 from csi_vso.provider.params import PodClaim, parse_request
 from csi_vso.provider.render import ObjectVersion, RenderedFile, render, versions
+from csi_vso.provider.targets import DEFAULT_KUBELET_DIR, parse_target
 from csi_vso.provider.validation import MountSpec, WriteMode, validate
 
 
@@ -73,7 +79,12 @@ class Writer(Protocol):
     """:func:`~csi_vso.provider.atomic_writer.write_atomically`'s shape (tests wrap it)."""
 
     def __call__(
-        self, target_dir: Path, files: Sequence[FileToWrite], *, require_mount: bool = False
+        self,
+        target_dir: Path,
+        files: Sequence[FileToWrite],
+        *,
+        require_mount: bool = False,
+        root: Path = ...,
     ) -> WriteResult: ...
 
 
@@ -123,12 +134,14 @@ class MountService:
         version_key: bytes,
         writer: Writer = write_atomically,
         require_mounted_target: bool = False,
+        kubelet_dir: Path = DEFAULT_KUBELET_DIR,
     ) -> None:
         self._secrets = secrets
         self._identity = identity
         self._key = version_key
         self._writer = writer
         self._require_mount = require_mounted_target
+        self._kubelet_dir = kubelet_dir
         self._observers: list[MountObserver] = []
 
     def add_observer(self, observer: MountObserver) -> None:
@@ -139,13 +152,20 @@ class MountService:
         spec = validate(
             parse_request(
                 attributes=attributes, secrets=secrets, target_path=target_path, permission=permission
-            )
+            ),
+            kubelet_dir=self._kubelet_dir,
         )
         # 2. Only answer from a complete cache.
         if not self._secrets.has_synced():
             raise Unavailable("the protected Secret cache has not synced yet; retry shortly")
         # 3. Identity.
         pod = self._identity.verify(spec.pod)
+        target = parse_target(self._kubelet_dir, spec.target_path)
+        if isinstance(target, list) or target.pod_uid != pod.uid:
+            raise PermissionDenied(
+                f"target_path {spec.target_path} is not a volume of pod {pod.namespace}/{pod.name} "
+                f"(UID {pod.uid}), whose identity this Mount verified"
+            )
         # 4.-5. Look up, authorize, render.
         rendered = self.render_for(pod, spec)
         # 6. Write or return. Observers hear of every Mount: a volume that moves to driver mode
@@ -201,7 +221,10 @@ class MountService:
         target = spec.target_path
         try:
             return self._writer(
-                Path(target), [f.to_write() for f in rendered.files], require_mount=self._require_mount
+                Path(target),
+                [f.to_write() for f in rendered.files],
+                require_mount=self._require_mount,
+                root=self._kubelet_dir,
             )
         except InvalidPayloadError as exc:
             raise InvalidArgument(exc.problems) from None

@@ -55,6 +55,9 @@ class ProviderServicer(provider_pb2_grpc.CSIDriverProviderServicer):  # type: ig
                 target_path=request.target_path,
                 permission=request.permission,
             )
+            # Built here, so a response that cannot be built is a status the metrics count,
+            # not an UNKNOWN from gRPC after an OK was recorded.
+            response = to_response(result)
         except Exception as exc:
             self._fail(exc, context, time.perf_counter() - started, request.target_path)
         mode = result.spec.write_mode.value
@@ -74,7 +77,7 @@ class ProviderServicer(provider_pb2_grpc.CSIDriverProviderServicer):  # type: ig
                 "changed": result.changed,
             },
         )
-        return to_response(result)
+        return response
 
     def _fail(self, exc: Exception, context: grpc.ServicerContext, seconds: float, target: str) -> NoReturn:
         code, message = status_for(exc)

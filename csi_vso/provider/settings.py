@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csi_vso.provider import cache_budget
+from csi_vso.provider.targets import DEFAULT_KUBELET_DIR as DEFAULT_KUBELET_DIR  # re-exported for main
 
 DEFAULT_SOCKET_DIR = Path("/var/run/secrets-store-csi-providers")
 DEFAULT_PROVIDER_NAME = "vso"
@@ -37,6 +38,8 @@ class ProviderSettings:
     socket_dir: Path = DEFAULT_SOCKET_DIR
     provider_name: str = DEFAULT_PROVIDER_NAME
     state_dir: Path = DEFAULT_STATE_DIR
+    # Mounts write only into <kubelet_dir>/pods/<verified pod uid>/volumes/kubernetes.io~csi/<vol>/mount.
+    kubelet_dir: Path = DEFAULT_KUBELET_DIR
     kubeconfig: str | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 8095
@@ -70,6 +73,8 @@ class ProviderSettings:
             )
         if self.cluster_cache_max_bytes < 0:
             raise ValueError("--cluster-cache-max-bytes must not be negative (0: no cap)")
+        # Absolute: target paths are compared with it as strings.
+        object.__setattr__(self, "kubelet_dir", self.kubelet_dir.absolute())
         if not self.token_audience:
             raise ValueError("the token audience must not be empty")
         if not self.provider_name or not _PROVIDER_NAME.match(self.provider_name):

@@ -13,11 +13,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from csi_vso.provider import params
-from csi_vso.provider.atomic_writer import validate_relative_path
+from csi_vso.provider.atomic_writer import is_utf8, validate_relative_path
 from csi_vso.provider.errors import InvalidArgument
 from csi_vso.provider.params import ParsedRequest, PodClaim, RawObject
+from csi_vso.provider.targets import parse_target
 
 # Fields of one entry of ``objects`` (DESIGN.md section 4).
 SECRET_NAME = "secretName"  # noqa: S105 - a field name
@@ -119,6 +121,18 @@ def _validate_object(raw: RawObject, pod_namespace: str, problems: list[str]) ->
     )
 
 
+def target_path_problems(target_path: str) -> list[str]:
+    """What is wrong with ``target_path`` as a path at all (where it may lie is checked later)."""
+    problems = []
+    if not target_path.startswith("/"):
+        problems.append("target_path must be an absolute path")
+    if "\x00" in target_path:
+        problems.append("target_path contains a NUL byte")
+    if not is_utf8(target_path):
+        problems.append("target_path is not valid UTF-8")
+    return problems
+
+
 def _identity_problems(pod: PodClaim) -> list[str]:
     required = {
         params.POD_NAME: pod.name,
@@ -133,8 +147,12 @@ def _identity_problems(pod: PodClaim) -> list[str]:
     ]
 
 
-def validate(parsed: ParsedRequest) -> MountSpec:
-    """Return the request as a :class:`MountSpec`, or raise InvalidArgument listing every problem."""
+def validate(parsed: ParsedRequest, *, kubelet_dir: Path | None = None) -> MountSpec:
+    """Return the request as a :class:`MountSpec`, or raise InvalidArgument listing every problem.
+
+    With ``kubelet_dir`` the target must also have kubelet's shape under it
+    (:func:`~csi_vso.provider.targets.parse_target`); the Mount service always passes it.
+    """
     problems = list(parsed.problems)
     if parsed.attributes_readable:
         problems.extend(_identity_problems(parsed.pod))
@@ -147,8 +165,12 @@ def validate(parsed: ParsedRequest) -> MountSpec:
     permission = params.DEFAULT_PERMISSION if parsed.permission is None else parsed.permission
     if not 0 <= permission <= _MAX_MODE:
         problems.append("permission must be a file mode between 0 and 511 (0777)")
-    if not parsed.target_path.startswith("/"):
-        problems.append("target_path must be an absolute path")
+    path_problems = target_path_problems(parsed.target_path)
+    problems.extend(path_problems)
+    if kubelet_dir is not None and not path_problems:
+        target = parse_target(kubelet_dir, parsed.target_path)
+        if isinstance(target, list):
+            problems.extend(target)
     if not parsed.objects and not parsed.problems:
         problems.append("objects is empty: nothing to mount")
     specs: list[ObjectSpec] = []

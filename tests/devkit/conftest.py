@@ -53,6 +53,14 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
         time.sleep(interval)
 
 
+def server_client(server: APIServer) -> client.ApiClient:
+    """An admin client for a dedicated in-memory server (tests that need non-default settings)."""
+    cfg = client.Configuration()
+    cfg.host = server.url
+    cfg.api_key = {"BearerToken": f"Bearer {server.admin_token}"}
+    return client.ApiClient(cfg)
+
+
 def needs_server(kube: Kube) -> APIServer:
     """The in-memory server, or skip: the test reaches into server internals."""
     if kube.server is None:

@@ -32,6 +32,8 @@ def test_subprocess_serves_until_sigterm(tmp_path: Path) -> None:
             str(kubeconfig),
             "--token-file",
             str(tokens),
+            "--token-cache-ttl",
+            "0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -46,8 +48,17 @@ def test_subprocess_serves_until_sigterm(tmp_path: Path) -> None:
         assert kubeconfig.stat().st_mode & 0o077 == 0  # it holds a bearer token
         with config.new_client_from_config(config_file=str(kubeconfig)) as api:
             assert api.configuration.host == match.group(1)
-            names = [n.metadata.name for n in client.CoreV1Api(api).list_namespace().items]
+            core = client.CoreV1Api(api)
+            names = [n.metadata.name for n in core.list_namespace().items]
             assert names == ["default", "kube-system"]
+            # --token-cache-ttl 0: a review answers from the store every time.
+            core.create_namespaced_service_account("default", {"metadata": {"name": "app"}})
+            token = core.create_namespaced_service_account_token("app", "default", {"spec": {}}).status.token
+            review = {"spec": {"token": token}}
+            authn = client.AuthenticationV1Api(api)
+            assert authn.create_token_review(review).status.authenticated is True
+            core.delete_namespaced_service_account("app", "default")
+            assert authn.create_token_review(review).status.authenticated is not True
             api.configuration.refresh_api_key_hook = None
             api.configuration.api_key = {"BearerToken": "Bearer bob-token"}
             me = client.AuthenticationV1Api(api).create_self_subject_review({})

@@ -177,6 +177,35 @@ def test_secret_type_and_immutable_data_cannot_change(core: client.CoreV1Api, na
     assert (err.value.status, status["details"]["causes"][0]["field"]) == (422, "data[no spaces]")
 
 
+def test_invalid_causes_come_in_the_real_servers_order(core: client.CoreV1Api, namespace: str) -> None:
+    """Update checks (type, immutable) before the checks of any Secret; each field its own cause."""
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "s"}, "stringData": {"a": "1"}, "immutable": True}
+    )
+    with pytest.raises(client.ApiException) as err:
+        core.patch_namespaced_secret(
+            "s", namespace, {"type": "kubernetes.io/basic-auth", "immutable": False, "stringData": {"b": "2"}}
+        )
+    causes = _status(err.value)["details"]["causes"]
+    assert [(c["reason"], c["field"]) for c in causes] == [
+        ("FieldValueInvalid", "type"),
+        ("FieldValueForbidden", "immutable"),
+        ("FieldValueForbidden", "data"),
+        ("FieldValueRequired", "data[username]"),
+        ("FieldValueRequired", "data[password]"),
+    ]
+    assert causes[1]["message"] == "Forbidden: field is immutable when `immutable` is set"
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_secret(
+            namespace, {"metadata": {"name": "b"}, "type": "kubernetes.io/basic-auth"}
+        )
+    causes = _status(err.value)["details"]["causes"]
+    assert [(c["reason"], c["field"]) for c in causes] == [
+        ("FieldValueRequired", "data[username]"),
+        ("FieldValueRequired", "data[password]"),
+    ]
+
+
 def test_optimistic_concurrency_loses_no_update(api: client.ApiClient, namespace: str) -> None:
     """Concurrent read-modify-replace loops retrying on 409 end with every increment applied."""
     import threading
@@ -206,3 +235,21 @@ def test_optimistic_concurrency_loses_no_update(api: client.ApiClient, namespace
     for t in threads:
         t.join()
     assert core.read_namespaced_config_map("counter", namespace).data["n"] == "60"
+
+
+def test_strategic_merge_list_order(core: client.CoreV1Api, namespace: str) -> None:
+    """A finalizer the live list lacks goes first; ``$setElementOrder`` reorders (real merge order)."""
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "c", "finalizers": ["example.com/a"]}})
+    try:
+        patched = core.patch_namespaced_config_map(
+            "c", namespace, {"metadata": {"finalizers": ["example.com/b"]}}
+        )
+        assert patched.metadata.finalizers == ["example.com/b", "example.com/a"]
+        patched = core.patch_namespaced_config_map(
+            "c",
+            namespace,
+            {"metadata": {"$setElementOrder/finalizers": ["example.com/a", "example.com/b"]}},
+        )
+        assert patched.metadata.finalizers == ["example.com/a", "example.com/b"]
+    finally:
+        core.patch_namespaced_config_map("c", namespace, {"metadata": {"finalizers": None}})

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.devkit.conftest import wait_for
+from csi_vso.devkit.apiserver import APIServer
+from tests.devkit.conftest import needs_server, server_client, wait_for
+from tests.fixtures.kube import Kube
 
 HOLD = "example.com/hold"
 
@@ -87,27 +89,85 @@ def test_orphan_propagation_keeps_dependents(core: client.CoreV1Api, namespace: 
 
 def test_foreground_propagation_deletes_dependents_first(core: client.CoreV1Api, namespace: str) -> None:
     owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
+    blocking = {**_owner_ref(owner), "blockOwnerDeletion": True}
     core.create_namespaced_secret(
-        namespace, {"metadata": {"name": "dep", "finalizers": [HOLD], "ownerReferences": [_owner_ref(owner)]}}
+        namespace, {"metadata": {"name": "dep", "finalizers": [HOLD], "ownerReferences": [blocking]}}
     )
     core.delete_namespaced_config_map("owner", namespace, propagation_policy="Foreground")
     wait_for(lambda: core.read_namespaced_secret("dep", namespace).metadata.deletion_timestamp is not None)
     waiting = core.read_namespaced_config_map("owner", namespace)
-    assert "foregroundDeletion" in waiting.metadata.finalizers  # held while a dependent remains
+    assert "foregroundDeletion" in waiting.metadata.finalizers  # held while a blocking dependent remains
+    assert waiting.metadata.deletion_timestamp is not None
     core.patch_namespaced_secret("dep", namespace, {"metadata": {"finalizers": None}})
     wait_for(lambda: not _exists(core.read_namespaced_config_map, "owner", namespace))
+    assert not _exists(core.read_namespaced_secret, "dep", namespace)
+
+
+def test_foreground_propagation_waits_only_for_blocking_dependents(
+    core: client.CoreV1Api, namespace: str
+) -> None:
+    """A dependent without ``blockOwnerDeletion: true`` does not hold its owner; it is collected after."""
+    owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "dep", "finalizers": [HOLD], "ownerReferences": [_owner_ref(owner)]}}
+    )
+    core.delete_namespaced_config_map("owner", namespace, propagation_policy="Foreground")
+    wait_for(lambda: not _exists(core.read_namespaced_config_map, "owner", namespace))
+    # Deleted too (in the background, once its owner is gone), held by its own finalizer.
+    wait_for(lambda: core.read_namespaced_secret("dep", namespace).metadata.deletion_timestamp is not None)
+    core.patch_namespaced_secret("dep", namespace, {"metadata": {"finalizers": None}})
+    wait_for(lambda: not _exists(core.read_namespaced_secret, "dep", namespace))
+
+
+def test_controllers_act_after_their_modelled_delay(kube: Kube) -> None:
+    """GC and namespace content removal happen later, as on a cluster, not inside the DELETE."""
+    needs_server(kube)  # a dedicated server with long delays, so the test does not race them
+    with APIServer(gc_delay=0.3, namespace_delay=0.3) as server, server_client(server) as api:
+        core = client.CoreV1Api(api)
+        core.create_namespace({"metadata": {"name": "slow"}})
+        owner = core.create_namespaced_config_map("slow", {"metadata": {"name": "owner"}})
+        core.create_namespaced_secret(
+            "slow", {"metadata": {"name": "dep", "ownerReferences": [_owner_ref(owner)]}}
+        )
+        core.delete_namespaced_config_map("owner", "slow")
+        assert _exists(core.read_namespaced_secret, "dep", "slow")
+        wait_for(lambda: not _exists(core.read_namespaced_secret, "dep", "slow"))
+        core.create_namespaced_config_map("slow", {"metadata": {"name": "plain"}})
+        core.delete_namespace("slow")
+        assert _exists(core.read_namespaced_config_map, "plain", "slow")
+        wait_for(lambda: not _exists(core.read_namespace, "slow"))
+        assert not _exists(core.read_namespaced_config_map, "plain", "slow")
 
 
 def test_namespace_deletion_terminates_then_removes_content(core: client.CoreV1Api, namespace: str) -> None:
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "plain"}})
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "held", "finalizers": [HOLD]}})
     core.delete_namespace(namespace)
-    assert core.read_namespace(namespace).status.phase == "Terminating"
-    wait_for(lambda: not _exists(core.read_namespaced_config_map, "plain", namespace))
+    terminating = core.read_namespace(namespace)
+    assert terminating.status.phase == "Terminating"
+    assert terminating.metadata.deletion_timestamp is not None
+    assert terminating.spec.finalizers == ["kubernetes"]
     with pytest.raises(client.ApiException) as err:
         core.create_namespaced_config_map(namespace, {"metadata": {"name": "late"}})
     assert err.value.status == 403
-    assert "because it is being terminated" in json.loads(err.value.body)["message"]
+    status = json.loads(err.value.body)
+    assert status["reason"] == "Forbidden"
+    assert status["message"] == (
+        f'configmaps "late" is forbidden: unable to create new content in namespace {namespace} '
+        "because it is being terminated"
+    )
+    assert status["details"] == {
+        "name": "late",
+        "kind": "configmaps",
+        "causes": [
+            {
+                "reason": "NamespaceTerminating",
+                "message": f"namespace {namespace} is being terminated",
+                "field": "metadata.namespace",
+            }
+        ],
+    }
+    wait_for(lambda: not _exists(core.read_namespaced_config_map, "plain", namespace), timeout=60)
     assert _exists(core.read_namespace, namespace)
     core.patch_namespaced_config_map("held", namespace, {"metadata": {"finalizers": None}})
-    wait_for(lambda: not _exists(core.read_namespace, namespace))
+    wait_for(lambda: not _exists(core.read_namespace, namespace), timeout=60)

@@ -142,13 +142,18 @@ def test_deleted_service_account_is_refused(
 ) -> None:
     mount, namespace = k8s_auth
     _service_account(kube, namespace, "app")
-    jwt = _token_request(kube, namespace, "app", [AUDIENCE])()
-    session = _session(openbao, mount, lambda: jwt)
+    mint = _token_request(kube, namespace, "app", [AUDIENCE])
+    tokens = [mint()]
+    session = _session(openbao, mount, lambda: tokens[-1])
     try:
-        session.login()  # the very same token works while the ServiceAccount exists
+        session.login()  # a token works while the ServiceAccount exists
+        tokens.append(mint())  # not reviewed yet: no cached review can answer for it
+        jwt = tokens[-1]
         k8s.CoreV1Api(kube.api_client()).delete_namespaced_service_account("app", namespace)
         # A real server answers from informer caches a moment behind the delete: wait for it.
-        wait_for(lambda: _token_review(kube, jwt, [AUDIENCE]).authenticated is not True)
+        # (The token reviewed by the login above would still pass for ~10 s: the API server
+        # caches successful token reviews; see csi_vso.devkit.apiserver.token_cache.)
+        wait_for(lambda: _token_review(kube, jwt, [AUDIENCE]).authenticated is not True, timeout=30)
         # OpenBao passes the JWT to TokenReview, which now answers "not authenticated".
         with pytest.raises(VaultDenied, match=r"login .*: permission denied \(HTTP 403\)") as err:
             session.login()

@@ -67,10 +67,40 @@ POD_TEMPLATE = {
             {"spec": {"template": {"spec": {"containers": [{"name": "side", "$patch": "delete"}]}}}},
             lambda r: [c["name"] for c in r["spec"]["template"]["spec"]["containers"]] == ["app"],
         ),
-        # finalizers merge as a set; $deleteFromPrimitiveList removes
+        # finalizers merge as a set, in the patch's order; $deleteFromPrimitiveList removes
         (
             {"metadata": {"finalizers": ["b/y", "a/x"]}},
-            lambda r: r["metadata"]["finalizers"] == ["a/x", "b/y"],
+            lambda r: r["metadata"]["finalizers"] == ["b/y", "a/x"],
+        ),
+        # an item the live list lacks goes first (the real merge order: [A] + [B] -> [B, A])
+        (
+            {"metadata": {"finalizers": ["b/y"]}},
+            lambda r: r["metadata"]["finalizers"] == ["b/y", "a/x"],
+        ),
+        (
+            {"spec": {"template": {"spec": {"containers": [{"name": "new", "image": "n:1"}]}}}},
+            lambda r: (
+                [c["name"] for c in r["spec"]["template"]["spec"]["containers"]] == ["new", "app", "side"]
+            ),
+        ),
+        # a modified item keeps its place among the others
+        (
+            {"spec": {"template": {"spec": {"containers": [{"name": "side", "image": "s:2"}]}}}},
+            lambda r: [c["name"] for c in r["spec"]["template"]["spec"]["containers"]] == ["app", "side"],
+        ),
+        # $setElementOrder decides the order of the named items
+        (
+            {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "$setElementOrder/containers": [{"name": "side"}, {"name": "app"}],
+                            "containers": [{"name": "app", "image": "a:2"}],
+                        }
+                    }
+                }
+            },
+            lambda r: [c["name"] for c in r["spec"]["template"]["spec"]["containers"]] == ["side", "app"],
         ),
         (
             {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a/x"]}},

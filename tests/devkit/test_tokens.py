@@ -16,8 +16,8 @@ import jwt
 import pytest
 from kubernetes import client
 
-from csi_vso.devkit.apiserver import User
-from tests.devkit.conftest import create_pod, needs_server, wait_for
+from csi_vso.devkit.apiserver import APIServer, User
+from tests.devkit.conftest import create_pod, needs_server, server_client, wait_for
 from tests.fixtures.kube import Kube, get_path
 
 AUDIENCE = "vault"
@@ -52,6 +52,7 @@ def test_token_request_mints_a_bound_service_account_jwt(
     token = request.status.token
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, options={"verify_signature": False})
+    assert set(header) == {"alg", "kid"}  # no "typ", as the real server's header
     assert header["alg"] == "RS256" and header["kid"]
     assert claims["sub"] == f"system:serviceaccount:{namespace}:app"
     assert claims["aud"] == [AUDIENCE]
@@ -92,7 +93,7 @@ def test_review_fails_once_the_service_account_is_gone(
     token = _token(core, namespace, "app", [AUDIENCE])
     core.delete_namespaced_service_account("app", namespace)
     # wait_for: a real server checks through its informer caches, a moment behind the write.
-    wait_for(lambda: _review(api, token, [AUDIENCE]).authenticated is not True)
+    wait_for(lambda: _review(api, token, [AUDIENCE]).authenticated is not True, timeout=30)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "app"}})  # same name, new uid
     assert _review(api, token, [AUDIENCE]).authenticated is not True
 
@@ -113,9 +114,27 @@ def test_pod_bound_token(api: client.ApiClient, core: client.CoreV1Api, namespac
     assert review.authenticated is True
     assert review.user.extra["authentication.kubernetes.io/pod-name"] == ["p"]
     assert review.user.extra["authentication.kubernetes.io/pod-uid"] == [pod.metadata.uid]
+    unreviewed = _token(core, namespace, "app", [AUDIENCE], boundObjectRef=ref)
     core.delete_namespaced_pod("p", namespace, grace_period_seconds=0)
     wait_for(lambda: not core.list_namespaced_pod(namespace, field_selector="metadata.name=p").items)
-    wait_for(lambda: _review(api, token, [AUDIENCE]).authenticated is not True)  # informer-cache lag
+    # A token not reviewed lately is refused (once the server's informers saw the delete) ...
+    # (A review that beat the informer is cached too: allow for one cache window.)
+    wait_for(lambda: _review(api, unreviewed, [AUDIENCE]).authenticated is not True, timeout=30)
+    # ... while the one reviewed a moment ago is still answered from the token cache (~10 s).
+    assert _review(api, token, [AUDIENCE]).authenticated is True
+
+
+def test_token_cache_forgets_a_deleted_accounts_token_after_its_ttl(kube: Kube) -> None:
+    """The cache window is a server setting; after it, the deletion shows in reviews."""
+    needs_server(kube)  # a dedicated server with a short window, so the test need not wait 10 s
+    with APIServer(token_cache_ttl=0.3) as server, server_client(server) as api:
+        core = client.CoreV1Api(api)
+        core.create_namespace({"metadata": {"name": "cache"}})
+        core.create_namespaced_service_account("cache", {"metadata": {"name": "app"}})
+        token = _token(core, "cache", "app", [AUDIENCE])
+        assert _review(api, token, [AUDIENCE]).authenticated is True
+        core.delete_namespaced_service_account("app", "cache")
+        wait_for(lambda: _review(api, token, [AUDIENCE]).authenticated is not True)
 
 
 def test_token_request_validation(core: client.CoreV1Api, namespace: str, sa: Any) -> None:

@@ -84,8 +84,11 @@ def test_expired_version_is_410_and_relist_recovers(
     core.create_namespaced_config_map(namespace, _cm("a"))
     old_rv = core.list_namespaced_config_map(namespace).metadata.resource_version
     try:
-        server.set_watch_window(2)
-        for i in range(5):
+        # The window is shared with the server's controllers (earlier tests' namespaces are
+        # still being emptied): wide enough that their writes cannot expire the relist below,
+        # and more of our own writes than it holds.
+        server.set_watch_window(40)
+        for i in range(50):
             core.patch_namespaced_config_map("a", namespace, {"data": {"v": str(i + 1)}})
 
         # Without timeout_seconds the client retries a 410 once, then raises it.
@@ -103,10 +106,10 @@ def test_expired_version_is_410_and_relist_recovers(
 
         # Recover as an informer does: list again and watch from the new version.
         relisted = core.list_namespaced_config_map(namespace, label_selector=OURS)
-        assert relisted.items[0].data == {"v": "5"}
-        core.patch_namespaced_config_map("a", namespace, {"data": {"v": "6"}})
+        assert relisted.items[0].data == {"v": "50"}
+        core.patch_namespaced_config_map("a", namespace, {"data": {"v": "51"}})
         events, _ = _take(core, namespace, relisted.metadata.resource_version, 1)
-        assert events == [("MODIFIED", "a", "6")]
+        assert events == [("MODIFIED", "a", "51")]
     finally:
         server.set_watch_window(25_000)
 
@@ -217,3 +220,59 @@ def test_shared_informer_recovers_from_410_with_a_correct_cache(
         informer.stop()
         server.set_watch_window(25_000)
         core.delete_namespace(other)
+
+
+def test_send_initial_events_ends_with_the_annotated_bookmark(core: client.CoreV1Api, namespace: str) -> None:
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "a", "labels": {"mine": "yes"}}})
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "b", "labels": {"mine": "yes"}}})
+    listed = core.list_namespaced_config_map(namespace, label_selector="mine=yes")
+    seen: list[tuple[str, str]] = []
+    w = watch.Watch()
+    for event in w.stream(
+        core.list_namespaced_config_map,
+        namespace,
+        label_selector="mine=yes",
+        send_initial_events=True,
+        resource_version_match="NotOlderThan",
+        resource_version=listed.metadata.resource_version,
+        allow_watch_bookmarks=True,
+        timeout_seconds=10,
+    ):
+        meta = event["raw_object"]["metadata"]
+        if event["type"] == "BOOKMARK":
+            annotations = meta.get("annotations") or {}
+            if annotations.get("k8s.io/initial-events-end") == "true":
+                assert int(meta["resourceVersion"]) >= int(listed.metadata.resource_version)
+                core.patch_namespaced_config_map("a", namespace, {"data": {"k": "v"}})
+            continue
+        seen.append((event["type"], meta["name"]))
+        if event["type"] == "MODIFIED":
+            w.stop()
+    assert seen == [("ADDED", "a"), ("ADDED", "b"), ("MODIFIED", "a")]
+
+
+def test_a_bookmark_comes_before_the_watch_deadline(core: client.CoreV1Api, namespace: str) -> None:
+    """Without any change to report, the server still sends a bookmark before the watch times
+    out (2 s before its deadline), so the client can resume from a recent version."""
+    rv = core.list_namespaced_config_map(namespace).metadata.resource_version
+    w = watch.Watch()
+    types = []
+    for event in w.stream(
+        core.list_namespaced_config_map,
+        namespace,
+        resource_version=rv,
+        allow_watch_bookmarks=True,
+        timeout_seconds=4,
+    ):
+        types.append(event["type"])
+        if event["type"] == "BOOKMARK":
+            assert int(event["raw_object"]["metadata"]["resourceVersion"]) >= int(rv)
+            w.stop()
+    assert "BOOKMARK" in types
+
+
+def test_send_initial_events_needs_not_older_than(core: client.CoreV1Api, namespace: str) -> None:
+    with pytest.raises(client.ApiException) as err:
+        core.list_namespaced_config_map(namespace, watch=True, send_initial_events=True, timeout_seconds=1)
+    assert err.value.status == 422
+    assert "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan" in err.value.body

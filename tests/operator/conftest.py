@@ -33,29 +33,34 @@ path "*" { capabilities = ["create", "read", "update", "delete", "list", "sudo"]
 """
 
 
+def install_crds(api_client: client.ApiClient) -> None:
+    """Create deploy/crds/ in the API server (already there is fine) and wait until served."""
+    ext = client.ApiextensionsV1Api(api_client)
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        try:
+            ext.create_custom_resource_definition(body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    custom = client.CustomObjectsApi(api_client)
+    deadline = time.monotonic() + 10
+    for plural in api.PLURALS.values():
+        while True:
+            try:
+                custom.list_cluster_custom_object(api.GROUP, api.VERSION, plural)
+                break
+            except ApiException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
 @pytest.fixture(scope="session")
 def crds(kube: Kube) -> None:
     """Install deploy/crds/ into the API server (once per session) and wait until served."""
     with kube.api_client() as api_client:
-        ext = client.ApiextensionsV1Api(api_client)
-        for path in sorted(CRD_DIR.glob("*.yaml")):
-            body = yaml.safe_load(path.read_text())
-            try:
-                ext.create_custom_resource_definition(body)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-        custom = client.CustomObjectsApi(api_client)
-        deadline = time.monotonic() + 10
-        for plural in api.PLURALS.values():
-            while True:
-                try:
-                    custom.list_cluster_custom_object(api.GROUP, api.VERSION, plural)
-                    break
-                except ApiException:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+        install_crds(api_client)
 
 
 @dataclass
@@ -245,6 +250,7 @@ def operator(kube: Kube, crds: None, namespace: str) -> Iterator[OperatorFactory
             backoff_cap=overrides.pop("backoff_cap", 4.0),
             rollout_debounce=overrides.pop("rollout_debounce", 0.5),
             settings_refresh=overrides.pop("settings_refresh", 60.0),
+            allowed_vault_addresses=overrides.pop("allowed_vault_addresses", ()),
         )
         key = overrides.pop("hmac_key", None) or secrets.token_bytes(32)
         controller = Controller(kube.api_client(), settings, hmac_key=key, **overrides)

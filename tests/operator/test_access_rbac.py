@@ -25,6 +25,7 @@ from csi_vso.provider.settings import ProviderSettings
 from tests.operator.conftest import Cluster, OperatorFactory, VaultAuthSetup, static_secret, wait_for
 from tests.provider.driver_support import Cluster as ProviderCluster
 from tests.provider.driver_support import DriverClient, mount_request
+from tests.provider.kubelet_support import KubeletDir
 
 
 def group(name: str) -> dict[str, str]:
@@ -271,6 +272,7 @@ def test_narrowed_policy_reaches_the_api_server_and_removes_the_excluded_pods_fi
         socket_dir=tmp_path / "sockets",
         state_dir=tmp_path / "state",
         token_dir=tmp_path / "tokens",
+        kubelet_dir=tmp_path / "kubelet",
         metrics_port=0,
         grace_seconds=5,
     )
@@ -280,8 +282,7 @@ def test_narrowed_policy_reaches_the_api_server_and_removes_the_excluded_pods_fi
     try:
         targets = {}
         for pod in (reader, other):
-            targets[pod.name] = tmp_path / pod.uid / "mount"
-            targets[pod.name].mkdir(parents=True)
+            targets[pod.name] = KubeletDir(tmp_path / "kubelet").target(pod.uid)
             driver.mount(
                 mount_request(pod, [{"secretName": "db-secret", "key": "password"}], str(targets[pod.name]))
             )
@@ -293,8 +294,7 @@ def test_narrowed_policy_reaches_the_api_server_and_removes_the_excluded_pods_fi
         )
         assert (targets["reader-0"] / "password").read_bytes() == b"p-1"
         # The API server itself now refuses the excluded pod: a new Mount is denied, naming the Secret.
-        again = tmp_path / "again"
-        again.mkdir()
+        again = KubeletDir(tmp_path / "kubelet").target(other.uid)
         with pytest.raises(grpc.RpcError) as err:
             driver.mount(mount_request(other, [{"secretName": "db-secret", "key": "password"}], str(again)))
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -23,6 +23,23 @@ def counter(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+def wait_alone(cluster: Cluster, kind: str, namespace: str) -> None:
+    """Wait until no ``kind`` object exists outside ``namespace``.
+
+    The write counters are per kind, not per object. Earlier tests' namespaces are deleted
+    asynchronously (seconds on a real cluster), and an operator started meanwhile would
+    reconcile their leftovers and move the counters; counting is only exact once this
+    test's object is the only one of its kind.
+    """
+
+    def others() -> list[str]:
+        listed = cluster.custom.list_cluster_custom_object(api.GROUP, api.VERSION, api.PLURALS[kind])
+        namespaces = [o["metadata"]["namespace"] for o in listed["items"]]
+        return [n for n in namespaces if n != namespace]
+
+    wait_for(lambda: not others(), timeout=120, what=f"other {kind} objects to be gone")
+
+
 def test_kv2_sync_update_noop_and_drift(
     openbao: OpenBaoDevServer,
     cluster: Cluster,
@@ -37,6 +54,7 @@ def test_kv2_sync_update_noop_and_drift(
     root.secrets.kv.v2.create_or_update_secret(
         mount_point=kv_mount, path="app/db", secret={"password": "s3cret-1"}
     )
+    wait_alone(cluster, "VaultStaticSecret", ns)
     operator()
     cr = cluster.apply(
         static_secret(

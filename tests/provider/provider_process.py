@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,15 @@ class ProviderProcess:
         rotation: bool = True,
         token_dir: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        kubelet_dir: Path | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.rotation = rotation
         # Pod tokens kept for restarts (pod-token mode): beside the state dir unless told.
         self.token_dir = token_dir if token_dir is not None else state_dir.parent / "tokens"
         self.extra_args = extra_args
+        self.kubelet_dir = kubelet_dir
+        self.preexec = preexec
         self.kubeconfig = kubeconfig
         self.socket_dir = socket_dir
         self.state_dir = state_dir
@@ -69,8 +74,10 @@ class ProviderProcess:
                 "127.0.0.1:0",
                 "--log-format",
                 "json",
+                *(["--kubelet-dir", str(self.kubelet_dir)] if self.kubelet_dir is not None else []),
             ],
             cwd=ROOT,
+            preexec_fn=self.preexec,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -17,8 +17,10 @@ import pytest
 
 from csi_vso.provider.atomic_writer import (
     DATA_LINK,
+    MARKER,
     FileToWrite,
     InvalidPayloadError,
+    SweepResult,
     UnsafeTargetError,
     read_current,
     remove_all,
@@ -83,7 +85,8 @@ def test_repr_never_shows_contents() -> None:
 
 
 def _entries(target: Path) -> set[str]:
-    return set(os.listdir(target))
+    """The target's entries but the writer's marker (checked by tests of its own)."""
+    return set(os.listdir(target)) - {MARKER}
 
 
 def test_layout_modes_and_nested_paths(tmpfs: Path) -> None:
@@ -132,8 +135,9 @@ def test_change_swaps_and_removes_stale_names_and_old_dir(tmpfs: Path) -> None:
     # The replaced directory outlives the swap by the grace period (readers mid-open), no longer.
     assert _entries(tmpfs) == {DATA_LINK, second.data_dir, first.data_dir, "a", "new"}
     assert (tmpfs / "a").read_bytes() == b"3"
-    assert sweep(tmpfs) == 0  # still inside the grace period
-    assert sweep(tmpfs, grace=0.0) == 1
+    within = sweep(tmpfs)  # still inside the grace period: nothing goes, a retry is due
+    assert within.removed == 0 and within.retry_after is not None and 0 < within.retry_after <= 1.0
+    assert sweep(tmpfs, grace=0.0) == SweepResult(1, None)
     assert _entries(tmpfs) == {DATA_LINK, second.data_dir, "a", "new"}
     third = write_atomically(tmpfs, [FileToWrite("a", 0o644, b"5")])
     time.sleep(0.05)
@@ -182,6 +186,12 @@ def test_symlinked_target_and_foreign_data_link_are_refused(tmpfs: Path) -> None
     with pytest.raises(UnsafeTargetError, match=r"link' is not a directory \(or is a symlink\)"):
         write_atomically(tmpfs / "link", [FileToWrite("a", 0o644, b"1")])
     os.symlink("/etc", real / DATA_LINK)
+    # Not the writer's (no marker): refused as a whole, e.g. a kubelet secret volume.
+    with pytest.raises(UnsafeTargetError, match=r"\.\.data' exists and was not created by the writer"):
+        write_atomically(real, [FileToWrite("a", 0o644, b"1")])
+    assert os.listdir(real) == [DATA_LINK]
+    # The writer's own (marker) with a ..data planted later: still refused.
+    (real / MARKER).write_bytes(b"")
     with pytest.raises(UnsafeTargetError, match=r"\.\.data' points outside the writer's directories"):
         write_atomically(real, [FileToWrite("a", 0o644, b"1")])
     assert _entries(real) == {DATA_LINK}

@@ -22,6 +22,7 @@ from csi_vso.provider.main import settings_from
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import ProviderSettings, parse_host_port
 from tests.provider.driver_support import Cluster, DriverClient, mount_request
+from tests.provider.kubelet_support import KubeletDir
 
 
 def test_flags_and_defaults() -> None:
@@ -176,19 +177,21 @@ def test_stop_lets_in_flight_mounts_finish_and_refuses_new_ones(kube: Any, tmp_p
     release = threading.Event()
 
     def slow_writer(
-        target: Path, files: Sequence[FileToWrite], *, require_mount: bool = False
+        target: Path, files: Sequence[FileToWrite], *, require_mount: bool = False, root: Path = Path("/")
     ) -> WriteResult:
         entered.set()
         release.wait(20)
-        return write_atomically(target, files, require_mount=require_mount)
+        return write_atomically(target, files, require_mount=require_mount, root=root)
 
     settings = ProviderSettings(
         socket_dir=tmp_path / "s",
         state_dir=tmp_path / "state",
         token_dir=tmp_path / "tokens",
+        kubelet_dir=tmp_path / "kubelet",
         metrics_port=0,
         grace_seconds=20,
     )
+    kubelet = KubeletDir(settings.kubelet_dir)
     server = ProviderServer(settings, kube.api_client(), writer=slow_writer)
     cluster = Cluster(kube.api_client())
     stopper = threading.Thread(target=server.stop)
@@ -198,8 +201,7 @@ def test_stop_lets_in_flight_mounts_finish_and_refuses_new_ones(kube: Any, tmp_p
         pod = cluster.pod(ns)
         cluster.secret(ns, "db", {"password": b"in-flight"})
         driver = DriverClient(str(settings.socket_path))
-        target = tmp_path / "target"
-        target.mkdir()
+        target = kubelet.target(pod.uid)
         in_flight = driver.stub.Mount.future(
             mount_request(pod, [{"secretName": "db"}], str(target)), timeout=30
         )
@@ -210,7 +212,8 @@ def test_stop_lets_in_flight_mounts_finish_and_refuses_new_ones(kube: Any, tmp_p
         deadline = time.monotonic() + 10
         while refused is None and time.monotonic() < deadline:
             try:
-                driver.mount(mount_request(pod, [{"secretName": "db"}], str(tmp_path), write_mode="driver"))
+                probe = str(kubelet.target(pod.uid, create=False))
+                driver.mount(mount_request(pod, [{"secretName": "db"}], probe, write_mode="driver"))
             except grpc.RpcError as exc:
                 refused = exc
             time.sleep(0.05)

@@ -32,6 +32,7 @@ from csi_vso.provider.secret_cache import SecretCache
 from csi_vso.provider.server import ProviderServer, remove_stale_socket
 from csi_vso.provider.settings import ProviderSettings
 from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request, wait_for
+from tests.provider.kubelet_support import KubeletDir, module_kubelet_fixture  # noqa: F401
 from tests.provider.tmpfs_support import tmpfs_fixture  # noqa: F401  (the tmpfs fixture)
 
 pytestmark = pytest.mark.slow
@@ -93,6 +94,7 @@ def captured() -> Iterator[_Capture]:
 class Env:
     def __init__(self, server: ProviderServer, driver: DriverClient, cluster: Cluster) -> None:
         self.server = server
+        self.kubelet = server.settings.kubelet_dir  # targets: target_in(env.kubelet, pod)
         self.driver = driver
         self.cluster = cluster
         self.ns = cluster.namespace("team")
@@ -128,9 +130,12 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(kube: Any, tmp_path_factory: pytest.TempPathFactory, captured: _Capture) -> Iterator[Env]:
+def env(
+    kube: Any, tmp_path_factory: pytest.TempPathFactory, captured: _Capture, module_kubelet: KubeletDir
+) -> Iterator[Env]:
     base = tmp_path_factory.mktemp("provider")
     settings = ProviderSettings(
+        kubelet_dir=module_kubelet.root,
         socket_dir=base / "sockets",
         provider_name="vso",
         state_dir=base / "state",
@@ -170,6 +175,8 @@ def visible(target: Path) -> dict[str, tuple[int, bytes]]:
         if rel.split(os.sep)[0].startswith(".."):
             continue
         for name in files:
+            if rel == "." and name.startswith(".."):
+                continue  # the writer's marker, not a file of the volume
             path = Path(dirpath) / name
             key = os.path.normpath(os.path.join(rel, name))
             out[key] = (stat.S_IMODE(path.stat().st_mode), path.read_bytes())
@@ -243,7 +250,7 @@ HAPPY = {
 @pytest.mark.parametrize("case", sorted(HAPPY))
 def test_happy_paths(env: Env, tmpfs: Path, case: str, write_mode: str | None) -> None:
     objects, _, expected = HAPPY[case]
-    target = target_in(tmpfs, env.pod)
+    target = target_in(env.kubelet, env.pod)
     permission = "416" if case == "nested-fileName-and-modes" else "420"  # 0640 as default
     response = env.driver.mount(
         mount_request(env.pod, objects, str(target), write_mode=write_mode, permission=permission)
@@ -261,7 +268,7 @@ def test_happy_paths(env: Env, tmpfs: Path, case: str, write_mode: str | None) -
 
 
 def test_repeated_mount_is_idempotent_and_keeps_mtimes(env: Env, tmpfs: Path) -> None:
-    target = target_in(tmpfs, env.pod)
+    target = target_in(env.kubelet, env.pod)
     request = mount_request(env.pod, [{"secretName": "db"}], str(target))
     first = env.driver.mount(request)
     data_dir = os.readlink(target / "..data")
@@ -274,7 +281,7 @@ def test_repeated_mount_is_idempotent_and_keeps_mtimes(env: Env, tmpfs: Path) ->
 
 def test_version_changes_iff_content_changes(env: Env, tmpfs: Path) -> None:
     env.put(env.ns, "rotating", {"a": secret_value("rot-a1"), "b": secret_value("rot-b")})
-    target = target_in(tmpfs, env.pod)
+    target = target_in(env.kubelet, env.pod)
     request = mount_request(env.pod, [{"secretName": "rotating"}], str(target))
     before = {v.id: v.version for v in env.driver.mount(request).object_version}
     b_value = env.server.cache.get(env.ns, "rotating").data["b"]
@@ -288,7 +295,7 @@ def test_version_changes_iff_content_changes(env: Env, tmpfs: Path) -> None:
 def test_republish_after_a_rotation_rewrites_nothing(env: Env, tmpfs: Path) -> None:
     """Kubelet re-calls Mount every minute or two: after rotation wrote a volume, that is a no-op."""
     env.put(env.ns, "republished", {"k": secret_value("rep-1")})
-    target = target_in(tmpfs, env.pod)
+    target = target_in(env.kubelet, env.pod)
     request = mount_request(env.pod, [{"secretName": "republished"}], str(target))
     env.driver.mount(request)
     new = secret_value("rep-2")
@@ -301,7 +308,10 @@ def test_republish_after_a_rotation_rewrites_nothing(env: Env, tmpfs: Path) -> N
     # The versions it reports are those of the rotated content (as a driver-mode Mount renders it).
     fresh = env.driver.mount(
         mount_request(
-            env.pod, [{"secretName": "republished"}], str(target_in(tmpfs, env.pod)), write_mode="driver"
+            env.pod,
+            [{"secretName": "republished"}],
+            str(target_in(env.kubelet, env.pod)),
+            write_mode="driver",
         )
     )
     assert list(republished.object_version) == list(fresh.object_version)
@@ -314,7 +324,7 @@ def test_cross_namespace_mount_allowed_by_policy(env: Env, tmpfs: Path) -> None:
         protected.ALLOWED_SERVICE_ACCOUNTS_ANNOTATION: protected.encode_list([f"{env.other_ns}/other"]),
     }
     env.put(env.ns, "shared", {"token": secret_value("shared")}, annotations=policy)
-    target = target_in(tmpfs, env.other_pod)
+    target = target_in(env.kubelet, env.other_pod)
     objects = [{"secretName": "shared", "secretNamespace": env.ns, "key": "token"}]
     env.driver.mount(mount_request(env.other_pod, objects, str(target)))
     assert visible(target)["token"][1].startswith(b"shared-")
@@ -324,7 +334,7 @@ def test_a_mount_without_the_api_audience_token_says_how_to_fix_it(env: Env, tmp
     """Pod-token mode reads as the pod: a driver that only passes the csi-vso token is refused."""
     token = env.cluster.token(env.pod, AUDIENCE)
     SENSITIVE.append(token)
-    target = target_in(tmpfs, env.pod)
+    target = target_in(env.kubelet, env.pod)
     with pytest.raises(grpc.RpcError) as err:
         env.driver.mount(
             mount_request(
@@ -497,7 +507,9 @@ def bad_setup(env: Env) -> None:
 @pytest.mark.parametrize("case", BAD_CASES)
 def test_bad_input(env: Env, tmpfs: Path, bad_setup: None, captured: _Capture, case: str) -> None:
     request, code, message = _bad_cases(env, tmpfs)[case]
-    target = target_in(tmpfs, env.pod)
+    # The volume of the pod the request is for (the provider checks the target's pod UID).
+    owner = env.other_pod if env.other_pod.uid in request.attributes else env.pod
+    target = target_in(env.kubelet, owner)
     outside = tmpfs / "outside"
     outside.mkdir()
     if case == "symlink-escape":
@@ -515,7 +527,7 @@ def test_bad_input(env: Env, tmpfs: Path, bad_setup: None, captured: _Capture, c
     refusals = [json.loads(line) for line in captured.lines if '"mount refused"' in line]
     assert any(r["target"] == str(target) and r["code"] == code.name for r in refusals)
     # The provider still serves the next good Mount.
-    good = target_in(tmpfs, env.pod)
+    good = target_in(env.kubelet, env.pod)
     env.driver.mount(mount_request(env.pod, [{"secretName": "db", "key": "user"}], str(good)))
     assert visible(good) == {"user": (0o644, env.db["user"])}
 
@@ -525,7 +537,7 @@ def test_hundreds_of_problems_still_reach_the_driver(env: Env, tmpfs: Path, name
     """gRPC drops a response whose trailers pass 16 KiB: the driver must still get the problems."""
     objects = [{"secretName": "db", "key": "password", "fileName": f"/{name}{i}"} for i in range(300)]
     with pytest.raises(grpc.RpcError) as err:
-        env.driver.mount(mount_request(env.pod, objects, str(target_in(tmpfs, env.pod))))
+        env.driver.mount(mount_request(env.pod, objects, str(target_in(env.kubelet, env.pod))))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
     details = err.value.details()
     assert details.startswith(f"invalid mount parameters: objects[0].fileName: path '/{name}0' is absolute")
@@ -539,7 +551,9 @@ def test_unprotected_and_missing_secrets_are_indistinguishable(
     details = []
     for name in ("plain", "nothing"):
         with pytest.raises(grpc.RpcError) as err:
-            env.driver.mount(mount_request(env.pod, [{"secretName": name}], str(target_in(tmpfs, env.pod))))
+            env.driver.mount(
+                mount_request(env.pod, [{"secretName": name}], str(target_in(env.kubelet, env.pod)))
+            )
         details.append((err.value.code(), err.value.details().replace(name, "NAME")))
     assert details[0] == details[1]
 
@@ -564,16 +578,16 @@ def test_unreachable_api_answers_unavailable_and_writes_nothing(tmp_path: Path) 
         socket_dir=tmp_path / "s",
         state_dir=tmp_path / "state",
         token_dir=tmp_path / "tokens",
+        kubelet_dir=tmp_path,
         metrics_port=0,
         grace_seconds=1,
     )
     server = ProviderServer(settings, _dead_api())
     server.start()
     driver = DriverClient(str(settings.socket_path))
-    target = tmp_path / "target"
-    target.mkdir()
+    pod = Pod("ns", "p", "uid", "sa", tokens={"": "not-checked-offline"})
+    target = target_in(tmp_path, pod)
     try:
-        pod = Pod("ns", "p", "uid", "sa", tokens={"": "not-checked-offline"})
         with pytest.raises(grpc.RpcError) as err:
             driver.mount(mount_request(pod, [{"secretName": "db"}], str(target)))
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -593,6 +607,7 @@ def test_unsynced_cluster_cache_answers_unavailable_and_is_not_ready(tmp_path: P
         metrics_port=0,
         grace_seconds=1,
         secret_access="cluster",
+        kubelet_dir=tmp_path,
     )
     server = ProviderServer(settings, kube.api_client())
     server.cache = SecretCache(_dead_api())  # passed its RBAC check, then lost the API
@@ -601,7 +616,7 @@ def test_unsynced_cluster_cache_answers_unavailable_and_is_not_ready(tmp_path: P
     try:
         pod = Pod("ns", "p", "uid", "sa", tokens={"": "x"})
         with pytest.raises(grpc.RpcError) as err:
-            driver.mount(mount_request(pod, [{"secretName": "db"}], str(tmp_path)))
+            driver.mount(mount_request(pod, [{"secretName": "db"}], str(target_in(tmp_path, pod))))
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "has not synced" in err.value.details()
         health = health_pb2_grpc.HealthStub(driver.channel)
@@ -646,7 +661,7 @@ def test_metrics_count_mounts_latency_bytes_and_cached_secrets(env: Env, tmpfs: 
         return 0.0
 
     before = env.metrics()
-    target = target_in(tmpfs, env.pod)
+    target = target_in(env.kubelet, env.pod)
     env.driver.mount(mount_request(env.pod, [{"secretName": "db"}], str(target), write_mode="driver"))
     with pytest.raises(grpc.RpcError):
         env.driver.mount(mount_request(env.pod, [{"secretName": "nothing"}], str(target)))

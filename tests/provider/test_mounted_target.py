@@ -145,8 +145,9 @@ class Provider:
 
 
 @pytest.fixture
-def provider(kube: Any, tmp_path: Path) -> Iterator[Provider]:
+def provider(kube: Any, tmp_path: Path, mounts: Mounts) -> Iterator[Provider]:
     settings = ProviderSettings(
+        kubelet_dir=mounts.root,
         socket_dir=tmp_path / "sockets",
         state_dir=tmp_path / "state",
         token_dir=tmp_path / "tokens",

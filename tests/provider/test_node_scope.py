@@ -40,6 +40,7 @@ from csi_vso.provider.secret_watches import SecretWatches
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import ProviderSettings
 from tests.provider.driver_support import Cluster, DriverClient, Pod, grant, mount_request, wait_for
+from tests.provider.kubelet_support import KubeletDir
 from tests.provider.provider_process import ProviderProcess
 
 pytestmark = pytest.mark.slow
@@ -104,6 +105,7 @@ def node(kube: Any, tmp_path: Path) -> Iterator[Node]:
         socket_dir=tmp_path / "sockets",
         state_dir=tmp_path / "state",
         token_dir=tmp_path / "tokens",
+        kubelet_dir=tmp_path / "kubelet",
         metrics_port=0,
         grace_seconds=5,
     )
@@ -446,6 +448,7 @@ def test_restart_resumes_from_kept_tokens_before_any_republish(kube: Any, tmp_pa
             socket_dir=tmp_path / "sockets",
             state_dir=tmp_path / "state",
             token_dir=tmp_path / "tokens",
+            kubelet_dir=tmp_path / "kubelet",
             metrics_port=0,
             grace_seconds=5,
         )
@@ -540,7 +543,10 @@ def test_provider_runs_as_its_deployed_service_account_with_no_secret_rbac(kube:
     socket_dir = tmp_path / "sockets"
     socket_dir.mkdir()
     provider = ProviderProcess(
-        _kubeconfig_as(kube, identity, tmp_path / "kubeconfig"), socket_dir, tmp_path / "state"
+        _kubeconfig_as(kube, identity, tmp_path / "kubeconfig"),
+        socket_dir,
+        tmp_path / "state",
+        kubelet_dir=tmp_path / "kubelet",
     )
     driver: DriverClient | None = None
     try:
@@ -550,7 +556,8 @@ def test_provider_runs_as_its_deployed_service_account_with_no_secret_rbac(kube:
         volume = tmp_path / "kubelet" / "pods" / pod.uid / "volumes" / "kubernetes.io~csi" / "v" / "mount"
         volume.mkdir(parents=True)
         driver.mount(mount_request(pod, objects, str(volume)))
-        returned = driver.mount(mount_request(pod, objects, str(tmp_path / "unused"), write_mode="driver"))
+        unused = KubeletDir(tmp_path / "kubelet").target(pod.uid)
+        returned = driver.mount(mount_request(pod, objects, str(unused), write_mode="driver"))
         assert [(f.path, f.contents) for f in returned.files] == [("v", b"one")]
         assert (volume / "v").read_bytes() == b"one"
         cluster.secret(ns, "db", {"v": b"two"})
@@ -581,10 +588,12 @@ def test_finding2b_cluster_mode_bounds_its_cache_and_keeps_serving(kube: Any, tm
         grace_seconds=5,
         secret_access="cluster",
         cluster_cache_max_bytes=cap,
+        kubelet_dir=tmp_path / "kubelet",
     )
     server = ProviderServer(settings, kube.api_client())
     server.start()
     driver = DriverClient(str(settings.socket_path))
+    kubelet = KubeletDir(tmp_path / "kubelet")
     try:
         assert server.cache.wait_for_sync(30)
         for i in range(3, 6):  # after: arrive as watch events
@@ -602,13 +611,23 @@ def test_finding2b_cluster_mode_bounds_its_cache_and_keeps_serving(kube: Any, tm
         skipped = next(f"forged-{i}" for i in range(6) if f"forged-{i}" not in cached)
         with pytest.raises(grpc.RpcError) as err:
             driver.mount(
-                mount_request(pod, [{"secretName": skipped}], str(tmp_path / "t1"), write_mode="driver")
+                mount_request(
+                    pod,
+                    [{"secretName": skipped}],
+                    str(kubelet.target(pod.uid)),
+                    write_mode="driver",
+                )
             )
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert f"protected Secret {ns}/{skipped} is not cached" in err.value.details()
         assert "--cluster-cache-max-bytes cap" in err.value.details()
         served = driver.mount(
-            mount_request(pod, [{"secretName": "small"}], str(tmp_path / "t2"), write_mode="driver")
+            mount_request(
+                pod,
+                [{"secretName": "small"}],
+                str(kubelet.target(pod.uid)),
+                write_mode="driver",
+            )
         )
         assert [f.contents for f in served.files] == [b"legit"]
     finally:
@@ -656,7 +675,11 @@ def test_finding2b_provider_survives_400_forged_700KiB_secrets_under_256Mi(
     pod = cluster.pod(ns)
     (tmp_path / "sockets").mkdir()
     provider = ProviderProcess(
-        kube.kubeconfig, tmp_path / "sockets", tmp_path / "state", extra_args=("--secret-access", mode)
+        kube.kubeconfig,
+        tmp_path / "sockets",
+        tmp_path / "state",
+        extra_args=("--secret-access", mode),
+        kubelet_dir=tmp_path / "kubelet",
     )
     provider.start().wait_serving(timeout=120)
     (memory_limit / "cgroup.procs").write_text(str(provider.pid))
@@ -668,8 +691,7 @@ def test_finding2b_provider_survives_400_forged_700KiB_secrets_under_256Mi(
             cluster.core.create_namespaced_secret(
                 ns, {"metadata": {"name": f"forged-{i}", "labels": labels}, "data": forged}
             )
-        target = tmp_path / "kubelet" / pod.uid / "mount"
-        target.mkdir(parents=True)
+        target = KubeletDir(tmp_path / "kubelet").target(pod.uid)
         driver.mount(mount_request(pod, [{"secretName": "db", "key": "v"}], str(target)), timeout=120)
         assert (target / "v").read_bytes() == b"legit"
         peak = int((memory_limit / "memory.max_usage_in_bytes").read_text())

@@ -20,7 +20,7 @@ import pytest
 
 from csi_vso import protected
 from csi_vso.provider import atomic_writer
-from csi_vso.provider.atomic_writer import DATA_LINK, read_current
+from csi_vso.provider.atomic_writer import DATA_LINK, MARKER, read_current
 from csi_vso.provider.registry import MOUNTS_DIR, MountRecord, Registry, record_file_name
 from csi_vso.provider.rotation import Fail, KeepMissing, Revoke, SecretView, Write, decide
 from csi_vso.provider.validation import WriteMode
@@ -218,7 +218,7 @@ def test_deleted_secret_keeps_files_and_revoked_access_removes_them(
             wait_idle(rotator)
             secrets.set(make_secret("db", {"password": b"p4"}, annotations=denied))
             wait_idle(rotator)
-            assert set(os.listdir(vol)) == set()
+            assert set(os.listdir(vol)) == {MARKER}  # only the marker stays
             assert sample(prom, "csi_vso_rotation_access_revoked_total") == 1
             secrets.set(make_secret("db", {"password": b"p5"}))  # access regained
             wait_idle(rotator)
@@ -286,7 +286,10 @@ def test_restart_reconciles_changes_made_while_down_and_cleans_leftovers(tmpfs: 
         wait_idle(restarted)
         assert (vol / "password").read_bytes() == b"p3"
         deadline = time.monotonic() + 5
-        while {e for e in os.listdir(vol) if e.startswith("..")} != {DATA_LINK, os.readlink(vol / DATA_LINK)}:
+        while {e for e in os.listdir(vol) if e.startswith("..")} - {MARKER} != {
+            DATA_LINK,
+            os.readlink(vol / DATA_LINK),
+        }:
             assert time.monotonic() < deadline, os.listdir(vol)
             time.sleep(0.02)
     finally:

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from csi_vso import protected
-from csi_vso.provider.atomic_writer import DATA_LINK, read_current
+from csi_vso.provider.atomic_writer import DATA_LINK, MARKER, read_current
 from csi_vso.provider.registry import MOUNTS_DIR, record_file_name
 from tests.provider.crash_writer import payload
 from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request
+from tests.provider.kubelet_support import KubeletDir
 from tests.provider.provider_process import ROOT, ProviderProcess
 from tests.provider.tmpfs_support import tmpfs_fixture  # noqa: F401  (the tmpfs fixture)
 from tests.provider.torn_reader import parse
@@ -72,7 +73,7 @@ def wait_version(targets: list[Path], version: int, timeout: float = 10.0) -> fl
 def leftovers(target: Path) -> set[str]:
     """Dot-dot entries besides ..data and the directory it points to."""
     current = os.readlink(target / DATA_LINK)
-    return {e for e in os.listdir(target) if e.startswith("..")} - {DATA_LINK, current}
+    return {e for e in os.listdir(target) if e.startswith("..")} - {DATA_LINK, MARKER, current}
 
 
 def wait_clean(targets: list[Path], timeout: float = 5.0) -> None:
@@ -90,9 +91,17 @@ def env(kube: Any, tmpfs: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     pod = cluster.pod(ns)
     socket_dir = tmp_path / "sockets"
     socket_dir.mkdir()
-    provider = ProviderProcess(kube.kubeconfig, socket_dir, tmp_path / "state")
+    provider = ProviderProcess(kube.kubeconfig, socket_dir, tmp_path / "state", kubelet_dir=tmpfs)
+    kubelet = KubeletDir(tmpfs)
     try:
-        yield {"cluster": cluster, "ns": ns, "pod": pod, "provider": provider, "tmpfs": tmpfs}
+        yield {
+            "cluster": cluster,
+            "ns": ns,
+            "pod": pod,
+            "provider": provider,
+            "tmpfs": tmpfs,
+            "vol": lambda name: kubelet.target(pod.uid, name, create=False),
+        }
     finally:
         provider.stop()
         cluster.cleanup()
@@ -103,7 +112,7 @@ def mount_volumes(provider: ProviderProcess, pod: Pod, targets: list[Path]) -> N
     driver = DriverClient(provider.socket_path)
     try:
         for t in targets:
-            t.mkdir(exist_ok=True)
+            t.mkdir(parents=True, exist_ok=True)
             response = driver.mount(mount_request(pod, OBJECTS, str(t)))
             assert not response.error.code and len(response.files) == 0
     finally:
@@ -114,7 +123,7 @@ def test_torn_reads_through_the_provider(env: dict[str, Any]) -> None:
     cluster, ns, pod, provider = env["cluster"], env["ns"], env["pod"], env["provider"]
     cluster.secret(ns, "db", secret_data(0, pad=2048))
     provider.start().wait_serving()
-    vol = env["tmpfs"] / "vol"
+    vol = env["vol"]("vol")
     mount_volumes(provider, pod, [vol])
     stop = env["tmpfs"] / "stop"
     readers = [
@@ -165,7 +174,7 @@ def test_sigkill_during_rotations(env: dict[str, Any]) -> None:
     rng = random.Random(7)
     cluster.secret(ns, "db", secret_data(0))
     provider.start().wait_serving()
-    vols = [env["tmpfs"] / f"vol{i}" for i in range(3)]
+    vols = [env["vol"](f"vol{i}") for i in range(3)]
     mount_volumes(provider, pod, vols)
     latest = 0
     kills = 0
@@ -207,7 +216,7 @@ def test_changes_while_down_arrive_after_readiness(env: dict[str, Any]) -> None:
     cluster, ns, pod, provider = env["cluster"], env["ns"], env["pod"], env["provider"]
     cluster.secret(ns, "db", secret_data(1))
     provider.start().wait_serving()
-    vols = [env["tmpfs"] / f"vol{i}" for i in range(5)]
+    vols = [env["vol"](f"vol{i}") for i in range(5)]
     mount_volumes(provider, pod, vols)
     assert provider.stop() == 0
     cluster.secret(ns, "db", secret_data(2))

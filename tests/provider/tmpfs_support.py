@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(name="tmpfs")
-def tmpfs_fixture() -> Iterator[Path]:
-    """A fresh tmpfs mount (root) or temp dir, unmounted and removed afterwards."""
-    base = Path(tempfile.mkdtemp(prefix="csi-vso-tmpfs-"))
+def make_tmpfs(prefix: str = "csi-vso-tmpfs-") -> Iterator[Path]:
+    """A fresh tmpfs mount (root) or temp dir, unmounted and removed when the generator ends."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     mounted = False
     if os.geteuid() == 0:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0755", "tmpfs", str(base)], check=True)
@@ -28,3 +27,9 @@ def tmpfs_fixture() -> Iterator[Path]:
         if mounted:
             subprocess.run(["umount", "-l", str(base)], check=False)
         subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+@pytest.fixture(name="tmpfs")
+def tmpfs_fixture() -> Iterator[Path]:
+    """A fresh tmpfs mount (root) or temp dir, unmounted and removed afterwards."""
+    yield from make_tmpfs()

@@ -19,10 +19,22 @@ Implemented:
   create (409 AlreadyExists, ``generateName``), replace (409 Conflict on a stale
   resourceVersion), JSON merge / strategic merge / JSON patch, ``dryRun``, delete and
   deletecollection with finalizers, ``deletionTimestamp``, preconditions and propagation
-  (Background, Foreground, Orphan), ownerReference garbage collection.
+  (Background, Foreground — holding the owner only for ``blockOwnerDeletion`` dependents —,
+  Orphan), ownerReference garbage collection a modelled ~20 ms after the delete, namespace
+  termination ~200 ms after it (``APIServer(gc_delay=, namespace_delay=)``); 403 with the
+  ``NamespaceTerminating`` cause for new content in a Terminating namespace.
+- list ``resourceVersionMatch=Exact`` (and continued pages) from a snapshot rebuilt from the
+  event log, 410 once compacted, 504 "Too large resource version" for a future version;
+  list items of built-in kinds without ``kind``/``apiVersion`` (custom resources keep them).
+- Deployments: the real defaults, validation and ``deployments/scale`` (``deployments``).
+- strategic merge in the real merge order (``patch``); server-side apply that creates is 201.
+- TokenReview answers from a token cache for 10 s after a successful review, as the real
+  server does (``token_cache``; ``APIServer(token_cache_ttl=)``).
 - watch: one resourceVersion counter across all kinds, ADDED/MODIFIED/DELETED in order
   (selector transitions become ADDED/DELETED, as in the real watch cache), resume from a
-  resourceVersion, ``allowWatchBookmarks``, ``timeoutSeconds``, 410 Expired (an ERROR event)
+  resourceVersion, ``allowWatchBookmarks`` (every minute and 2 s before the deadline),
+  ``sendInitialEvents`` (ended by the ``k8s.io/initial-events-end`` bookmark),
+  ``timeoutSeconds``, 410 Expired (an ERROR event)
   once the version has left the retained event window (``APIServer.set_watch_window``).
 - Errors as ``Status`` objects (400/401/403/404/405/409/410/415/422) worded like the real
   server's; discovery (``/api``, ``/apis``, ``/apis/<g>/<v>``), ``/version``, ``/healthz``,
@@ -46,11 +58,13 @@ Not implemented, or different from a real cluster:
 - No ClusterRole aggregation (``view``/``edit``/``admin`` carry their rules directly), no
   Node authorizer. (RBAC escalation prevention is done: ``escalation``.)
 - No admission webhooks, no server-side apply field ownership (``apply-patch+yaml`` is a
-  merge patch that creates when missing), no protobuf/CBOR, no ``sendInitialEvents``,
+  merge patch that creates when missing), no protobuf/CBOR,
   no aggregated discovery, no controllers besides the garbage collector, the namespace
   controller and CRD cleanup (Deployments never get Pods, Pods never run), pods are
-  deleted immediately (no kubelet), CRD versions share storage with conversion "None",
-  ``continue`` tokens page over current data rather than a snapshot.
+  deleted immediately (no kubelet), CRD versions share storage with conversion "None".
+  The token cache answers TokenReview only; bearer-token authentication of requests checks
+  the store every time. A version from the future is refused at once (the real server
+  first waits up to 3 s for its cache).
 - Plain HTTP by default; ``APIServer(tls=True)`` (``--tls``) serves HTTPS with a generated CA
   that the written kubeconfig carries. No client-certificate authentication.
 

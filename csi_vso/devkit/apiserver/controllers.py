@@ -4,24 +4,35 @@
   deleted (background propagation); dependents that still have another live owner just
   lose the dangling reference. A dependent created with only absent owners is deleted too.
   ``orphan`` and ``foregroundDeletion`` finalizers placed by DELETE are honoured: orphaning
-  strips the owner reference from dependents, foreground deletion deletes them first.
-- Namespace controller: a deleted namespace turns Terminating, its content is deleted
-  (honouring the content's own finalizers), then the namespace goes away.
+  strips the owner reference from dependents; foreground deletion deletes the dependents
+  whose reference says ``blockOwnerDeletion: true`` and holds the owner while they remain;
+  the others are collected once the owner is gone, as the real garbage collector does.
+- Namespace controller (``namespace_controller``): a deleted namespace turns Terminating,
+  its content is deleted after a short delay (honouring the content's own finalizers),
+  then the namespace goes away.
 - CRD cleanup: deleting a CustomResourceDefinition deletes all its custom resources before
   the CRD itself disappears.
 
 The store calls :meth:`Controllers.observe` under its lock, which only enqueues work; one
 worker thread does the work through :class:`Operations`, asynchronously as in a cluster.
+Work can be due later: garbage collection runs ``gc_delay`` seconds after the event that
+caused it (tens of milliseconds on a real cluster: the collector works from its own
+informers), namespace content removal ``namespace_delay`` seconds after the deletion
+started, so clients meet the same intermediate states they meet on a cluster.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 from csi_vso.devkit.apiserver.errors import ApiError
+from csi_vso.devkit.apiserver.namespace_controller import terminate_namespace
 from csi_vso.devkit.apiserver.operations import CRD_FINALIZER, DeleteOptions, Operations
 from csi_vso.devkit.apiserver.resources import ResourceType
 from csi_vso.devkit.apiserver.store import ADDED, DELETED, Event, Key
@@ -30,11 +41,27 @@ log = logging.getLogger(__name__)
 
 Work = tuple[str, Any]
 
+# Modelled controller latencies (seconds); see the module docstring.
+DEFAULT_GC_DELAY = 0.02
+DEFAULT_NAMESPACE_DELAY = 0.2
+
+_GC_WORK = frozenset({"owner-gone", "dependent", "owner-check"})
+
 
 class Controllers:
-    def __init__(self, ops: Operations) -> None:
+    def __init__(
+        self,
+        ops: Operations,
+        *,
+        gc_delay: float = DEFAULT_GC_DELAY,
+        namespace_delay: float = DEFAULT_NAMESPACE_DELAY,
+    ) -> None:
         self.ops = ops
-        self._queue: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
+        self.gc_delay = gc_delay
+        self.namespace_delay = namespace_delay
+        self._queue: queue.SimpleQueue[tuple[float, Work] | None] = queue.SimpleQueue()
+        self._later: list[tuple[float, int, Work]] = []
+        self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
         self._idle.set()
@@ -55,11 +82,13 @@ class Controllers:
         """Block until queued work is done (tests use it instead of sleeping)."""
         return self._idle.wait(timeout)
 
-    def _enqueue(self, work: Work) -> None:
+    def _enqueue(self, work: Work, delay: float | None = None) -> None:
+        if delay is None:
+            delay = self.gc_delay if work[0] in _GC_WORK else 0.0
         with self._pending_lock:
             self._pending += 1
             self._idle.clear()
-        self._queue.put(work)
+        self._queue.put((time.monotonic() + delay, work))
 
     # called under the store lock: enqueue only
     def observe(self, event: Event) -> None:
@@ -75,7 +104,8 @@ class Controllers:
             return
         if meta.get("deletionTimestamp"):
             if event.storage == "namespaces":
-                self._enqueue(("namespace", meta["name"]))
+                first = event.old is None or not event.old.meta.get("deletionTimestamp")
+                self._enqueue(("namespace", meta["name"]), self.namespace_delay if first else 0.0)
             elif event.storage == "customresourcedefinitions.apiextensions.k8s.io":
                 self._enqueue(("crd", meta["name"]))
             else:
@@ -83,9 +113,27 @@ class Controllers:
         if event.type == ADDED and meta.get("ownerReferences"):
             self._enqueue(("dependent", (event.storage, event.namespace, meta["name"])))
 
+    def _next_work(self) -> Work | None:
+        """The next due work item, waiting for delayed ones; None when stopping."""
+        while True:
+            timeout = None
+            if self._later:
+                timeout = max(0.0, self._later[0][0] - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                pass  # the earliest delayed item is due
+            else:
+                if item is None:
+                    return None
+                due, work = item
+                heapq.heappush(self._later, (due, next(self._seq), work))
+            if self._later and self._later[0][0] <= time.monotonic():
+                return heapq.heappop(self._later)[2]
+
     def _run(self) -> None:
         while True:
-            work = self._queue.get()
+            work = self._next_work()
             if work is None:
                 return
             try:
@@ -111,7 +159,7 @@ class Controllers:
         elif kind == "owner-check":
             self._finish_owner(arg)
         elif kind == "namespace":
-            self._terminate_namespace(arg)
+            terminate_namespace(self.ops, arg)
         elif kind == "crd":
             self._cleanup_crd(arg)
         elif kind == "crd-check":
@@ -195,17 +243,29 @@ class Controllers:
                 )
             self._remove_finalizer(rt, key, "orphan")
         elif "foregroundDeletion" in finalizers:
-            if not dependents:
-                self._remove_finalizer(rt, key, "foregroundDeletion")
-                return
+            blocking = False
             for dep in dependents:
                 dep_rt = self._type_for(dep[0])
-                if dep_rt is not None and store.get(*dep) is not None:
-                    try:
-                        self.ops.delete(dep_rt, dep[1], dep[2], DeleteOptions(propagation="Foreground"))
-                    except ApiError as exc:
-                        if exc.code != 404:
-                            raise
+                dep_obj = store.get(*dep)
+                if dep_rt is None or dep_obj is None:
+                    continue
+                refs = dep_obj.meta.get("ownerReferences") or []
+                if not any(r.get("uid") == uid and r.get("blockOwnerDeletion") for r in refs):
+                    continue  # collected in the background once the owner is gone, as on a cluster
+                blocking = True
+                if dep_obj.meta.get("deletionTimestamp"):
+                    continue
+                # As the real collector: a dependent with dependents of its own goes in the
+                # foreground too, a leaf in the background.
+                nested = bool(store.dependents(dep_obj.meta.get("uid", "")))
+                propagation = "Foreground" if nested else "Background"
+                try:
+                    self.ops.delete(dep_rt, dep[1], dep[2], DeleteOptions(propagation=propagation))
+                except ApiError as exc:
+                    if exc.code != 404:
+                        raise
+            if not blocking:
+                self._remove_finalizer(rt, key, "foregroundDeletion")
 
     def _remove_finalizer(self, rt: ResourceType, key: Key, finalizer: str) -> None:
         stored = self.ops.store.get(*key)
@@ -215,41 +275,7 @@ class Controllers:
         body = {"metadata": {"finalizers": rest or None, "resourceVersion": stored.meta["resourceVersion"]}}
         self.ops.patch(rt, key[1], key[2], "application/merge-patch+json", _json(body))
 
-    # ------------------------------------------------------------ namespaces, CRDs
-
-    def _terminate_namespace(self, name: str) -> None:
-        store = self.ops.store
-        ns = store.get("namespaces", "", name)
-        if ns is None or not ns.meta.get("deletionTimestamp"):
-            return
-        used = store.namespaces_used(name)
-        for storage in used:
-            rt = self._type_for(storage)
-            if rt is None:
-                continue
-            objects, _ = store.list_objects(storage, name)
-            for stored in objects:
-                if stored.meta.get("deletionTimestamp"):
-                    continue
-                try:
-                    self.ops.delete(rt, name, stored.meta["name"], DeleteOptions())
-                except ApiError as exc:
-                    if exc.code != 404:
-                        raise
-        if store.namespaces_used(name):
-            return  # objects with finalizers remain; their deletion re-queues us
-        with store.lock:
-            ns = store.get("namespaces", "", name)
-            if ns is None:
-                return
-            obj = dict(ns.obj)
-            obj["metadata"] = dict(ns.meta)
-            obj["spec"] = {**(ns.obj.get("spec") or {}), "finalizers": []}
-            if not obj["metadata"].get("finalizers"):
-                final = store.delete("namespaces", "", name)
-                assert final is not None
-            else:
-                store.put("namespaces", "", name, obj)
+    # ------------------------------------------------------------ CRDs
 
     def _cleanup_crd(self, name: str) -> None:
         store = self.ops.store

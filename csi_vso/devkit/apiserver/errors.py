@@ -74,12 +74,15 @@ def _show(value: Any) -> str:
 class ApiError(Exception):
     """A failed request; :meth:`status` is the body the real server would send."""
 
-    def __init__(self, code: int, reason: str, message: str, details: Obj | None = None) -> None:
+    def __init__(
+        self, code: int, reason: str, message: str, details: Obj | None = None, *, plain_text: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = details
+        self.plain_text = plain_text  # sent as text/plain, not as a Status (e.g. "404 page not found")
 
     def status(self) -> Obj:
         out: Obj = {
@@ -169,8 +172,10 @@ def unauthorized() -> ApiError:
 
 
 def method_not_allowed(verb: str) -> ApiError:
+    """A verb the resource does not serve: the real server's router answers with empty details."""
+    del verb  # the real message does not name it
     return ApiError(
-        405, "MethodNotAllowed", f"the server does not allow this method on the requested resource ({verb})"
+        405, "MethodNotAllowed", "the server does not allow this method on the requested resource", {}
     )
 
 
@@ -180,10 +185,14 @@ def unsupported_media_type(content_type: str) -> ApiError:
     )
 
 
-def path_not_found(path: str) -> ApiError:
-    return ApiError(
-        404,
-        "NotFound",
-        "the server could not find the requested resource",
-        {"causes": [{"reason": "UnexpectedServerResponse", "message": f"404 page not found: {path}"}]},
-    )
+def path_not_found(path: str, served: bool = True) -> ApiError:
+    """A path nothing serves.
+
+    Under a served API group version (``/api/v1/nonsense``) the real server's router answers
+    with a Status and empty details; anywhere else (``/apis/unknown.group``, ``/foo``) its
+    last-resort handler answers in plain text.
+    """
+    if not served:
+        return ApiError(404, "NotFound", "404 page not found", plain_text=True)
+    del path
+    return ApiError(404, "NotFound", "the server could not find the requested resource", {})

@@ -22,15 +22,16 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from csi_vso.devkit.apiserver import errors, escalation, rbac
+from csi_vso.devkit.apiserver import errors, escalation, list_options, rbac
+from csi_vso.devkit.apiserver.deployments import serve_scale
 from csi_vso.devkit.apiserver.errors import ApiError
 from csi_vso.devkit.apiserver.operations import DeleteOptions
 from csi_vso.devkit.apiserver.rbac import User
 from csi_vso.devkit.apiserver.requestinfo import RequestInfo, accepts, request_info
 from csi_vso.devkit.apiserver.resources import ResourceType
-from csi_vso.devkit.apiserver.routing import Route, route
+from csi_vso.devkit.apiserver.routing import Route, route, under_served_version
 from csi_vso.devkit.apiserver.selectors import SelectorError, parse_field_selector, parse_label_selector
-from csi_vso.devkit.apiserver.store import BOOKMARK, Expired, Stored, WatchFilter, encode
+from csi_vso.devkit.apiserver.store import BOOKMARK, INITIAL_EVENTS_END, Expired, Stored, WatchFilter, encode
 
 if TYPE_CHECKING:
     from csi_vso.devkit.apiserver.server import App
@@ -39,6 +40,14 @@ log = logging.getLogger(__name__)
 
 JWKS_MEDIA_TYPE = "application/jwk-set+json"
 _MAX_WATCH_SECONDS = 1800
+
+
+def _next_bookmark(now: float, deadline: float, interval: float) -> float:
+    """When to send the next bookmark: every ``interval``, and once 2 s before the watch
+    deadline (as the real watch cache does, so a client can resume where it ended)."""
+    before_deadline = deadline - 2.0
+    upcoming = now + interval
+    return min(upcoming, before_deadline) if before_deadline > now else upcoming
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -123,7 +132,10 @@ class Handler(BaseHTTPRequestHandler):
             self._authorize(user, request_info(method, path, query))
             self._serve(method, target, query, raw, user)
         except ApiError as exc:
-            self._send_obj(exc.code, exc.status())
+            if exc.plain_text:
+                self._send(exc.code, exc.message.encode() + b"\n", "text/plain; charset=utf-8")
+            else:
+                self._send_obj(exc.code, exc.status())
         except SelectorError as exc:
             self._send_obj(400, errors.bad_request(str(exc)).status())
         except (BrokenPipeError, ConnectionResetError):
@@ -166,15 +178,15 @@ class Handler(BaseHTTPRequestHandler):
         elif target.kind == "group":
             group = app.registry.api_group(target.group)
             if group is None:
-                raise errors.path_not_found(self.path)
+                raise errors.path_not_found(self.path, served=False)
             self._send_obj(200, {"kind": "APIGroup", "apiVersion": "v1", **group})
         elif target.kind == "resources":
             resources = app.registry.resource_list(target.group, target.version)
             if resources is None:
-                raise errors.path_not_found(self.path)
+                raise errors.path_not_found(self.path, served=False)
             self._send_obj(200, resources)
         else:
-            raise errors.path_not_found(self.path)
+            raise errors.path_not_found(self.path, served=under_served_version(self.path, app.registry))
 
     # ---------------------------------------------------------------- objects
 
@@ -198,6 +210,11 @@ class Handler(BaseHTTPRequestHandler):
                 raise errors.method_not_allowed(method)
             assert name is not None
             self._send_obj(201, self.app.auth.token_request(ns, name, self._json_body(raw)))
+            return
+        if sub == "scale":
+            assert name is not None
+            content_type = self.headers.get("Content-Type") or ""
+            self._send_obj(200, serve_scale(ops, rt, ns, name, method, raw, content_type, dry_run))
             return
         if method in ("POST", "PUT", "PATCH") and sub is None:
             self._check_escalation(method, rt, ns, name, raw, user)
@@ -226,7 +243,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send_raw_obj(200, ops.update(rt, ns, name, self._json_body(raw), sub, dry_run), rt)
         elif method == "PATCH":
             content_type = self.headers.get("Content-Type") or ""
-            self._send_raw_obj(200, ops.patch(rt, ns, name, content_type, raw, sub, dry_run), rt)
+            stored, created = ops.patch_or_apply(rt, ns, name, content_type, raw, sub, dry_run)
+            self._send_raw_obj(201 if created else 200, stored, rt)
         elif method == "DELETE" and sub is None:
             options = DeleteOptions.parse(self._json_body(raw), query)
             stored, deleted_now = ops.delete(rt, ns, name, options)
@@ -279,14 +297,14 @@ class Handler(BaseHTTPRequestHandler):
     def _list(
         self, rt: ResourceType, namespace: str | None, labels: Any, fields: Any, query: dict[str, str]
     ) -> None:
-        rv = query.get("resourceVersion")
-        if rv not in (None, "") and not rv.isdigit():
-            raise errors.bad_request(f"invalid resource version: {rv!r}")
+        read = list_options.parse(query, watch=False)
         try:
             limit = int(query.get("limit") or 0)
         except ValueError:
             raise errors.bad_request("limit must be an integer") from None
-        result = self.app.ops.list_objects(rt, namespace, labels, fields, limit, query.get("continue") or "")
+        result = self.app.ops.list_objects(
+            rt, namespace, labels, fields, limit, query.get("continue") or "", read
+        )
         self._send_list(rt, result.items, result.resource_version, result.continue_token, result.remaining)
 
     def _send_list(
@@ -298,7 +316,9 @@ class Handler(BaseHTTPRequestHandler):
             if remaining is not None:
                 meta["remainingItemCount"] = remaining
         head = encode({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta})
-        body = head[:-1] + b',"items":[' + b",".join(s.raw(rt.api_version) for s in items) + b"]}"
+        # Custom resources keep kind/apiVersion in list items (unstructured); built-in kinds do not.
+        encoded = (s.raw(rt.api_version) if rt.crd_name else s.raw_list_item() for s in items)
+        body = head[:-1] + b',"items":[' + b",".join(encoded) + b"]}"
         self._send(200, body)
 
     # ------------------------------------------------------------------ watch
@@ -318,10 +338,25 @@ class Handler(BaseHTTPRequestHandler):
         self, rt: ResourceType, namespace: str | None, labels: Any, fields: Any, query: dict[str, str]
     ) -> None:
         app = self.app
-        rv_text = query.get("resourceVersion") or ""
-        if rv_text and not rv_text.isdigit():
-            raise errors.bad_request(f"invalid resource version: {rv_text!r}")
-        since = int(rv_text) if rv_text and rv_text != "0" else None
+        read = list_options.parse(query, watch=True)
+        # sendInitialEvents: the current state (at least as new as the version asked for),
+        # then a bookmark marking its end. The real server also defaults a watch without a
+        # version to it (WatchList), which clients only notice through that bookmark.
+        initial = read.send_initial_events or (
+            "sendInitialEvents" not in query
+            and not query.get("resourceVersionMatch")
+            and read.resource_version is None
+        )
+        if (
+            read.send_initial_events
+            and read.resource_version is not None
+            and read.resource_version > app.store.rv
+        ):
+            raise list_options.too_large(read.resource_version, app.store.rv)
+        if initial:
+            since = None
+        else:  # sendInitialEvents=false without a version: from now on
+            since = read.resource_version if read.resource_version is not None else app.store.rv
         try:
             timeout = float(query.get("timeoutSeconds") or _MAX_WATCH_SECONDS)
         except ValueError:
@@ -336,7 +371,7 @@ class Handler(BaseHTTPRequestHandler):
         )
         self.close_connection = True
         try:
-            watcher = app.store.watch(flt, since)
+            watcher = app.store.watch(flt, since, initial_end=initial and bookmarks)
         except Expired as exc:
             status = errors.gone(str(exc)).status()
             self._write_chunk(encode({"type": "ERROR", "object": status}) + b"\n")
@@ -344,7 +379,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         api_version = rt.api_version
         deadline = time.monotonic() + timeout
-        next_bookmark = time.monotonic() + app.bookmark_interval
+        next_bookmark = _next_bookmark(time.monotonic(), deadline, app.bookmark_interval)
         try:
             while True:
                 now = time.monotonic()
@@ -357,19 +392,18 @@ class Handler(BaseHTTPRequestHandler):
                         return
                     if bookmarks and time.monotonic() >= next_bookmark:
                         app.store.bookmark(watcher)
-                        next_bookmark = time.monotonic() + app.bookmark_interval
+                        next_bookmark = _next_bookmark(time.monotonic(), deadline, app.bookmark_interval)
                     continue
                 if item is None:
                     break
                 parts: list[bytes] = []
                 while item is not None:
                     kind, payload = item
-                    if kind == BOOKMARK:
-                        obj = {
-                            "kind": rt.kind,
-                            "apiVersion": api_version,
-                            "metadata": {"resourceVersion": str(payload), "creationTimestamp": None},
-                        }
+                    if kind in (BOOKMARK, INITIAL_EVENTS_END):
+                        meta: dict[str, Any] = {"resourceVersion": str(payload), "creationTimestamp": None}
+                        if kind == INITIAL_EVENTS_END:
+                            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+                        obj = {"kind": rt.kind, "apiVersion": api_version, "metadata": meta}
                         parts.append(b'{"type":"BOOKMARK","object":' + encode(obj) + b"}\n")
                     else:
                         parts.append(

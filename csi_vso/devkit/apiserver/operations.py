@@ -24,11 +24,19 @@ from typing import Any
 
 import yaml
 
-from csi_vso.devkit.apiserver import errors, patch, rbacvalidation, schema, validation
+from csi_vso.devkit.apiserver import (
+    deployments,
+    errors,
+    list_options,
+    patch,
+    rbacvalidation,
+    schema,
+    validation,
+)
 from csi_vso.devkit.apiserver.errors import ApiError, FieldError
 from csi_vso.devkit.apiserver.resources import Registry, ResourceType, types_for_crd
 from csi_vso.devkit.apiserver.selectors import FieldSelector, LabelSelector, field_value
-from csi_vso.devkit.apiserver.store import Store, Stored
+from csi_vso.devkit.apiserver.store import Expired, Store, Stored
 
 Obj = dict[str, Any]
 
@@ -100,29 +108,43 @@ class Operations:
         fields: FieldSelector,
         limit: int = 0,
         continue_token: str = "",
+        read: list_options.ReadOptions | None = None,
     ) -> ListResult:
+        """List, from the current state or (``Exact``, continued pages) from a snapshot."""
         only_name = fields.equality("metadata.name")
         only_ns = fields.equality("metadata.namespace")
         if namespace is None and only_ns is not None and rt.namespaced:
             namespace = only_ns
-        with self.store.lock:
-            if only_name is not None and namespace is not None:
-                one = self.store.get(rt.storage_key, namespace, only_name)
-                candidates, rv = ([one] if one else []), self.store.rv
-            else:
-                candidates, rv = self.store.list_objects(rt.storage_key, namespace)
         start_after = ""
+        at: int | None = None  # the version of the snapshot to read; None: current state
         if continue_token:
             try:
                 token = json.loads(base64.urlsafe_b64decode(continue_token.encode()))
-                start_after, rv = token["start"], int(token["rv"])
+                start_after, at = token["start"], int(token["rv"])
             except (ValueError, KeyError, TypeError):
                 raise errors.bad_request("continue key is not valid: illegal base64 data") from None
-            if rv < self.store.compacted_rv:
-                raise errors.gone(
-                    "The provided continue parameter is too old to display a consistent list result. "
-                    "You can start a new list without the continue parameter."
-                )
+        with self.store.lock:
+            current = self.store.rv
+            if read is not None and read.resource_version is not None:
+                if read.resource_version > current:
+                    raise list_options.too_large(read.resource_version, current)
+                if read.exact:
+                    at = read.resource_version
+            if at is not None and at != current:
+                try:
+                    candidates, rv = self.store.snapshot(rt.storage_key, namespace, at), at
+                except Expired:
+                    raise errors.gone(
+                        "The provided continue parameter is too old to display a consistent list result. "
+                        "You can start a new list without the continue parameter."
+                        if continue_token
+                        else list_options.EXPIRED_LIST
+                    ) from None
+            elif only_name is not None and namespace is not None:
+                one = self.store.get(rt.storage_key, namespace, only_name)
+                candidates, rv = ([one] if one else []), current
+            else:
+                candidates, rv = self.store.list_objects(rt.storage_key, namespace)
         items: list[Stored] = []
         token_out = ""
         remaining: int | None = None
@@ -213,12 +235,21 @@ class Operations:
         if ns is None:
             raise errors.not_found("namespaces", "", namespace)
         if ns.meta.get("deletionTimestamp"):
-            raise errors.forbidden_request(
+            err = errors.forbidden_request(
                 rt.plural,
                 rt.group,
                 name,
                 f"unable to create new content in namespace {namespace} because it is being terminated",
             )
+            assert err.details is not None
+            err.details["causes"] = [
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {namespace} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ]
+            raise err
 
     # ----------------------------------------------------------------- update
 
@@ -340,6 +371,19 @@ class Operations:
         subresource: str | None = None,
         dry_run: bool = False,
     ) -> Stored:
+        return self.patch_or_apply(rt, namespace, name, content_type, raw, subresource, dry_run)[0]
+
+    def patch_or_apply(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        raw: bytes,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> tuple[Stored, bool]:
+        """PATCH; returns (object, created) — an apply patch creates a missing object (201)."""
         content_type = content_type.split(";")[0].strip().lower()
         accepted = [JSON_PATCH, MERGE_PATCH, APPLY_PATCH] + ([STRATEGIC_PATCH] if rt.strategic_merge else [])
         if content_type not in accepted:
@@ -357,7 +401,7 @@ class Operations:
             current = self.store.get(rt.storage_key, namespace, name)
             if current is None:
                 if content_type == APPLY_PATCH and subresource is None:
-                    return self.create(rt, namespace, body, dry_run)
+                    return self.create(rt, namespace, body, dry_run), True
                 raise errors.not_found(rt.plural, rt.group, name)
             base = copy.deepcopy(current.obj)
             try:
@@ -380,7 +424,7 @@ class Operations:
             patched.setdefault("metadata", {})
             if patched["metadata"].get("resourceVersion") is None:
                 patched["metadata"]["resourceVersion"] = current.meta["resourceVersion"]
-            return self.update(rt, namespace, name, patched, subresource, dry_run, from_patch=True)
+            return self.update(rt, namespace, name, patched, subresource, dry_run, from_patch=True), False
 
     # ----------------------------------------------------------------- delete
 
@@ -497,6 +541,8 @@ class Operations:
             meta.pop("namespace", None)
         if rt.group == "" and rt.plural == "secrets":
             validation.normalize_secret(obj)
+        elif rt.group == "apps" and rt.plural == "deployments":
+            deployments.apply_defaults(obj)
         if rt.group == rbacvalidation.GROUP:
             rbacvalidation.default(rt.plural, obj)
         return obj

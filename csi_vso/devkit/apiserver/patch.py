@@ -60,6 +60,11 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
         return None
     result = dict(target) if isinstance(target, dict) else {}
     deletions: dict[str, list[Any]] = {}
+    orders = {
+        k.split("/", 1)[1]: v
+        for k, v in patch.items()
+        if k.startswith("$setElementOrder/") and isinstance(v, list)
+    }
     for key, value in patch.items():
         if key.startswith("$deleteFromPrimitiveList/"):
             deletions[key.split("/", 1)[1]] = list(value or [])
@@ -69,7 +74,7 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
         if value is None:
             result.pop(key, None)
         elif isinstance(value, list):
-            result[key] = _merge_list(key, result.get(key), value)
+            result[key] = _merge_list(key, result.get(key), value, orders.get(key))
         else:
             merged = strategic_merge_patch(result.get(key), value)
             if merged is None:
@@ -79,17 +84,24 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
     for key, remove in deletions.items():
         if isinstance(result.get(key), list):
             result[key] = [v for v in result[key] if v not in remove]
+    for key, order in orders.items():
+        mergeable = key in _SET_LISTS or key in _MERGE_KEYS
+        if key not in patch and mergeable and isinstance(result.get(key), list):
+            result[key] = _merge_list(key, result[key], [], order)  # reorder only
     return result
 
 
-def _merge_list(field: str, current: Any, patch: list[Any]) -> list[Any]:
+def _merge_list(field: str, current: Any, patch: list[Any], order: list[Any] | None = None) -> list[Any]:
     current_list = list(current) if isinstance(current, list) else []
     if field in _SET_LISTS:
-        out = list(current_list)
-        for v in patch:
-            if v not in out:
-                out.append(v)
-        return out
+        merged: list[Any] = []
+        for v in current_list + patch:
+            if v not in merged:
+                merged.append(v)
+        named = order if order is not None else patch  # $setElementOrder names the ordered items
+        in_patch = [v for v in merged if v in named]
+        server_only = [v for v in merged if v not in named]
+        return _element_order(in_patch, server_only, named, current_list, None)
     merge_key = _MERGE_KEYS.get(field)
     if field == "ports":
         merge_key = (
@@ -118,6 +130,54 @@ def _merge_list(field: str, current: Any, patch: list[Any]) -> list[Any]:
             out.append(strategic_merge_patch({}, item))
         else:
             out[index] = strategic_merge_patch(out[index], item)
+    named = order if order is not None else [p for p in patch if p.get("$patch") != "delete"]
+    named_keys = [p.get(merge_key) for p in named if isinstance(p, dict)]
+    in_patch = [e for e in out if isinstance(e, dict) and e.get(merge_key) in named_keys]
+    server_only = [e for e in out if not (isinstance(e, dict) and e.get(merge_key) in named_keys)]
+    return _element_order(in_patch, server_only, named, current_list, merge_key)
+
+
+def _element_order(
+    in_patch: list[Any],
+    server_only: list[Any],
+    patch_order: list[Any],
+    server_order: list[Any],
+    key: str | None,
+) -> list[Any]:
+    """The order the real strategic merge gives a merged list.
+
+    Items named by the patch follow the patch's order (or its ``$setElementOrder``), the
+    others the live object's order; the two are then interleaved by their positions in the
+    live list, an item the live list does not have going first. So adding B to [A] gives
+    [B, A], while modifying B in [A, B, C] keeps [A, B, C].
+    """
+
+    def position(seq: list[Any], item: Any) -> int:
+        wanted = item.get(key) if key is not None and isinstance(item, dict) else item
+        for i, v in enumerate(seq):
+            if (v.get(key) if key is not None and isinstance(v, dict) else v) == wanted:
+                return i
+        return -1
+
+    in_patch = sorted(in_patch, key=lambda item: position(patch_order, item))
+    server_only = sorted(server_only, key=lambda item: position(server_order, item))
+    out: list[Any] = []
+    i = j = 0
+    while i < len(server_only) or j < len(in_patch):
+        if j >= len(in_patch):
+            out.append(server_only[i])
+            i += 1
+        elif i >= len(server_only):
+            out.append(in_patch[j])
+            j += 1
+        else:
+            left, right = position(server_order, server_only[i]), position(server_order, in_patch[j])
+            if left >= 0 and right >= 0 and left < right:
+                out.append(server_only[i])
+                i += 1
+            else:
+                out.append(in_patch[j])
+                j += 1
     return out
 
 

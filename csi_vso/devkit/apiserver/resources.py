@@ -117,7 +117,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         "deployments",
         "Deployment",
         short_names=("deploy",),
-        subresources=_STATUS,
+        subresources=frozenset({"status", "scale"}),
         generation=True,
     ),
     _t(
@@ -296,8 +296,8 @@ class Registry:
                 entry["shortNames"] = list(t.short_names)
             resources.append(entry)
             for sub in sorted(t.subresources):
-                sub_kind = {"token": "TokenRequest"}.get(sub, t.kind)
-                sub_group = {"token": "authentication.k8s.io"}.get(sub)
+                sub_kind = {"token": "TokenRequest", "scale": "Scale"}.get(sub, t.kind)
+                sub_group = {"token": "authentication.k8s.io", "scale": "autoscaling"}.get(sub)
                 sub_entry: Obj = {
                     "name": f"{t.plural}/{sub}",
                     "singularName": "",

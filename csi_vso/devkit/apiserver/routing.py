@@ -67,3 +67,16 @@ def route(path: str, registry: Registry) -> Route:
     if sub is not None and sub not in rt.subresources:
         return NONE
     return Route("object", group, version, rt, namespace, name, sub)
+
+
+def under_served_version(path: str, registry: Registry) -> bool:
+    """Whether ``path`` lies under a served group version (``/api/v1/...``, ``/apis/g/v/...``).
+
+    The real server answers unknown paths there with a ``Status``; elsewhere in plain text.
+    """
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    if parts[:2] == ["api", "v1"]:
+        return True
+    if len(parts) >= 3 and parts[0] == "apis":
+        return parts[2] in registry.group_versions().get(parts[1], [])
+    return False

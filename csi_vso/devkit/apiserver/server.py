@@ -23,7 +23,7 @@ import yaml
 
 from csi_vso.devkit.apiserver import bootstrap, reviews
 from csi_vso.devkit.apiserver.auth import ADMIN, Authenticator
-from csi_vso.devkit.apiserver.controllers import Controllers
+from csi_vso.devkit.apiserver.controllers import DEFAULT_GC_DELAY, DEFAULT_NAMESPACE_DELAY, Controllers
 from csi_vso.devkit.apiserver.handler import Handler
 from csi_vso.devkit.apiserver.operations import Operations
 from csi_vso.devkit.apiserver.rbac import User
@@ -31,6 +31,8 @@ from csi_vso.devkit.apiserver.rbacindex import StorePolicy
 from csi_vso.devkit.apiserver.resources import Registry, ResourceType
 from csi_vso.devkit.apiserver.store import Store
 from csi_vso.devkit.apiserver.tls import ServingCert, generate
+from csi_vso.devkit.apiserver.token_cache import DEFAULT_TTL as DEFAULT_TOKEN_CACHE_TTL
+from csi_vso.devkit.apiserver.token_cache import TokenCache
 from csi_vso.devkit.apiserver.tokens import BoundObject, TokenIssuer
 
 Obj = dict[str, Any]
@@ -50,14 +52,18 @@ class App:
         tokens: Mapping[str, User],
         issuer: str,
         root_ca_pem: str,
+        gc_delay: float = DEFAULT_GC_DELAY,
+        namespace_delay: float = DEFAULT_NAMESPACE_DELAY,
+        token_cache_ttl: float = DEFAULT_TOKEN_CACHE_TTL,
     ) -> None:
         self.store = Store(window=watch_window)
         self.policy = StorePolicy(self.store)  # indexes RBAC bindings from the first write on
         self.registry = Registry.with_builtins()
         self.ops = Operations(self.store, self.registry, root_ca_pem=root_ca_pem)
-        self.controllers = Controllers(self.ops)
+        self.controllers = Controllers(self.ops, gc_delay=gc_delay, namespace_delay=namespace_delay)
         self.issuer = TokenIssuer(issuer)
         self.auth = Authenticator(self.store, self.issuer, tokens)
+        self.token_cache = TokenCache(token_cache_ttl)
         self.bookmark_interval = bookmark_interval
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
@@ -95,7 +101,11 @@ class App:
 
     def review(self, rt: ResourceType, namespace: str, body: Any, user: User) -> Obj:
         if rt.plural == "tokenreviews":
-            return self.auth.token_review(body)
+            review = self.auth.token_review(body)
+            spec = review["spec"]
+            audiences = list(spec.get("audiences") or self.auth.api_audiences)
+            review["status"] = self.token_cache.remember(spec.get("token", ""), audiences, review["status"])
+            return review
         if rt.plural == "selfsubjectreviews":
             return self.auth.self_subject_review(user)
         if rt.plural == "selfsubjectaccessreviews":
@@ -116,9 +126,12 @@ class APIServer:
         tokens: Mapping[str, User] | None = None,
         admin_token: str | None = None,
         watch_window: int = 25_000,
-        bookmark_interval: float = 10.0,
+        bookmark_interval: float = 60.0,
         issuer: str = DEFAULT_ISSUER,
         tls: bool = False,
+        gc_delay: float = DEFAULT_GC_DELAY,
+        namespace_delay: float = DEFAULT_NAMESPACE_DELAY,
+        token_cache_ttl: float = DEFAULT_TOKEN_CACHE_TTL,
     ) -> None:
         self.admin_token = admin_token or secrets.token_urlsafe(24)
         static = {self.admin_token: ADMIN, **(tokens or {})}
@@ -131,6 +144,9 @@ class APIServer:
             tokens=static,
             issuer=issuer,
             root_ca_pem=self.ca.ca_pem.decode(),
+            gc_delay=gc_delay,
+            namespace_delay=namespace_delay,
+            token_cache_ttl=token_cache_ttl,
         )
         self._host = host
         self._port = port

@@ -28,6 +28,7 @@ Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (storage key, namespace, name)
 
 ADDED, MODIFIED, DELETED, BOOKMARK = "ADDED", "MODIFIED", "DELETED", "BOOKMARK"
+INITIAL_EVENTS_END = "INITIAL_EVENTS_END"  # queue item: the bookmark that ends sendInitialEvents
 
 
 def encode(obj: Any) -> bytes:
@@ -52,6 +53,15 @@ class Stored:
     def labels(self) -> dict[str, str] | None:
         labels: dict[str, str] | None = self.obj["metadata"].get("labels")
         return labels
+
+    def raw_list_item(self) -> bytes:
+        """JSON of the object as an item of a built-in kind's list: without ``kind`` and
+        ``apiVersion``, which the real server leaves out there (the list carries them)."""
+        cached = self._raw.get("")
+        if cached is None:
+            cached = encode({k: v for k, v in self.obj.items() if k not in ("kind", "apiVersion")})
+            self._raw[""] = cached
+        return cached
 
     def raw(self, api_version: str | None = None) -> bytes:
         """JSON of the object, served as ``api_version`` (CRD versions share storage)."""
@@ -169,6 +179,32 @@ class Store:
                 out.extend(s for _, s in sorted(by_ns[ns].items()))
             return out, self.rv
 
+    def snapshot(self, storage: str, namespace: str | None, rv: int) -> list[Stored]:
+        """Objects of one storage as they were at version ``rv`` (sorted like ``list_objects``).
+
+        Rebuilt from the current state by undoing the logged events after ``rv``, as etcd
+        reads at a revision. Raises :class:`Expired` once ``rv`` has left the event window.
+        """
+        with self.lock:
+            if rv < self._compacted_rv:
+                raise Expired(rv, self._compacted_rv)
+            state: dict[tuple[str, str], Stored] = {}
+            by_ns = self._data.get(storage, {})
+            for ns in [namespace] if namespace is not None else list(by_ns):
+                for name, stored in by_ns.get(ns, {}).items():
+                    state[(ns, name)] = stored
+            start = bisect.bisect_right(self._log_rvs, rv, lo=self._log_start)
+            for i in range(len(self._log) - 1, start - 1, -1):
+                event = self._log[i]
+                if event.storage != storage or (namespace is not None and event.namespace != namespace):
+                    continue
+                key = (event.namespace, event.new.meta["name"])
+                if event.type == ADDED:
+                    state.pop(key, None)
+                elif event.old is not None:
+                    state[key] = event.old
+            return [state[k] for k in sorted(state)]
+
     def namespaces_used(self, namespace: str) -> list[str]:
         """Storage keys that hold at least one object in ``namespace``."""
         with self.lock:
@@ -273,10 +309,12 @@ class Store:
 
     # ----------------------------------------------------------------- watch
 
-    def watch(self, flt: WatchFilter, since: int | None) -> Watcher:
+    def watch(self, flt: WatchFilter, since: int | None, initial_end: bool = False) -> Watcher:
         """Register a watcher; queue the initial state (``since`` None) or the events after ``since``.
 
-        Raises :class:`Expired` when events after ``since`` were already compacted.
+        With ``initial_end`` the initial state is followed by an :data:`INITIAL_EVENTS_END`
+        item at the version it was read at (``sendInitialEvents``). Raises :class:`Expired`
+        when events after ``since`` were already compacted.
         """
         with self.lock:
             watcher = Watcher(flt)
@@ -285,6 +323,8 @@ class Store:
                 for stored in objects:
                     if flt.matches(stored):
                         watcher.queue.put((ADDED, stored))
+                if initial_end:
+                    watcher.queue.put((INITIAL_EVENTS_END, self.rv))
             else:
                 if since < self._compacted_rv:
                     oldest = (

@@ -110,7 +110,8 @@ class TokenIssuer:
             "nbf": iat,
             "sub": f"system:serviceaccount:{namespace}:{service_account}",
         }
-        token = jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
+        # The real server's header is {"alg", "kid"} only: no "typ" (PyJWT adds one unless told not to).
+        token = jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid, "typ": None})
         return token, exp
 
     def verify(self, token: str) -> Claims:

@@ -14,7 +14,7 @@ import binascii
 import re
 from typing import Any
 
-from csi_vso.devkit.apiserver import errors, rbacvalidation
+from csi_vso.devkit.apiserver import deployments, errors, rbacvalidation
 from csi_vso.devkit.apiserver.errors import FieldError
 from csi_vso.devkit.apiserver.resources import ResourceType
 from csi_vso.devkit.apiserver.selectors import label_key_problems, label_value_problems
@@ -147,35 +147,45 @@ def _config_keys(field: str, data: Obj | None) -> list[FieldError]:
     return out
 
 
+def _immutable_problems(obj: Obj, old: Obj | None, fields: tuple[str, ...]) -> list[FieldError]:
+    """Update checks of an object with ``immutable: true``, in the real server's order."""
+    if old is None or not old.get("immutable"):
+        return []
+    out: list[FieldError] = []
+    if not obj.get("immutable"):
+        out.append(errors.forbidden("immutable", "field is immutable when `immutable` is set"))
+    for field in fields:
+        if (old.get(field) or None) != (obj.get(field) or None):
+            out.append(errors.forbidden(field, "field is immutable when `immutable` is set"))
+    return out
+
+
 def validate_secret(obj: Obj, old: Obj | None) -> list[FieldError]:
+    # Update checks first, then the checks of any Secret (ValidateSecretUpdate's order).
+    kind = obj.get("type", "Opaque")
+    out: list[FieldError] = []
+    if old is not None and old.get("type", "Opaque") != kind:
+        out.append(errors.invalid_value("type", kind, "field is immutable"))
+    out += _immutable_problems(obj, old, ("data",))
     data = obj.get("data") or {}
-    out = _config_keys("data", data)
+    out += _config_keys("data", data)
     size = sum(len(base64.b64decode(v)) for v in data.values())
     if size > MAX_SECRET_BYTES:
         out.append(FieldError("FieldValueTooLong", "data", f"must have at most {MAX_SECRET_BYTES} bytes"))
-    kind = obj.get("type", "Opaque")
     if kind == "kubernetes.io/tls":
         out += [errors.required(f"data[{k}]") for k in ("tls.crt", "tls.key") if k not in data]
     elif kind == "kubernetes.io/dockerconfigjson" and ".dockerconfigjson" not in data:
         out.append(errors.required("data[.dockerconfigjson]"))
-    elif kind == "kubernetes.io/basic-auth" and not data.get("username") and not data.get("password"):
-        out.append(errors.required("data[username]"))
-    if old is not None:
-        if old.get("type", "Opaque") != kind:
-            out.append(errors.invalid_value("type", kind, "field is immutable"))
-        if old.get("immutable") and (old.get("data") != obj.get("data") or not obj.get("immutable")):
-            out.append(errors.forbidden("data", "field is immutable when `immutable` is set"))
+    elif kind == "kubernetes.io/basic-auth" and "username" not in data and "password" not in data:
+        # Either key may be empty, but one of them must be present.
+        out += [errors.required("data[username]"), errors.required("data[password]")]
     return out
 
 
 def validate_configmap(obj: Obj, old: Obj | None) -> list[FieldError]:
     decode_base64_map("ConfigMap", obj.get("binaryData"))
-    out = _config_keys("data", obj.get("data")) + _config_keys("binaryData", obj.get("binaryData"))
-    if old is not None and old.get("immutable"):
-        same = old.get("data") == obj.get("data") and old.get("binaryData") == obj.get("binaryData")
-        if not same or not obj.get("immutable"):
-            out.append(errors.forbidden("data", "field is immutable when `immutable` is set"))
-    return out
+    out = _immutable_problems(obj, old, ("data", "binaryData"))
+    return out + _config_keys("data", obj.get("data")) + _config_keys("binaryData", obj.get("binaryData"))
 
 
 # Pod spec fields an update may change (everything else is immutable once created).
@@ -284,7 +294,8 @@ def validate_kind(rt: ResourceType, obj: Obj, old: Obj | None) -> list[FieldErro
     if rt.group == "" and rt.plural == "pods":
         return validate_pod(obj) + (validate_pod_update(obj, old) if old is not None else [])
     if rt.group == "apps":
-        return validate_workload(obj, old)
+        problems = validate_workload(obj, old)
+        return problems + deployments.validate(obj) if rt.plural == "deployments" else problems
     if rt.group == "apiextensions.k8s.io":
         return validate_crd(obj)
     if rt.group == rbacvalidation.GROUP:

@@ -38,6 +38,9 @@ token each time. Exceptions it raises become ``VaultUnavailable`` unless they al
     revoke_lease(lease_id, namespace=None) -> None                  # sys/leases/revoke
     lookup_lease(lease_id, namespace=None) -> LeaseInfo(.ttl, .renewable, .expire_time, ...)
     lookup_token_ttl(accessor) -> seconds left (auth/token/lookup-accessor; VaultNotFound: gone)
+    issue_certificate(path, params, mount=, namespace=None) -> IssuedCertificate(.data, .serial_number,
+        .expiration, .warnings)                                     # <mount>/issue/<role> (PKI)
+    revoke_certificate(mount, serial_number, namespace=None) -> None  # <mount>/revoke
     login_count, token_state(), token_accessor
 
 ``SessionCache(on_relogin=callback)``: called when a session replaces its token (expiry, max

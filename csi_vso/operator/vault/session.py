@@ -47,6 +47,7 @@ from csi_vso.operator.vault.model import (
     parse_mount,
     parse_token,
 )
+from csi_vso.operator.vault.pki import IssuedCertificate, parse_issued
 from csi_vso.operator.vault.settings import AuthSettings, ConnectionSettings
 from csi_vso.operator.vault.transport import Transport
 
@@ -351,3 +352,19 @@ class VaultSession:
         # No re-login on 403 (see lookup_token_ttl): a policy without sys/leases/lookup is common.
         body = self._call(context, "PUT", json={"lease_id": lease_id}, relogin_on_denied=False)
         return parse_lease_lookup(body, context=context)
+
+    # -- PKI ------------------------------------------------------------------------------------
+
+    def issue_certificate(
+        self, path: str, params: Mapping[str, Any], *, mount: str, namespace: str | None = None
+    ) -> IssuedCertificate:
+        """``<mount>/issue/<role>`` (or ``.../issuer/<ref>/issue/<role>``): a new certificate and key."""
+        context = self._context("pki_issue", path, mount=mount, namespace=self._namespace(namespace))
+        return parse_issued(self._call(context, "PUT", json=params), context=context)
+
+    def revoke_certificate(self, mount: str, serial_number: str, *, namespace: str | None = None) -> None:
+        """``<mount>/revoke``: the certificate goes on the CRL (and ``cert/<serial>`` shows it)."""
+        context = self._context(
+            "pki_revoke", _join(mount, "revoke"), mount=mount, namespace=self._namespace(namespace)
+        )
+        self._call(context, "PUT", json={"serial_number": serial_number})

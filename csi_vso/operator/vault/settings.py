@@ -30,6 +30,11 @@ DEFAULT_MOUNTS: Mapping[str, str] = MappingProxyType(
     {"kubernetes": "kubernetes", "jwt": "jwt", "appRole": "approle"}
 )
 
+# Lifetime of a service-account token the operator mints for a login: VSO's default (600 s) is
+# the minimum; the maximum bounds what a token handed to a hostile Vault address is worth.
+MIN_TOKEN_EXPIRATION = 600
+MAX_TOKEN_EXPIRATION = 3600
+
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
@@ -104,9 +109,10 @@ class AuthSettings:
                 found.append("appRole login needs a role id")
             if not self.app_role_secret_id:
                 found.append("appRole login needs a secret id")
-        if self.token_expiration_seconds < 600:
+        if not MIN_TOKEN_EXPIRATION <= self.token_expiration_seconds <= MAX_TOKEN_EXPIRATION:
             found.append(
-                f"token expiration must be at least 600 seconds, got {self.token_expiration_seconds}"
+                f"token expiration must be {MIN_TOKEN_EXPIRATION} to {MAX_TOKEN_EXPIRATION} seconds, "
+                f"got {self.token_expiration_seconds}"
             )
         return found
 

@@ -33,7 +33,7 @@ CTX = RequestContext(operation="read_kv", address="https://vault:8200", path="kv
         ({"method": "ldap"}, "auth method 'ldap' is not one of kubernetes, jwt, appRole"),
         (
             {"method": "kubernetes", "role": "r", "token_expiration_seconds": 599},
-            "token expiration must be at least 600 seconds, got 599",
+            "token expiration must be 600 to 3600 seconds, got 599",
         ),
     ],
 )
