@@ -68,14 +68,16 @@ def install_crds(api_client: client.ApiClient) -> None:
     time.sleep(0.5)
 
 
-def configure_openbao(bao: OpenBaoDevServer, kubeconfig: Path, count: int) -> None:
+def configure_openbao(
+    bao: OpenBaoDevServer, kubeconfig: Path, count: int, namespaces: tuple[str, ...] = (NAMESPACE,)
+) -> None:
     root = bao.client()
     root.sys.create_or_update_policy(name="bench", policy='path "kv/*" { capabilities = ["read"] }')
     configure_kubernetes_auth(root, kubeconfig=kubeconfig)
     root.write(
         "auth/kubernetes/role/bench",
         bound_service_account_names=["bench"],
-        bound_service_account_namespaces=[NAMESPACE],
+        bound_service_account_namespaces=list(namespaces),
         token_policies=["bench"],
         token_ttl="1h",
     )

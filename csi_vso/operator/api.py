@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
+from csi_vso.operator.transform.spec import Transformation, parse_transformation
 from csi_vso.operator.vault.settings import DEFAULT_MOUNTS
 
 GROUP = "secrets.hashicorp.com"
@@ -27,6 +28,8 @@ STATIC_KINDS = ("VaultStaticSecret", "VaultSecret")
 DYNAMIC_KIND = "VaultDynamicSecret"
 AUTH_KIND = "VaultAuth"
 CONNECTION_KIND = "VaultConnection"
+AUTH_GLOBAL_KIND = "VaultAuthGlobal"
+TRANSFORMATION_KIND = "SecretTransformation"
 
 PLURALS = {
     "VaultConnection": "vaultconnections",
@@ -34,6 +37,8 @@ PLURALS = {
     "VaultStaticSecret": "vaultstaticsecrets",
     "VaultSecret": "vaultsecrets",
     "VaultDynamicSecret": "vaultdynamicsecrets",
+    "VaultAuthGlobal": "vaultauthglobals",
+    "SecretTransformation": "secrettransformations",
 }
 
 AUTH_METHODS = ("kubernetes", "jwt", "appRole")
@@ -119,6 +124,7 @@ class Destination:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     type: str | None = None
+    transformation: Transformation | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,7 @@ class ConnectionSpec:
     ca_cert_secret: str | None
     skip_tls_verify: bool
     timeout: float
+    ca_cert_path: str | None = None  # a PEM file on the operator's filesystem (VSO's caCertPath)
 
 
 @dataclass(frozen=True)
@@ -331,6 +338,9 @@ def _destination(reader: _Reader) -> Destination | None:
     secret_type = d.string("type")
     if secret_type is not None and not _SECRET_TYPE.match(secret_type):
         d.problems.append(f"destination.type {secret_type!r} is not a Secret type")
+    transformation = parse_transformation(
+        d.data.get("transformation"), "destination.transformation", d.problems
+    )
     return Destination(
         name=name or "",
         create=d.boolean("create", False),
@@ -338,6 +348,7 @@ def _destination(reader: _Reader) -> Destination | None:
         labels=d.string_map("labels"),
         annotations=d.string_map("annotations"),
         type=secret_type,
+        transformation=transformation,
     )
 
 
@@ -501,6 +512,11 @@ def parse_connection(obj: Mapping[str, Any]) -> ConnectionSpec:
     alias = spec.string("tlsSecretRef")
     if ca and alias and ca != alias:
         problems.append("caCertSecretRef and tlsSecretRef name different Secrets; set one")
+    ca_path = spec.string("caCertPath")
+    if ca_path and (ca or alias):
+        problems.append("caCertPath and caCertSecretRef are mutually exclusive; set one")
+    if ca_path and not ca_path.startswith("/"):
+        problems.append(f"caCertPath {ca_path!r} must be an absolute path")
     timeout = spec.duration("timeout")
     headers = spec.string_map("headers")
     server_name = spec.string("tlsServerName")
@@ -515,6 +531,7 @@ def parse_connection(obj: Mapping[str, Any]) -> ConnectionSpec:
         ca_cert_secret=ca or alias,
         skip_tls_verify=skip,
         timeout=timeout or DEFAULT_TIMEOUT,
+        ca_cert_path=ca_path,
     )
 
 

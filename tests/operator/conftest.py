@@ -245,6 +245,7 @@ def operator(kube: Kube, crds: None, namespace: str) -> Iterator[OperatorFactory
             backoff_cap=overrides.pop("backoff_cap", 4.0),
             rollout_debounce=overrides.pop("rollout_debounce", 0.5),
             settings_refresh=overrides.pop("settings_refresh", 60.0),
+            exclude_raw=overrides.pop("exclude_raw", False),
         )
         key = overrides.pop("hmac_key", None) or secrets.token_bytes(32)
         controller = Controller(kube.api_client(), settings, hmac_key=key, **overrides)
