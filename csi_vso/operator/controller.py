@@ -162,7 +162,7 @@ class Controller:
         self.dynamic = DynamicReconciler(self.rt)
         self._uid_to_key: dict[str, Key] = {}
         self._transformation_refs: ReferenceIndex[Key, gather.RefKey] = ReferenceIndex()
-        self._signatures: dict[Key, tuple[int, bool]] = {}
+        self._signatures: dict[Key, tuple[int, bool, str]] = {}
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
         self._stopped = threading.Event()
@@ -225,7 +225,11 @@ class Controller:
             # Only spec changes (generation) and deletion start a reconcile: our own status
             # patches and finalizer edits come back as MODIFIED too, and reacting to them would
             # turn every failure into a hot loop that bypasses the backoff.
-            signature = (generation_of(obj), bool(metadata.get("deletionTimestamp")))
+            signature = (
+                generation_of(obj),
+                bool(metadata.get("deletionTimestamp")),
+                self._template_inputs(kind, obj),
+            )
             with self._lock:
                 self._uid_to_key[uid] = key
                 changed = self._signatures.get(key) != signature
@@ -239,6 +243,27 @@ class Controller:
                 self._requeue_referrers(key)
 
         return handle
+
+    @staticmethod
+    def _template_inputs(kind: str, obj: dict[str, Any]) -> str:
+        """The annotations and labels a secret's templates read (VSO passes the CR's own).
+
+        Editing them does not bump the generation, yet changes the rendered data: for a secret
+        with a transformation they are part of the watch signature, so the edit re-renders it.
+        """
+        if kind not in SECRET_KINDS:
+            return ""
+        spec = obj.get("spec")
+        destination = spec.get("destination") if isinstance(spec, dict) else None
+        if not isinstance(destination, dict) or destination.get("transformation") is None:
+            return ""
+        metadata = obj.get("metadata") or {}
+        return repr(
+            (
+                sorted((metadata.get("annotations") or {}).items()),
+                sorted((metadata.get("labels") or {}).items()),
+            )
+        )
 
     def _index_transformation_refs(self, key: Key, obj: dict[str, Any], *, deleted: bool) -> None:
         """Record which SecretTransformations this secret references (for :meth:`_requeue_referrers`)."""

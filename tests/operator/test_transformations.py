@@ -321,3 +321,37 @@ def test_a_templated_key_is_mounted_as_a_file_and_rewritten_in_place(
         assert os.readlink(target / DATA_LINK) != first_generation  # swapped in place, same volume
     finally:
         provider.stop()
+
+
+def test_editing_the_annotations_templates_read_re_renders(
+    openbao: OpenBaoDevServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    kv_mount: str,
+    operator: OperatorFactory,
+) -> None:
+    """``.Annotations`` are the custom resource's: editing them (no generation bump) re-renders."""
+    ns = k8s_vault.namespace
+    root = openbao.client()
+    root.secrets.kv.v2.create_or_update_secret(mount_point=kv_mount, path="app", secret={"user": "app"})
+    operator()
+    obj = static_secret(ns, "f", mount=kv_mount, path="app", destination="f", type="kv-v2")
+    obj["metadata"]["annotations"] = {"myapp/host": "one.example"}
+    obj["spec"]["destination"]["transformation"] = {
+        "templates": {"url": {"text": '{{ .Secrets.user }}@{{ get .Annotations "myapp/host" }}'}},
+        "excludeRaw": True,
+    }
+    cluster.apply(obj)
+    assert wait_for(lambda: cluster.secret_data(ns, "f"), what="f") == {
+        "url": "app@one.example",
+        "user": "app",
+    }
+    cluster.custom.patch_namespaced_custom_object(
+        api.GROUP,
+        api.VERSION,
+        ns,
+        "vaultstaticsecrets",
+        "f",
+        {"metadata": {"annotations": {"myapp/host": "two.example"}}},
+    )
+    wait_for(lambda: (cluster.secret_data(ns, "f") or {}).get("url") == "app@two.example", what="re-rendered")
