@@ -20,7 +20,13 @@ from csi_vso.operator import api
 from csi_vso.provider.atomic_writer import DATA_LINK
 from tests.fixtures.kube import Kube
 from tests.operator.conftest import Cluster, OperatorFactory, VaultAuthSetup, static_secret, wait_for
-from tests.operator.test_dynamic import can_log_in, database, db_role  # noqa: F401  (fixture)
+from tests.operator.test_dynamic import (  # noqa: F401  (database: a fixture)
+    can_log_in,
+    database,
+    db_role,
+    dynamic_secret,
+    lease_status,
+)
 from tests.provider.driver_support import Cluster as DriverCluster
 from tests.provider.driver_support import DriverClient, mount_request
 from tests.provider.provider_process import ProviderProcess
@@ -355,3 +361,54 @@ def test_editing_the_annotations_templates_read_re_renders(
         {"metadata": {"annotations": {"myapp/host": "two.example"}}},
     )
     wait_for(lambda: (cluster.secret_data(ns, "f") or {}).get("url") == "app@two.example", what="re-rendered")
+
+
+def test_a_dynamic_secret_is_re_rendered_without_new_credentials(
+    openbao: OpenBaoDevServer,
+    postgres: PostgresServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    database: str,  # noqa: F811
+    operator: OperatorFactory,
+) -> None:
+    """A SecretTransformation edit re-renders a VaultDynamicSecret from its ``_raw`` copy (same
+    lease, same credentials); with ``excludeRaw`` there is no copy, so new credentials are issued."""
+    ns = k8s_vault.namespace
+    db_role(openbao, database, "app", "10m", "1h")
+    cluster.apply(
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": "SecretTransformation",
+            "metadata": {"name": "dsn", "namespace": ns},
+            "spec": {"templates": {"dsn": {"text": "{{ .Secrets.username }}@one"}}},
+        }
+    )
+    operator()
+    for name, exclude_raw in (("keep", False), ("fresh", True)):
+        obj = dynamic_secret(ns, name, mount=database, path="creds/app", destination=name)
+        obj["spec"]["destination"]["transformation"] = {
+            "transformationRefs": [{"name": "dsn"}],
+            "excludeRaw": exclude_raw,
+        }
+        cluster.apply(obj)
+    first = {n: wait_for(lambda n=n: cluster.secret_data(ns, n), what=n) for n in ("keep", "fresh")}
+    leases = {n: wait_for(lambda n=n: lease_status(cluster, ns, n).get("id"), what="lease") for n in first}
+    assert first["keep"]["dsn"] == first["keep"]["username"] + "@one" and "_raw" in first["keep"]
+    assert "_raw" not in first["fresh"]
+
+    cluster.patch_spec(
+        "SecretTransformation", ns, "dsn", {"templates": {"dsn": {"text": "{{ .Secrets.username }}@two"}}}
+    )
+    for n in first:
+        wait_for(
+            lambda n=n: (cluster.secret_data(ns, n) or {}).get("dsn", "").endswith("@two"),
+            what=f"{n} re-rendered",
+        )
+    keep = cluster.secret_data(ns, "keep") or {}
+    assert {k: v for k, v in keep.items() if k != "dsn"} == {
+        k: v for k, v in first["keep"].items() if k != "dsn"
+    }
+    assert lease_status(cluster, ns, "keep")["id"] == leases["keep"]
+    fresh = cluster.secret_data(ns, "fresh") or {}
+    assert fresh["username"] != first["fresh"]["username"] and fresh["dsn"] == fresh["username"] + "@two"
+    assert can_log_in(postgres, {"username": keep["username"], "password": keep["password"]})
