@@ -219,6 +219,8 @@ class Controller:
                 if kind in REF_KINDS:
                     self.rt.sessions.forget(uid)
                     self._requeue_all_secrets()
+                if kind == api.AUTH_GLOBAL_KIND:
+                    self._requeue_kind("VaultAuth")  # their status depends on it
                 if kind == TRANSFORMATION_KIND:
                     self._requeue_referrers(key)
                 return
@@ -239,6 +241,8 @@ class Controller:
             self.queue.add(key)
             if kind in REF_KINDS:
                 self._requeue_all_secrets()
+            if kind == api.AUTH_GLOBAL_KIND:
+                self._requeue_kind("VaultAuth")
             if kind == TRANSFORMATION_KIND:
                 self._requeue_referrers(key)
 

@@ -61,9 +61,20 @@ def test_documented_vault_auth_global_example_logs_in(
 ) -> None:
     inner, mount = example_ns
     inner.secrets.kv.v2.create_or_update_secret(mount_point=mount, path="app", secret={"greeting": "hello"})
-    for obj in documented("vso_vaultauthglobal.yaml", namespace):
-        cluster.apply(obj)
+    global_obj, auth = documented("vso_vaultauthglobal.yaml", namespace)
+    cluster.apply(auth)
     operator()
+    # Before its global exists the VaultAuth says so; the global's arrival heals it.
+    missing = wait_for(
+        lambda: (
+            (c := cluster.condition("VaultAuth", namespace, "vault-auth", "Ready"))
+            and c["status"] == "False"
+            and c
+        )
+    )
+    assert missing["reason"] == "VaultAuthGlobalNotFound"
+    assert f"VaultAuthGlobal {namespace}/vault-auth-global not found" in missing["message"]
+    cluster.apply(global_obj)
     # No namespace on the secret: it is read in the VaultAuth's Vault namespace, example-ns,
     # which only the merged VaultAuth knows (it comes from the global's kubernetes block).
     cluster.apply(
@@ -74,10 +85,12 @@ def test_documented_vault_auth_global_example_logs_in(
     assert wait_for(lambda: cluster.secret_data(namespace, "s"), what="synced through the global") == {
         "greeting": "hello"
     }
-    auth_ready = wait_for(
-        lambda: (c := cluster.condition("VaultAuth", namespace, "vault-auth", "Ready")) and c
+    assert wait_for(
+        lambda: (
+            (c := cluster.condition("VaultAuth", namespace, "vault-auth", "Ready")) and c["status"] == "True"
+        ),
+        what="the VaultAuth healed by its global's arrival",
     )
-    assert auth_ready["status"] == "True"
     assert (
         wait_for(
             lambda: (c := cluster.condition("VaultAuthGlobal", namespace, "vault-auth-global", "Ready")) and c
