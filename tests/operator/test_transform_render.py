@@ -72,6 +72,8 @@ def test_templates_win_over_source_keys_and_exclude_raw_drops_raw() -> None:
         (plan({"k": "{{ .Secrets.password"}), SECRETS, "TemplateError", "template: ns/s/k:1:"),
         (plan({"k": "{{ index .Secrets.tags 5 }}"}), SECRETS, "TemplateError", "template: ns/s/k:1:"),
         (plan({}), {"bad/key": "v"}, "InvalidSecretData", "'bad/key'"),
+        # VSO's data is a struct: a misspelt field is an error, not "<no value>".
+        (plan({"k": "{{ .Secret.password }}"}), SECRETS, "TemplateError", "can't evaluate field Secret"),
         (plan({"big": '{{ repeat 600000 "ab" }}'}), SECRETS, None, None),
     ],
 )

@@ -65,6 +65,15 @@ def not_ready(cluster: Cluster, name: str, namespace: str, generation: int | Non
     return dict(wait_for(failing, what=f"{name} not ready"))
 
 
+def secret_transformation(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": "SecretTransformation",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
 def ready(cluster: Cluster, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     condition = cluster.condition(kind, namespace, name, "Ready")
     return condition if condition and condition["status"] == "True" else None
@@ -120,26 +129,20 @@ def test_raw_includes_excludes_and_live_edits(
     secret = {"username": "app", "password": "pw-0001", "host": "db.local", "port": 5432}
     root.secrets.kv.v2.create_or_update_secret(mount_point=kv_mount, path="app", secret=secret)
     cluster.apply(
-        {
-            "apiVersion": api.API_VERSION,
-            "kind": "SecretTransformation",
-            "metadata": {"name": "shared", "namespace": ns},
-            "spec": {
+        secret_transformation(
+            ns,
+            "shared",
+            {
                 "templates": {"dsn": {"text": '{{ template "userAt" . }}{{ .Secrets.host }}'}},
                 "sourceTemplates": [
                     {"name": "helpers", "text": '{{ define "userAt" }}{{ .Secrets.username }}@{{ end }}'}
                 ],
                 "excludes": ["^password$"],
             },
-        }
+        )
     )
     cluster.apply(
-        {
-            "apiVersion": api.API_VERSION,
-            "kind": "SecretTransformation",
-            "metadata": {"name": "other", "namespace": ns},
-            "spec": {"templates": {"other": {"text": "{{ .Secrets.port }}"}}},
-        }
+        secret_transformation(ns, "other", {"templates": {"other": {"text": "{{ .Secrets.port }}"}}})
     )
     operator()
 
@@ -244,12 +247,7 @@ def test_missing_reference_and_bad_inline_template_leave_the_destination_alone(
     assert cluster.secret(ns, "e-secret") is None
     # The reference appears: the secret is synced without any edit of its own.
     cluster.apply(
-        {
-            "apiVersion": api.API_VERSION,
-            "kind": "SecretTransformation",
-            "metadata": {"name": "later", "namespace": ns},
-            "spec": {"templates": {"len": {"text": "{{ len .Secrets.password }}"}}},
-        }
+        secret_transformation(ns, "later", {"templates": {"len": {"text": "{{ len .Secrets.password }}"}}})
     )
     data = wait_for(lambda: cluster.secret_data(ns, "e-secret"), what="e-secret")
     assert data["len"] == "12" and data["password"] == "pw-secret-77"
@@ -376,12 +374,7 @@ def test_a_dynamic_secret_is_re_rendered_without_new_credentials(
     ns = k8s_vault.namespace
     db_role(openbao, database, "app", "10m", "1h")
     cluster.apply(
-        {
-            "apiVersion": api.API_VERSION,
-            "kind": "SecretTransformation",
-            "metadata": {"name": "dsn", "namespace": ns},
-            "spec": {"templates": {"dsn": {"text": "{{ .Secrets.username }}@one"}}},
-        }
+        secret_transformation(ns, "dsn", {"templates": {"dsn": {"text": "{{ .Secrets.username }}@one"}}})
     )
     operator()
     for name, exclude_raw in (("keep", False), ("fresh", True)):

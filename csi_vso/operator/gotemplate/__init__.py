@@ -17,10 +17,13 @@ Module map:
 - ``values``: how Python data stands for Go values (see its table); ``gofmt``: Go's fmt
   (``%v``, ``printf`` verbs); ``gojson``: Go's encoding/json.
 - ``funcs``: declaring a function with its Go signature; ``builtins``: Go's predefined
-  functions; ``sprig_strings``, ``sprig_collections``, ``sprig_numbers``, ``sprig_misc``: the
-  Sprig functions of VSO's allow-list (``SPRIG_NOT_IMPLEMENTED`` names the ones left out).
+  functions; ``sprig_strings``, ``sprig_collections``, ``sprig_numbers``, ``sprig_misc``,
+  ``sprig_durations``, ``sprig_regex`` (on ``goregexp``: Go's regexp semantics on RE2, linear time): the Sprig
+  functions of VSO's allow-list (``SPRIG_NOT_IMPLEMENTED`` names the ones left out).
 
-Data: ``dict`` (Go map, ``.Key`` reads a key, a missing key prints ``<no value>`` as with Go's
+Data: :func:`secret_input` builds what VSO passes (a ``*helpers.SecretInput``: ``.Secrets``,
+``.Metadata``, ``.Annotations``, ``.Labels``, ``.WrapData``; a misspelt field is an error, as in
+VSO). Inside it: ``dict`` (Go map, ``.Key`` reads a key, a missing key prints ``<no value>`` as with Go's
 default ``missingkey``, which VSO keeps), ``list``, ``str``, ``int``, ``float``, ``bool``,
 ``None`` and ``bytes``. Strings that carry non-UTF-8 bytes (``b64dec`` of binary data) hold them
 as surrogate escapes: ``result.encode("utf-8", "surrogateescape")`` gives Go's exact bytes.
@@ -28,6 +31,7 @@ as surrogate escapes: ``result.encode("utf-8", "surrogateescape")`` gives Go's e
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from . import nodes
@@ -38,48 +42,20 @@ from .funcs import Func
 from .lexer import go_quote
 from .parser import parse
 from .sprig_collections import COLLECTION_FUNCS
+from .sprig_durations import DURATION_FUNCS
 from .sprig_misc import MISC_FUNCS
-from .sprig_numbers import NUMBER_FUNCS, SeqLimit
-from .sprig_strings import STRING_FUNCS, RepeatLimit
+from .sprig_numbers import NUMBER_FUNCS
+from .sprig_regex import REGEX_FUNCS
+from .sprig_strings import STRING_FUNCS
+from .values import Struct, StructField, secret_input
 
 # Sprig functions on VSO's allow-list that this engine does not provide (a template using one
-# fails to parse with Go's ``function "NAME" not defined``). Regular expressions are left out
-# on purpose: Go's RE2 runs in linear time, Python's ``re`` can backtrack exponentially on a
-# tenant's pattern. The rest are dates, random passwords/certificates and rarely used helpers.
-SPRIG_NOT_IMPLEMENTED = [
-    "abbrev",
-    "abbrevboth",
-    "ago",
-    "bcrypt",
-    "buildCustomCert",
-    "camelcase",
-    "duration",
-    "durationRound",
-    "htpasswd",
-    "kebabcase",
-    "mustRegexFind",
-    "mustRegexFindAll",
-    "mustRegexMatch",
-    "mustRegexReplaceAll",
-    "mustRegexReplaceAllLiteral",
-    "mustRegexSplit",
-    "mustToDate",
-    "regexFind",
-    "regexFindAll",
-    "regexMatch",
-    "regexQuoteMeta",
-    "regexReplaceAll",
-    "regexReplaceAllLiteral",
-    "regexSplit",
-    "semver",
-    "semverCompare",
-    "shuffle",
-    "snakecase",
-    "urlJoin",
-    "urlParse",
-    "wrap",
-    "wrapWith",
-]
+# fails to parse with Go's ``function "NAME" not defined``): dates (``ago`` reads the clock), semantic versions, random passwords and certificates, URL parsing, word wrapping
+# and the case converters whose word-splitting rules are xstrings' own.
+SPRIG_NOT_IMPLEMENTED = (
+    "ago bcrypt buildCustomCert camelcase htpasswd "
+    "kebabcase mustToDate semver semverCompare snakecase urlJoin urlParse wrap wrapWith"
+).split()
 
 
 def _must_variants() -> dict[str, Func]:
@@ -95,6 +71,8 @@ FUNCS: dict[str, Func] = {
     **COLLECTION_FUNCS,
     **NUMBER_FUNCS,
     **MISC_FUNCS,
+    **REGEX_FUNCS,
+    **DURATION_FUNCS,
     **_must_variants(),
 }
 
@@ -111,9 +89,12 @@ class TemplateSet:
         self.funcs = dict(funcs)
         self._trees: dict[str, nodes.Tree] = {}
         self._first = ""
+        self._frozen = False
 
     def parse(self, name: str, text: str) -> None:
         """Add template ``name`` (and its definitions); raises TemplateError."""
+        if self._frozen:
+            raise TypeError("this TemplateSet is shared (from parsed()); build a new one to add templates")
         trees = parse(name, text, self.funcs, self.limits)
         for tree_name, tree in trees.items():
             old = self._trees.get(tree_name)
@@ -130,13 +111,26 @@ class TemplateSet:
             raise TemplateError(
                 f"template: no template {go_quote(name)} associated with template {go_quote(self._first)}"
             )
-        SeqLimit.max_items = self.limits.max_list
-        RepeatLimit.max_chars = self.limits.max_output
         return execute(self._trees, self.funcs, tree, data, self.limits)
 
     def names(self) -> list[str]:
         """The defined template names, sorted."""
         return sorted(self._trees)
+
+
+@functools.lru_cache(maxsize=1024)
+def parsed(sources: tuple[tuple[str, str], ...], limits: Limits = DEFAULT_LIMITS) -> TemplateSet:
+    """A shared, read-only TemplateSet of ``(name, text)`` sources parsed in order, cached.
+
+    Parsing costs several times more than executing (bench/template_bench.py); an operator
+    renders the same templates on every sync, so it should parse each distinct set once.
+    Raises TemplateError like :meth:`TemplateSet.parse` (errors are not cached).
+    """
+    ts = TemplateSet(limits)
+    for name, text in sources:
+        ts.parse(name, text)
+    ts._frozen = True
+    return ts
 
 
 def _is_empty(tree: nodes.Tree) -> bool:
@@ -145,4 +139,14 @@ def _is_empty(tree: nodes.Tree) -> bool:
     return is_empty(tree.root)
 
 
-__all__ = ["FUNCS", "SPRIG_NOT_IMPLEMENTED", "Limits", "TemplateError", "TemplateSet"]
+__all__ = [
+    "FUNCS",
+    "SPRIG_NOT_IMPLEMENTED",
+    "Limits",
+    "Struct",
+    "StructField",
+    "TemplateError",
+    "TemplateSet",
+    "parsed",
+    "secret_input",
+]

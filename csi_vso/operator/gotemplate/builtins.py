@@ -43,17 +43,22 @@ def _not(arg: object) -> bool:
     return not truth(arg)
 
 
+def _indirect_type(item: object) -> str:
+    """The type after Go's indirect(): a pointer to a struct is reported as the struct."""
+    return type_name(item).removeprefix("*")
+
+
 @func(VALUE)
 def _len(item: object) -> int:
     if item is None:
         raise FuncError("len of nil pointer")
-    if item is MISSING:
-        raise FuncError("len of untyped nil")
+    if item is MISSING:  # Go's len asks the zero reflect.Value for its type and panics
+        raise FuncError("reflect: call of reflect.Value.Type on zero Value")
     if isinstance(item, str):
         return len(go_bytes(item))
     if isinstance(item, list | tuple | dict | bytes | bytearray):
         return len(item)
-    raise FuncError(f"len of type {type_name(item)}")
+    raise FuncError(f"len of type {_indirect_type(item)}")
 
 
 def _index_arg(index: object, size: int) -> int:
@@ -68,7 +73,7 @@ def _index_arg(index: object, size: int) -> int:
 
 @func(VALUE, variadic=VALUE)
 def _index(item: object, *indexes: object) -> object:
-    if item is MISSING:
+    if item is MISSING or item is None:
         raise FuncError("index of untyped nil")
     for index in indexes:
         if item is None:
@@ -91,7 +96,7 @@ def _index(item: object, *indexes: object) -> object:
                 raise FuncError(f"value has type {type_name(index)}; should be string")
             item = item[index] if index in item else zero_of_elem(item)
         else:
-            raise FuncError(f"can't index item of type {type_name(item)}")
+            raise FuncError(f"can't index item of type {_indirect_type(item)}")
     return item
 
 

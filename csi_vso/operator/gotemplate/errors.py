@@ -11,6 +11,7 @@ Nothing from the *data* (secret values) is put in a message: where Go would prin
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 
@@ -38,3 +39,8 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+# The limits of the execution running in this thread/context, for functions that must check a
+# size before building a value (``repeat``, ``until``): building it first would already be the
+# damage.
+CURRENT_LIMITS: ContextVar[Limits] = ContextVar("gotemplate_limits", default=DEFAULT_LIMITS)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from . import nodes as n
-from .errors import Limits, TemplateError
+from .errors import CURRENT_LIMITS, Limits, TemplateError
 from .funcs import ANY, BOOL, FLOAT, INT, MAP, STRING, VALUE, Func, FuncError
 from .gofmt import go_sprint_value
 from .lexer import go_quote
-from .values import MISSING, Int64, StrMap, go_bytes, truth, type_name
+from .values import MISSING, Int64, IntList, StrList, StrMap, Struct, go_bytes, truth, type_name
 
 
 class _NoFinal:
@@ -22,7 +22,8 @@ class _NoFinal:
 
 
 NO_FINAL = _NoFinal()
-_LOOP_TYPES = (list, tuple, dict, bytes, bytearray)
+_MAX_CONTEXT = 200
+_TAKES_STRING_LITERAL = frozenset({STRING, ANY, VALUE, None})
 
 
 class _Break(Exception):
@@ -43,7 +44,9 @@ class State:
         self.funcs = funcs
         self.tree = tree
         self.limits = limits
-        self.vars: list[tuple[str, object]] = []
+        # (name, value, boxed): boxed values came out of a []interface{} or map[string]interface{}
+        # unconverted (range elements), so Go names their type "interface {}" in errors.
+        self.vars: list[tuple[str, object, bool]] = []
         self.node: n.Node | None = None
         self.out: list[str] = []
         self.out_size = 0
@@ -61,7 +64,10 @@ class State:
         if self.node is None:
             return TemplateError(f"template: {name}: {message}")
         location = self.tree.location(self.node)
-        return TemplateError(f"template: {location}: executing {go_quote(name)} at <{self.node}>: {message}")
+        context = str(self.node)
+        if len(context) > _MAX_CONTEXT:  # only our own limits can name a long text node
+            context = context[:_MAX_CONTEXT] + "..."
+        return TemplateError(f"template: {location}: executing {go_quote(name)} at <{context}>: {message}")
 
     def step(self) -> None:
         self.steps += 1
@@ -86,7 +92,7 @@ class State:
 
     # --- variables --------------------------------------------------------------------------
     def push(self, name: str, value: object) -> None:
-        self.vars.append((name, value))
+        self.vars.append((name, value, False))
 
     def mark(self) -> int:
         return len(self.vars)
@@ -94,36 +100,36 @@ class State:
     def pop(self, mark: int) -> None:
         del self.vars[mark:]
 
-    def set_var(self, name: str, value: object) -> None:
+    def set_var(self, name: str, value: object, boxed: bool = False) -> None:
         for i in range(len(self.vars) - 1, -1, -1):
             if self.vars[i][0] == name:
-                self.vars[i] = (name, value)
+                self.vars[i] = (name, value, boxed)
                 return
         raise self.errorf(f"undefined variable: {name}")
 
-    def set_top_var(self, n_from_top: int, value: object) -> None:
+    def set_top_var(self, n_from_top: int, value: object, boxed: bool = False) -> None:
         i = len(self.vars) - n_from_top
-        self.vars[i] = (self.vars[i][0], value)
+        self.vars[i] = (self.vars[i][0], value, boxed)
 
-    def var_value(self, name: str) -> object:
+    def var_entry(self, name: str) -> tuple[str, object, bool]:
         for i in range(len(self.vars) - 1, -1, -1):
             if self.vars[i][0] == name:
-                return self.vars[i][1]
+                return self.vars[i]
         raise self.errorf(f"undefined variable: {name}")
 
     # --- walking ------------------------------------------------------------------------------
     def walk(self, dot: object, node: n.Node) -> None:
         self.step()
-        self.at(node)
-        if isinstance(node, n.ListNode):
-            for child in node.nodes:
-                self.walk(dot, child)
-        elif isinstance(node, n.TextNode):
-            self.write(node.text)
-        elif isinstance(node, n.ActionNode):
+        self.node = node
+        if isinstance(node, n.ActionNode):
             value = self.eval_pipeline(dot, node.pipe)
             if not node.pipe.decl:
                 self.print_value(node, value)
+        elif isinstance(node, n.TextNode):
+            self.write(node.text)
+        elif isinstance(node, n.ListNode):
+            for child in node.nodes:
+                self.walk(dot, child)
         elif isinstance(node, n.IfNode | n.WithNode):
             self.walk_if_or_with(dot, node)
         elif isinstance(node, n.RangeNode):
@@ -141,6 +147,9 @@ class State:
 
     def print_value(self, node: n.Node, value: object) -> None:
         self.at(node)
+        room = self.limits.max_output - self.out_size
+        if not isinstance(value, str) and _payload(value, room) > room:  # measure before formatting
+            raise self.errorf(f"output exceeds the limit of {self.limits.max_output} bytes")
         self.write("<no value>" if value is MISSING else go_sprint_value(value))
 
     def walk_if_or_with(self, dot: object, node: n.IfNode | n.WithNode) -> None:
@@ -173,17 +182,20 @@ class State:
                 return
             mark = self.mark()
             decl = node.pipe.decl
-            boxed, self.dot_boxed = self.dot_boxed, not isinstance(value, int)
+            elems_boxed = isinstance(value, list | tuple | dict) and not isinstance(value, StrList | IntList | StrMap)
+            boxed, self.dot_boxed = self.dot_boxed, elems_boxed
             try:
                 for index, elem in pairs:
                     self.step()
                     if decl:
                         if node.pipe.is_assign:
-                            self.set_var(decl[0].ident[0], index if len(decl) > 1 else elem)
                             if len(decl) > 1:
-                                self.set_var(decl[1].ident[0], elem)
+                                self.set_var(decl[0].ident[0], index)
+                                self.set_var(decl[1].ident[0], elem, elems_boxed)
+                            else:
+                                self.set_var(decl[0].ident[0], elem, elems_boxed)
                         else:
-                            self.set_top_var(1, elem)
+                            self.set_top_var(1, elem, elems_boxed)
                             if len(decl) > 1:
                                 self.set_top_var(2, index)
                     try:
@@ -226,7 +238,7 @@ class State:
             raise self.errorf(f"exceeded maximum template depth ({self.limits.max_depth})")
         new_dot = self.eval_pipeline(dot, node.pipe) if node.pipe is not None else MISSING
         saved = (self.tree, self.vars, self.dot_boxed)
-        self.tree, self.vars, self.dot_boxed = tree, [("$", new_dot)], False
+        self.tree, self.vars, self.dot_boxed = tree, [("$", new_dot, False)], False
         self.depth += 1
         try:
             self.walk(new_dot, tree.root)
@@ -240,6 +252,8 @@ class State:
         value: object = NO_FINAL
         for cmd in pipe.cmds:
             value = self.eval_command(dot, cmd, value)
+            if value is None:  # Go unwraps interface{} results: a nil one becomes "no value"
+                value = MISSING
         for var in pipe.decl:
             if pipe.is_assign:
                 self.set_var(var.ident[0], value)
@@ -306,12 +320,12 @@ class State:
         self, dot: object, var: n.VariableNode, args: list[n.Node] | None, final: object
     ) -> object:
         self.at(var)
-        value = self.var_value(var.ident[0])
+        _, value, boxed = self.var_entry(var.ident[0])
         if len(var.ident) == 1:
             if args is not None:
                 self.not_a_function(args, final)
             return value
-        return self.eval_field_chain(value, var, var.ident[1:], args, final, False)
+        return self.eval_field_chain(value, var, var.ident[1:], args, final, boxed)
 
     def eval_field_chain(
         self,
@@ -339,6 +353,10 @@ class State:
             if has_args:
                 raise self.errorf(f"{name} is not a method but has arguments")
             return receiver.get(name, MISSING)
+        if isinstance(receiver, Struct) and name in receiver.values:
+            if has_args:
+                raise self.errorf(f"{name} has arguments but cannot be invoked as function")
+            return receiver.values[name]
         typ = "interface {}" if boxed else type_name(receiver)
         raise self.errorf(f"can't evaluate field {name} in type {typ}")
 
@@ -382,6 +400,11 @@ class State:
             typ = fn.params[num_in - 1] if num_in - 1 < num_fixed else fn.variadic
             argv.append(self.validate_type(final, typ))
         self.step()
+        if name in _SIZED_BY_ARGUMENTS and _payload(argv, self.limits.max_output) > self.limits.max_output:
+            self.at(node)
+            raise self.errorf(
+                f"error calling {name}: arguments larger than the output limit of {self.limits.max_output} bytes"
+            )
         try:
             if name == "call" and arg_nodes:
                 return _call_named(str(arg_nodes[0]), argv)
@@ -402,6 +425,8 @@ class State:
         if isinstance(node, n.NilNode):
             if typ in (None, ANY, MAP):
                 return None
+            if typ == VALUE:  # Go passes builtins a zero reflect.Value
+                return MISSING
             raise self.errorf(f"cannot assign nil to {typ}")
         if isinstance(node, n.FieldNode):
             return self.validate_type(self.eval_field_node(dot, node, [node], NO_FINAL), typ)
@@ -463,6 +488,39 @@ class State:
         return value
 
 
+# Functions whose result grows with all the text reachable from their arguments: a list
+# holding the same 1 MiB string a thousand times is small to build (references) but joins,
+# prints or serializes to 1 GiB, so the text they would read is measured first.
+_SIZED_BY_ARGUMENTS = frozenset(
+    "print printf println html js urlquery join cat quote squote toJson toPrettyJson toRawJson "
+    "mustToJson mustToPrettyJson mustToRawJson toString toStrings b64enc b32enc".split()
+)
+
+
+def _payload(value: object, limit: int) -> int:
+    """Characters of text reachable from ``value`` (each reference counted), stopping past limit."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str | bytes | bytearray):
+            total += len(item)
+        elif isinstance(item, dict):
+            total += len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            total += len(item)
+            stack.extend(item)
+        elif isinstance(item, Struct):
+            stack.extend(item.values.values())
+        else:
+            total += 1
+        if total > limit:
+            return total
+    return total
+
+
 def _call_named(name: str, argv: list[object]) -> object:
     fn = argv[0]
     if fn is None or fn is MISSING:
@@ -477,10 +535,13 @@ def execute(
     state = State(trees, funcs, tree, limits)
     dot = MISSING if data is None else data
     state.push("$", dot)
+    token = CURRENT_LIMITS.set(limits)
     try:
         state.walk(dot, tree.root)
     except (_Break, _Continue):  # the parser only allows these inside range
         raise state.errorf("break or continue outside range") from None
     except RecursionError:
         raise TemplateError(f"template: {tree.name}: execution nested too deeply") from None
+    finally:
+        CURRENT_LIMITS.reset(token)
     return "".join(state.out)

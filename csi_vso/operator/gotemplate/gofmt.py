@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from .lexer import go_quote, go_quote_rune
-from .values import MISSING, go_bytes, type_name
+from .values import MISSING, Struct, go_bytes, type_name
 
 NIL = "<nil>"
 
@@ -108,6 +108,7 @@ class _Spec:
     zero: bool = False
     width: int | None = None
     prec: int | None = None
+    plus_v: bool = False  # %+v: struct field names
 
 
 MAX_WIDTH = 1 << 16
@@ -225,7 +226,7 @@ def format_verb(value: object, verb: str, spec: _Spec) -> str:
     if verb == "v" and spec.sharp:
         return _pad(go_syntax(value), spec)
     if verb == "v" and spec.plus:  # %+v only adds struct field names; no sign for numbers
-        spec = _Spec(False, spec.minus, False, spec.space, spec.zero, spec.width, spec.prec)
+        spec = _Spec(False, spec.minus, False, spec.space, spec.zero, spec.width, spec.prec, plus_v=True)
     if isinstance(value, bool):
         if verb in "vt":
             return _pad("true" if value else "false", spec)
@@ -245,6 +246,12 @@ def format_verb(value: object, verb: str, spec: _Spec) -> str:
     if isinstance(value, dict):
         items = (f"{format_verb(k, verb, spec)}:{format_verb(value[k], verb, spec)}" for k in sorted(value))
         return "map[" + " ".join(items) + "]"
+    if isinstance(value, Struct):
+        inner = " ".join(
+            (f.name + ":" if spec.plus_v else "") + format_verb(value.values[f.name], verb, spec)
+            for f in value.fields
+        )
+        return ("&" if value.go_type.startswith("*") else "") + "{" + inner + "}"
     if callable(value):
         return _bad_verb(value, verb) if verb != "v" else "0x0"
     return _pad(str(value), spec)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 
 from .gofmt import format_float_shortest
-from .values import MISSING, go_bytes
+from .values import MISSING, Struct, go_bytes
 
-_ESC = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\u0008", "\f": "\\u000c"}
+_NEEDS_WORK = re.compile(r'[^\x20-\x7e]|["\\<>&]')
 _HTML_ESC = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class JSONError(ValueError):
@@ -23,20 +25,14 @@ class JSONError(ValueError):
 
 
 def _string(text: str, escape_html: bool) -> str:
-    out = ['"']
-    for ch in text:
-        if ch in _ESC:
-            out.append(_ESC[ch])
-        elif escape_html and ch in _HTML_ESC:
-            out.append(_HTML_ESC[ch])
-        elif ord(ch) < 0x20 or ch in "\u2028\u2029":
-            out.append(f"\\u{ord(ch):04x}")
-        elif 0xDC80 <= ord(ch) <= 0xDCFF or 0xD800 <= ord(ch) <= 0xDFFF:
-            out.append("\\ufffd")  # invalid UTF-8 is coerced, as Go does
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    """A JSON string as Go writes it (Go >= 1.22: ``\\b``/``\\f`` short escapes, as Python's)."""
+    if not _NEEDS_WORK.search(text):
+        return '"' + text + '"'
+    out = json.dumps(text, ensure_ascii=False)
+    if escape_html:
+        out = out.replace("<", _HTML_ESC["<"]).replace(">", _HTML_ESC[">"]).replace("&", _HTML_ESC["&"])
+    out = out.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return _SURROGATE.sub("\\\\ufffd", out)  # invalid UTF-8 is coerced to U+FFFD, as Go does
 
 
 def _float(value: float) -> str:
@@ -98,6 +94,17 @@ def encode(value: object, *, escape_html: bool, indent: str | None = None, level
             body = encode(value[k], escape_html=escape_html, indent=indent, level=level + 1)
             items.append(_string(k, escape_html) + colon + body)
         return "{" + nl + ("," + nl).join(items) + end + "}"
+    if isinstance(value, Struct):  # declaration order, json names, omitempty
+        shown = {
+            f.json_name: value.values[f.name]
+            for f in value.fields
+            if not (f.omit_empty and not value.values[f.name])
+        }
+        parts = [
+            _string(k, escape_html) + colon + encode(v, escape_html=escape_html, indent=indent, level=level + 1)
+            for k, v in shown.items()
+        ]
+        return "{" + nl + ("," + nl).join(parts) + end + "}" if parts else "{}"
     raise JSONError(f"json: unsupported type: {type(value).__name__}")
 
 

@@ -7,6 +7,7 @@ Positions are character offsets into the source; ``line`` is 1-based as in Go's 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -126,6 +127,11 @@ def go_quote_rune(code: int) -> str:
 
 def _is_alnum(ch: str) -> bool:
     return ch == "_" or ch.isalpha() or ch.isdigit()
+
+
+_WORD = re.compile(r"\w*")  # letters, digits, underscore (Go's isAlphaNumeric)
+_QUOTED = re.compile(r'"(?:[^"\\\n]|\\[^\n])*"')
+_CHARCONST = re.compile(r"'(?:[^'\\\n]|\\[^\n])*'")
 
 
 def _has_left_trim(text: str, at: int) -> bool:
@@ -292,10 +298,8 @@ class _Lexer:
         return ch in _SPACE or ch in ".,|:()" or ch == RIGHT[0]
 
     def scan_alnum(self, pos: int) -> int:
-        text = self.text
-        while pos < len(text) and _is_alnum(text[pos]):
-            pos += 1
-        return pos
+        match = _WORD.match(self.text, pos)
+        return match.end() if match else pos
 
     def field_or_variable(self, pos: int, kind: T) -> bool:
         end = self.scan_alnum(pos + 1)
@@ -325,37 +329,19 @@ class _Lexer:
         return True
 
     def quote(self, pos: int) -> bool:
-        text = self.text
-        i = pos + 1
-        while True:
-            if i >= len(text) or text[i] == "\n":
-                self.pos = i
-                self.error("unterminated quoted string")
-                return False
-            if text[i] == "\\" and i + 1 < len(text) and text[i + 1] != "\n":
-                i += 2
-                continue
-            if text[i] == '"':
-                break
-            i += 1
-        self.emit(T.STRING, pos, i + 1)
+        match = _QUOTED.match(self.text, pos)
+        if match is None:
+            self.error("unterminated quoted string")
+            return False
+        self.emit(T.STRING, pos, match.end())
         return True
 
     def char_constant(self, pos: int) -> bool:
-        text = self.text
-        i = pos + 1
-        while True:
-            if i >= len(text) or text[i] == "\n":
-                self.pos = i
-                self.error("unterminated character constant")
-                return False
-            if text[i] == "\\" and i + 1 < len(text) and text[i + 1] != "\n":
-                i += 2
-                continue
-            if text[i] == "'":
-                break
-            i += 1
-        self.emit(T.CHARCONST, pos, i + 1)
+        match = _CHARCONST.match(self.text, pos)
+        if match is None:
+            self.error("unterminated character constant")
+            return False
+        self.emit(T.CHARCONST, pos, match.end())
         return True
 
     def number(self, pos: int) -> bool:

@@ -15,7 +15,7 @@ class TextNode(Node):
     text: str
 
     def __str__(self) -> str:
-        return repr(self.text)
+        return self.text
 
 
 @dataclass(slots=True, eq=False)

@@ -9,18 +9,16 @@ error. ``until``/``untilStep``/``seq`` are capped (a tenant could ask for a bill
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from decimal import Decimal, localcontext
+import re
 import random
 
-from .funcs import ANY, INT, STRING, Func, FuncError, func
+from .errors import CURRENT_LIMITS
+from .funcs import ANY, FLOAT, INT, STRING, Func, FuncError, func
 from .gofmt import format_float_shortest
 from .parser import parse_go_int
 from .values import Int64, IntList
-
-
-class SeqLimit:
-    """The longest list ``until``/``untilStep`` may build (set from the engine's limits)."""
-
-    max_items = 100_000
 
 
 def _parse_number_string(text: str) -> float | int:
@@ -126,30 +124,48 @@ def _min(a: object, *values: object) -> Int64:
     return Int64(min([to_int64(a), *(to_int64(v) for v in values)]))
 
 
+def _decimal(value: object) -> Decimal:
+    """shopspring's NewFromFloat: the shortest decimal that reads back as the float."""
+    number = to_float64(value)
+    if math.isnan(number) or math.isinf(number):
+        raise FuncError(f"Cannot create a Decimal from {format_float_shortest(number)}")
+    return Decimal(repr(number))
+
+
+def _decimal_op(first: object, rest: tuple[object, ...], op: Callable[[Decimal, Decimal], Decimal]) -> float:
+    """Sprig's execDecimalOp: exact decimal arithmetic, then the nearest float64."""
+    with localcontext() as ctx:
+        ctx.prec = 34
+        result = _decimal(first)
+        for value in rest:
+            result = op(result, _decimal(value))
+        return float(result)
+
+
+def _div_decimal(a: Decimal, b: Decimal) -> Decimal:
+    if b == 0:
+        raise FuncError("decimal division by 0")
+    return a / b
+
+
 @func(variadic=ANY)
 def _addf(*values: object) -> float:
-    return math.fsum(to_float64(v) for v in values)
+    return _decimal_op(0.0, values, lambda a, b: a + b)
 
 
-@func(ANY, ANY)
-def _subf(a: object, b: object) -> float:
-    return to_float64(a) - to_float64(b)
+@func(ANY, variadic=ANY)
+def _subf(a: object, *values: object) -> float:
+    return _decimal_op(a, values, lambda x, y: x - y)
 
 
 @func(ANY, variadic=ANY)
 def _mulf(a: object, *values: object) -> float:
-    result = to_float64(a)
-    for v in values:
-        result *= to_float64(v)
-    return result
+    return _decimal_op(a, values, lambda x, y: x * y)
 
 
-@func(ANY, ANY)
-def _divf(a: object, b: object) -> float:
-    divisor = to_float64(b)
-    if divisor == 0:
-        raise FuncError("decimal division by 0")
-    return to_float64(a) / divisor
+@func(ANY, variadic=ANY)
+def _divf(a: object, *values: object) -> float:
+    return _decimal_op(a, values, _div_decimal)
 
 
 @func(ANY, variadic=ANY)
@@ -172,23 +188,24 @@ def _ceil(value: object) -> float:
     return float(math.ceil(to_float64(value)))
 
 
-@func(ANY, INT, variadic=ANY)
-def _round(value: object, places: int, *round_on: object) -> float:
-    threshold = to_float64(round_on[0]) if round_on else 0.5
-    number = to_float64(value)
-    scale = 10.0**places
-    digit = number * scale
-    _, frac = divmod(abs(digit), 1)
-    rounded = math.ceil(abs(digit)) if frac >= threshold else math.floor(abs(digit))
-    return math.copysign(rounded / scale, number)
+@func(ANY, INT, variadic=FLOAT)
+def _round(value: object, places: int, *round_on: float) -> float:
+    """Sprig's round: ceil when the fraction (sign kept, as math.Modf) reaches round_on."""
+    threshold = round_on[0] if round_on else 0.5
+    power = math.pow(10, places)
+    digit = power * to_float64(value)
+    fraction = math.modf(digit)[0]
+    rounded = math.ceil(digit) if fraction >= threshold else math.floor(digit)
+    return rounded / power
 
 
 def _until_step(start: int, stop: int, step: int) -> IntList:
     if step == 0 or (stop < start and step > 0) or (stop > start and step < 0):
         return IntList()
     count = max(0, (stop - start + step + (-1 if step > 0 else 1)) // step)
-    if count > SeqLimit.max_items:
-        raise FuncError(f"more than the limit of {SeqLimit.max_items} items")
+    limit = CURRENT_LIMITS.get().max_list
+    if count > limit:
+        raise FuncError(f"more than the limit of {limit} items")
     return IntList(range(start, stop, step))
 
 
@@ -225,12 +242,15 @@ def _seq(*params: int) -> str:
     return " ".join(str(v) for v in values)
 
 
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
+
+
 @func(STRING)
 def _atoi(text: str) -> int:
-    value = parse_go_int(text) if text[:2].lower() not in ("0x", "0o", "0b") else None
-    if value is None or not text.lstrip("+-").isdigit():
+    """strconv.Atoi, its error ignored as Sprig does: decimal only, out of range clamps."""
+    if not _DECIMAL.fullmatch(text):
         return 0
-    return int(text, 10)
+    return max(-(2**63), min(2**63 - 1, int(text, 10)))
 
 
 @func(ANY)

@@ -5,12 +5,16 @@ Sprig puts the subject last (``trimPrefix "x" $s``) so that it can be piped: ``$
 
 from __future__ import annotations
 
+import random
+
+from .errors import CURRENT_LIMITS
 from .funcs import ANY, INT, STRING, Func, FuncError, func
 from .gofmt import go_sprint_value, sprintf
 from .lexer import go_quote
 from .values import MISSING, StrList, StrMap, from_go_bytes, go_bytes
 
-_GO_SPACE = " \t\n\v\f\r\x85\xa0"
+# Go's unicode.IsSpace (Python's str.isspace also counts \x1c-\x1f, which Go does not).
+_GO_SPACE = " \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 def strval(value: object) -> str:
@@ -34,7 +38,8 @@ def strslice(value: object) -> list[str]:
 
 
 def go_trim_space(text: str) -> str:
-    return text.strip(_GO_SPACE + "".join(c for c in text[:1] + text[-1:] if c.isspace()))
+    """strings.TrimSpace."""
+    return text.strip(_GO_SPACE)
 
 
 def _is_separator(ch: str) -> bool:
@@ -107,26 +112,52 @@ def _trunc(count: int, text: str) -> str:
     return text
 
 
-class RepeatLimit:
-    """The largest string ``repeat``/``indent`` may build (set from the engine's limits)."""
+def _abbreviate_full(text: str, offset: int, width: int) -> str:
+    """goutils.AbbreviateFull (byte offsets, as Go's)."""
+    data = go_bytes(text)
+    size = len(data)
+    if not data or size <= width:
+        return text
+    offset = min(offset, size)
+    if size - offset < width - 3:
+        offset = size - (width - 3)
+    if offset <= 4:
+        return from_go_bytes(data[: width - 3]) + "..."
+    if offset + width - 3 < size:
+        return "..." + _abbreviate_full(from_go_bytes(data[offset:]), 0, width - 3)
+    return "..." + from_go_bytes(data[size - (width - 3) :])
 
-    max_chars = 1 << 20
+
+@func(INT, STRING)
+def _abbrev(width: int, text: str) -> str:
+    return text if width < 4 else _abbreviate_full(text, 0, width)
+
+
+@func(INT, INT, STRING)
+def _abbrevboth(left: int, right: int, text: str) -> str:
+    if right < 4 or (left > 0 and right < 7):
+        return text
+    return _abbreviate_full(text, left, right)
+
+
+def _check_size(size: int) -> None:
+    limit = CURRENT_LIMITS.get().max_output
+    if size > limit:
+        raise FuncError(f"result longer than the limit of {limit} bytes")
 
 
 @func(INT, STRING)
 def _repeat(count: int, text: str) -> str:
     if count < 0:
         raise FuncError("strings: negative Repeat count")
-    if count * len(text) > RepeatLimit.max_chars:
-        raise FuncError(f"result longer than the limit of {RepeatLimit.max_chars} bytes")
+    _check_size(count * len(text))
     return text * count
 
 
 def _indent(spaces: int, text: str) -> str:
     if spaces < 0:
         raise FuncError("strings: negative Repeat count")
-    if spaces * (text.count("\n") + 1) > RepeatLimit.max_chars:
-        raise FuncError(f"result longer than the limit of {RepeatLimit.max_chars} bytes")
+    _check_size(spaces * (text.count("\n") + 1) + len(text))
     pad = " " * spaces
     return pad + text.replace("\n", "\n" + pad)
 
@@ -189,12 +220,25 @@ def _plural(one: str, many: str, count: int) -> str:
     return one if count == 1 else many
 
 
+def _replace(old: str, new: str, text: str) -> str:
+    """strings.Replace(text, old, new, -1); the result's size is checked before building it."""
+    count = text.count(old) if old else len(text) + 1
+    _check_size(len(text) + count * (len(new) - len(old)))
+    return text.replace(old, new)
+
+
 def _nospace(text: str) -> str:
-    return "".join(c for c in text if not (c.isspace() or c in _GO_SPACE))
+    return "".join(c for c in text if c not in _GO_SPACE)
 
 
 def _initials(text: str) -> str:
     return "".join(word[0] for word in text.split() if word)
+
+
+def _shuffle(text: str) -> str:
+    chars = list(text)
+    random.SystemRandom().shuffle(chars)
+    return "".join(chars)
 
 
 def _swapcase(text: str) -> str:
@@ -214,6 +258,7 @@ STRING_FUNCS: dict[str, Func] = {
     "nospace": _string_func(_nospace),
     "initials": _string_func(_initials),
     "swapcase": _string_func(_swapcase),
+    "shuffle": _string_func(_shuffle),
     "trimAll": _string_func(lambda cutset, s: _trim_cutset(s, cutset), 2),
     "trimall": _string_func(lambda cutset, s: _trim_cutset(s, cutset), 2),
     "trimPrefix": _string_func(lambda prefix, s: s.removeprefix(prefix), 2),
@@ -221,8 +266,10 @@ STRING_FUNCS: dict[str, Func] = {
     "contains": _string_func(lambda sub, s: sub in s, 2),
     "hasPrefix": _string_func(lambda prefix, s: s.startswith(prefix), 2),
     "hasSuffix": _string_func(lambda suffix, s: s.endswith(suffix), 2),
-    "replace": _string_func(lambda old, new, s: s.replace(old, new), 3),
+    "replace": Func(_replace, (STRING, STRING, STRING)),
     "substr": _substr,
+    "abbrev": _abbrev,
+    "abbrevboth": _abbrevboth,
     "trunc": _trunc,
     "repeat": _repeat,
     "indent": _indent_f,

@@ -20,6 +20,7 @@ when passed to a function.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 
@@ -64,10 +65,67 @@ class StrMap(dict[str, Any]):
     __slots__ = ()
 
 
+@dataclass(frozen=True)
+class StructField:
+    name: str
+    json_name: str
+    omit_empty: bool = False
+
+
+class Struct:
+    """A Go struct value (or pointer to one when ``go_type`` starts with ``*``).
+
+    Fields are read with ``.Name``; a name that is not a field is Go's error ``can't evaluate
+    field X in type T`` (unlike a map, where it is ``<no value>``). VSO executes templates on a
+    ``*helpers.SecretInput``: :func:`secret_input` builds the same shape.
+    """
+
+    __slots__ = ("fields", "go_type", "values")
+
+    def __init__(self, go_type: str, fields: tuple[StructField, ...], values: dict[str, Any]) -> None:
+        self.go_type = go_type
+        self.fields = fields
+        self.values = values
+
+    def __repr__(self) -> str:
+        return f"Struct({self.go_type})"
+
+
+SECRET_INPUT_FIELDS = (
+    StructField("Secrets", "secrets"),
+    StructField("WrapData", "wrapData", omit_empty=True),
+    StructField("Metadata", "metadata"),
+    StructField("Annotations", "annotations"),
+    StructField("Labels", "labels"),
+)
+
+
+def secret_input(
+    *,
+    secrets: dict[str, Any],
+    metadata: dict[str, Any] | None = None,
+    annotations: dict[str, Any] | None = None,
+    labels: dict[str, Any] | None = None,
+    wrap_data: dict[str, Any] | None = None,
+) -> Struct:
+    """The data VSO gives a transformation template: ``.Secrets``, ``.Metadata``,
+    ``.Annotations``, ``.Labels`` (and ``.WrapData``), as its ``*helpers.SecretInput``."""
+    values = {
+        "Secrets": secrets,
+        "WrapData": wrap_data or {},
+        "Metadata": metadata or {},
+        "Annotations": annotations or {},
+        "Labels": labels or {},
+    }
+    return Struct("*helpers.SecretInput", SECRET_INPUT_FIELDS, values)
+
+
 def type_name(value: object) -> str:
     """The Go type name ``%T`` prints."""
     if value is None or value is MISSING:
         return "<nil>"
+    if isinstance(value, Struct):
+        return value.go_type
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, Int64):
@@ -99,6 +157,8 @@ def kind(value: object) -> str:
     """Go's reflect.Kind family: invalid, bool, int, float, string, slice, map, func."""
     if value is None or value is MISSING:
         return "invalid"
+    if isinstance(value, Struct):
+        return "ptr" if value.go_type.startswith("*") else "struct"
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):

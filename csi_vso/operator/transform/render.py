@@ -2,7 +2,8 @@
 
 VSO's shape of the result, checked against its ``helpers`` package:
 
-- Every keyed template is executed with the data ``{Secrets, Metadata, Annotations, Labels}``:
+- Every keyed template is executed on VSO's ``SecretInput`` (a struct: a misspelt field is an
+  error, as in VSO) with ``.Secrets``, ``.Metadata``, ``.Annotations``, ``.Labels``:
   ``.Secrets`` is the secret's data (kv-v2: ``data.data``), ``.Metadata`` the kv-v2
   ``data.metadata`` (empty for other engines), ``.Annotations`` / ``.Labels`` the custom
   resource's. Its output is the value of its key.
@@ -30,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from csi_vso.operator.gotemplate import TemplateError, TemplateSet
+from csi_vso.operator.gotemplate import TemplateError, TemplateSet, secret_input
 from csi_vso.operator.render import RenderError, render
 from csi_vso.operator.transform.gather import Plan, TransformError
 from csi_vso.operator.transform.patterns import matches_any
@@ -117,12 +118,12 @@ def render_templates(plan: Plan, secrets: Mapping[str, Any], metadata: Mapping[s
         return {}
     try:
         parsed = _CACHE.get(plan)
-        context = {
-            "Secrets": dict(secrets),
-            "Metadata": dict(metadata),
-            "Annotations": dict(plan.annotations),
-            "Labels": dict(plan.labels),
-        }
+        context = secret_input(
+            secrets=dict(secrets),
+            metadata=dict(metadata),
+            annotations=dict(plan.annotations),
+            labels=dict(plan.labels),
+        )
         return {t.key: parsed.execute(t.name, context).encode() for t in plan.templates if t.key}
     except TemplateError as exc:
         raise TransformError("TemplateError", redact(str(exc), secrets)) from None

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from csi_vso.operator.transform.patterns import compile_pattern
+from csi_vso.operator.transform.patterns import check_pattern
 
 MAX_TEMPLATES = 64
 MAX_TEMPLATE_BYTES = 64 * 1024
@@ -125,9 +125,9 @@ def _patterns(data: Mapping[str, Any], key: str, where: str, problems: list[str]
         return ()
     for index, pattern in enumerate(value):
         try:
-            compile_pattern(pattern)
+            check_pattern(pattern)
         except ValueError as exc:
-            problems.append(f"{where}.{key}[{index}] {pattern!r} is not a regular expression: {exc}")
+            problems.append(f"{where}.{key}[{index}] {pattern!r}: {exc}")
     return tuple(value)
 
 
