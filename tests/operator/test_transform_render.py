@@ -120,3 +120,29 @@ def test_a_secret_transformation_is_checked_template_by_template() -> None:
     with pytest.raises(TransformError, match=r"ns/st/0:1: function \"nosuchfunc\" not defined"):
         check_secret_transformation(obj)
     assert json.dumps(obj)  # unchanged, still serialisable
+
+
+def test_one_call_for_kinds_with_their_own_rendering() -> None:
+    """What VaultPKISecret calls on Vault's answer: None keeps its own rendering."""
+    from csi_vso.operator.transform.apply import apply_transformation
+    from csi_vso.operator.transform.spec import parse_transformation
+
+    obj: dict[str, Any] = {"metadata": {"namespace": "ns", "name": "cert"}}
+    answer = {"certificate": "CERT", "private_key": "KEY", "serial_number": "01:02"}
+    assert (
+        apply_transformation(obj, None, lambda ns, n: None, exclude_raw=False, secrets=answer, raw=answer)
+        is None
+    )
+    transformation = parse_transformation(
+        {
+            "templates": {"bundle.pem": {"text": "{{ .Secrets.certificate }}\n{{ .Secrets.private_key }}"}},
+            "includes": ["^serial"],
+        },
+        "t",
+        [],
+    )
+    done = apply_transformation(
+        obj, transformation, lambda ns, n: None, exclude_raw=True, secrets=answer, raw=answer
+    )
+    assert done is not None and len(done.digest) == 32
+    assert done.data == {"bundle.pem": b"CERT\nKEY", "serial_number": b"01:02"}

@@ -11,6 +11,8 @@ Module map (all pure; the controller passes a getter over its watch cache):
   template engine in :mod:`csi_vso.operator.gotemplate`, source keys filtered, ``_raw``).
 - ``index``: which secrets reference which SecretTransformation, so an edit re-queues exactly
   those.
+- ``patterns``: key filters on RE2 (Go's syntax, linear time).
+- ``apply``: plan + render in one call, for kinds with their own rendering (VaultPKISecret).
 
 How a secret kind uses it (static, dynamic, and any new kind such as VaultPKISecret): resolve
 the plan with :func:`gather.plan_for`, then turn Vault's answer into Secret data with
