@@ -13,13 +13,15 @@ Module map:
 - ``lexer`` -> ``parser`` (+ ``unquote``) -> ``nodes``: source to trees, Go's parse errors
   (``template: NAME:LINE: ...``).
 - ``executor``: walks a tree over data; Go's exec errors
-  (``template: NAME:LINE:COL: executing "NAME" at <NODE>: ...``) and the :class:`Limits`.
+  (``template: NAME:LINE:COL: executing "NAME" at <NODE>: ...``) and the :class:`Limits`
+  (``errors``), with ``budget`` measuring values before they become text.
 - ``values``: how Python data stands for Go values (see its table); ``gofmt``: Go's fmt
   (``%v``, ``printf`` verbs); ``gojson``: Go's encoding/json.
 - ``funcs``: declaring a function with its Go signature; ``builtins``: Go's predefined
   functions; ``sprig_strings``, ``sprig_collections``, ``sprig_numbers``, ``sprig_misc``,
-  ``sprig_durations``, ``sprig_regex`` (on ``goregexp``: Go's regexp semantics on RE2, linear time): the Sprig
-  functions of VSO's allow-list (``SPRIG_NOT_IMPLEMENTED`` names the ones left out).
+  ``sprig_durations``, ``sprig_urls``, ``sprig_regex`` (on ``goregexp``: Go's regexp semantics
+  on RE2, linear time): the Sprig functions of VSO's allow-list (``SPRIG_NOT_IMPLEMENTED``
+  names the ones left out).
 
 Data: :func:`secret_input` builds what VSO passes (a ``*helpers.SecretInput``: ``.Secrets``,
 ``.Metadata``, ``.Annotations``, ``.Labels``, ``.WrapData``; a misspelt field is an error, as in
@@ -47,15 +49,25 @@ from .sprig_misc import MISC_FUNCS
 from .sprig_numbers import NUMBER_FUNCS
 from .sprig_regex import REGEX_FUNCS
 from .sprig_strings import STRING_FUNCS
-from .values import Struct, StructField, secret_input
+from .sprig_urls import URL_FUNCS
+from .values import JSONNumber, Struct, StructField, go_bytes, secret_input, vault_data
 
 # Sprig functions on VSO's allow-list that this engine does not provide (a template using one
-# fails to parse with Go's ``function "NAME" not defined``): dates (``ago`` reads the clock), semantic versions, random passwords and certificates, URL parsing, word wrapping
-# and the case converters whose word-splitting rules are xstrings' own.
-SPRIG_NOT_IMPLEMENTED = (
-    "ago bcrypt buildCustomCert camelcase htpasswd "
-    "kebabcase mustToDate semver semverCompare snakecase urlJoin urlParse wrap wrapWith"
-).split()
+# fails to parse with Go's ``function "NAME" not defined``): dates (``ago`` reads the clock),
+# semantic versions, random passwords and certificates, and the case converters whose
+# word-splitting rules are xstrings' own.
+SPRIG_NOT_IMPLEMENTED = [
+    "ago",
+    "bcrypt",
+    "buildCustomCert",
+    "camelcase",
+    "htpasswd",
+    "kebabcase",
+    "mustToDate",
+    "semver",
+    "semverCompare",
+    "snakecase",
+]
 
 
 def _must_variants() -> dict[str, Func]:
@@ -73,6 +85,7 @@ FUNCS: dict[str, Func] = {
     **MISC_FUNCS,
     **REGEX_FUNCS,
     **DURATION_FUNCS,
+    **URL_FUNCS,
     **_must_variants(),
 }
 
@@ -113,6 +126,14 @@ class TemplateSet:
             )
         return execute(self._trees, self.funcs, tree, data, self.limits)
 
+    def execute_bytes(self, name: str, data: object) -> bytes:
+        """Like :meth:`execute`, as the bytes Go would write (what a Secret's value should hold).
+
+        ``b64dec`` of binary data yields bytes that are not UTF-8; :meth:`execute` carries them
+        as surrogate escapes, which a plain ``.encode()`` rejects. This gives them back exactly.
+        """
+        return go_bytes(self.execute(name, data))
+
     def names(self) -> list[str]:
         """The defined template names, sorted."""
         return sorted(self._trees)
@@ -142,6 +163,7 @@ def _is_empty(tree: nodes.Tree) -> bool:
 __all__ = [
     "FUNCS",
     "SPRIG_NOT_IMPLEMENTED",
+    "JSONNumber",
     "Limits",
     "Struct",
     "StructField",
@@ -149,4 +171,5 @@ __all__ = [
     "TemplateSet",
     "parsed",
     "secret_input",
+    "vault_data",
 ]

@@ -23,10 +23,14 @@ class TemplateError(Exception):
 class Limits:
     """Bounds on one execution. Templates are written by CR authors: every resource is capped.
 
-    ``max_output``: bytes of rendered text; ``max_steps``: nodes evaluated plus function calls;
-    ``max_depth``: nested ``template``/``block`` calls; ``max_work``: total size (characters or
-    elements) of the values functions may build, which bounds memory and CPU of string/list
-    building in loops; ``max_list``: the longest list ``until``/``untilStep``/``seq`` may make.
+    ``max_output``: bytes of rendered text, and the largest string any function may build;
+    ``max_steps``: nodes evaluated plus function calls (a range iteration is a step);
+    ``max_depth``: nested ``template``/``block`` calls (Go allows 100,000; recursion in a tenant's
+    template has no business going deep); ``max_work``: total size (characters or elements) of
+    the values functions build, which bounds memory and CPU of string/list building in loops;
+    ``max_list``: the longest list ``until``/``untilStep``/``seq`` may make; ``max_source``:
+    characters of one template text; ``max_nesting``: depth of nested blocks and parentheses
+    (bounds the parser's recursion).
     """
 
     max_output: int = 1 << 20

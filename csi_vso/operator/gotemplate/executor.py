@@ -10,11 +10,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from . import nodes as n
+from .budget import SIZED_BY_ARGUMENTS, payload
 from .errors import CURRENT_LIMITS, Limits, TemplateError
 from .funcs import ANY, BOOL, FLOAT, INT, MAP, STRING, VALUE, Func, FuncError
 from .gofmt import go_sprint_value
 from .lexer import go_quote
-from .values import MISSING, Int64, IntList, StrList, StrMap, Struct, go_bytes, truth, type_name
+from .values import (
+    MISSING,
+    Int64,
+    IntList,
+    JSONNumber,
+    StrList,
+    StrMap,
+    Struct,
+    go_bytes,
+    sorted_keys,
+    truth,
+    type_name,
+)
 
 
 class _NoFinal:
@@ -148,7 +161,7 @@ class State:
     def print_value(self, node: n.Node, value: object) -> None:
         self.at(node)
         room = self.limits.max_output - self.out_size
-        if not isinstance(value, str) and _payload(value, room) > room:  # measure before formatting
+        if not isinstance(value, str) and payload(value, room) > room:  # measure before formatting
             raise self.errorf(f"output exceeds the limit of {self.limits.max_output} bytes")
         self.write("<no value>" if value is MISSING else go_sprint_value(value))
 
@@ -182,7 +195,9 @@ class State:
                 return
             mark = self.mark()
             decl = node.pipe.decl
-            elems_boxed = isinstance(value, list | tuple | dict) and not isinstance(value, StrList | IntList | StrMap)
+            elems_boxed = isinstance(value, list | tuple | dict) and not isinstance(
+                value, StrList | IntList | StrMap
+            )
             boxed, self.dot_boxed = self.dot_boxed, elems_boxed
             try:
                 for index, elem in pairs:
@@ -216,7 +231,7 @@ class State:
         if value is MISSING or value is None:
             return None
         if isinstance(value, dict):
-            pairs: list[tuple[object, object]] = [(k, value[k]) for k in sorted(value)]
+            pairs: list[tuple[object, object]] = [(k, value[k]) for k in sorted_keys(value)]
         elif isinstance(value, list | tuple | bytes | bytearray):
             pairs = list(enumerate(value))
         elif isinstance(value, int) and not isinstance(value, bool):
@@ -400,10 +415,11 @@ class State:
             typ = fn.params[num_in - 1] if num_in - 1 < num_fixed else fn.variadic
             argv.append(self.validate_type(final, typ))
         self.step()
-        if name in _SIZED_BY_ARGUMENTS and _payload(argv, self.limits.max_output) > self.limits.max_output:
+        if name in SIZED_BY_ARGUMENTS and payload(argv, self.limits.max_output) > self.limits.max_output:
             self.at(node)
             raise self.errorf(
-                f"error calling {name}: arguments larger than the output limit of {self.limits.max_output} bytes"
+                f"error calling {name}: arguments larger than the output limit of "
+                f"{self.limits.max_output} bytes"
             )
         try:
             if name == "call" and arg_nodes:
@@ -477,7 +493,7 @@ class State:
                 return value
             raise self.errorf(f"invalid value; expected {typ}")
         ok = {
-            STRING: isinstance(value, str),
+            STRING: isinstance(value, str) and not isinstance(value, JSONNumber),
             INT: isinstance(value, int) and not isinstance(value, bool | Int64),
             FLOAT: isinstance(value, float),
             BOOL: isinstance(value, bool),
@@ -486,39 +502,6 @@ class State:
         if not ok:
             raise self.errorf(f"wrong type for value; expected {typ}; got {type_name(value)}")
         return value
-
-
-# Functions whose result grows with all the text reachable from their arguments: a list
-# holding the same 1 MiB string a thousand times is small to build (references) but joins,
-# prints or serializes to 1 GiB, so the text they would read is measured first.
-_SIZED_BY_ARGUMENTS = frozenset(
-    "print printf println html js urlquery join cat quote squote toJson toPrettyJson toRawJson "
-    "mustToJson mustToPrettyJson mustToRawJson toString toStrings b64enc b32enc".split()
-)
-
-
-def _payload(value: object, limit: int) -> int:
-    """Characters of text reachable from ``value`` (each reference counted), stopping past limit."""
-    total = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str | bytes | bytearray):
-            total += len(item)
-        elif isinstance(item, dict):
-            total += len(item)
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            total += len(item)
-            stack.extend(item)
-        elif isinstance(item, Struct):
-            stack.extend(item.values.values())
-        else:
-            total += 1
-        if total > limit:
-            return total
-    return total
 
 
 def _call_named(name: str, argv: list[object]) -> object:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from .lexer import go_quote, go_quote_rune
-from .values import MISSING, Struct, go_bytes, type_name
+from .values import MISSING, Struct, go_bytes, sorted_keys, type_name
 
 NIL = "<nil>"
 
@@ -244,7 +244,9 @@ def format_verb(value: object, verb: str, spec: _Spec) -> str:
     if isinstance(value, list | tuple):
         return "[" + " ".join(format_verb(e, verb, spec) for e in value) + "]"
     if isinstance(value, dict):
-        items = (f"{format_verb(k, verb, spec)}:{format_verb(value[k], verb, spec)}" for k in sorted(value))
+        items = (
+            f"{format_verb(k, verb, spec)}:{format_verb(value[k], verb, spec)}" for k in sorted_keys(value)
+        )
         return "map[" + " ".join(items) + "]"
     if isinstance(value, Struct):
         inner = " ".join(
@@ -370,6 +372,6 @@ def go_syntax(value: object) -> str:
     if isinstance(value, list | tuple):
         return type_name(value) + "{" + ", ".join(go_syntax(e) for e in value) + "}"
     if isinstance(value, dict):
-        inner = ", ".join(f"{go_quote(k)}:{go_syntax(value[k])}" for k in sorted(value))
+        inner = ", ".join(f"{go_quote(str(k))}:{go_syntax(value[k])}" for k in sorted_keys(value))
         return type_name(value) + "{" + inner + "}"
     return str(value)

@@ -13,10 +13,11 @@ import math
 import re
 
 from .gofmt import format_float_shortest
-from .values import MISSING, Struct, go_bytes
+from .values import MISSING, JSONNumber, Struct, sorted_keys
 
 _NEEDS_WORK = re.compile(r'[^\x20-\x7e]|["\\<>&]')
 _HTML_ESC = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -71,6 +72,8 @@ def encode(value: object, *, escape_html: bool, indent: str | None = None, level
         return str(value)
     if isinstance(value, float):
         return _float(value)
+    if isinstance(value, JSONNumber):
+        return str(value) if _JSON_NUMBER.fullmatch(value) else _string(value, escape_html)
     if isinstance(value, str):
         return _string(value, escape_html)
     if isinstance(value, bytes | bytearray):
@@ -86,7 +89,7 @@ def encode(value: object, *, escape_html: bool, indent: str | None = None, level
     if isinstance(value, dict):
         if not value:
             return "{}"
-        keys = sorted(value, key=lambda k: go_bytes(k) if isinstance(k, str) else b"")
+        keys = sorted_keys(value)
         items = []
         for k in keys:
             if not isinstance(k, str):
@@ -101,7 +104,9 @@ def encode(value: object, *, escape_html: bool, indent: str | None = None, level
             if not (f.omit_empty and not value.values[f.name])
         }
         parts = [
-            _string(k, escape_html) + colon + encode(v, escape_html=escape_html, indent=indent, level=level + 1)
+            _string(k, escape_html)
+            + colon
+            + encode(v, escape_html=escape_html, indent=indent, level=level + 1)
             for k, v in shown.items()
         ]
         return "{" + nl + ("," + nl).join(parts) + end + "}" if parts else "{}"

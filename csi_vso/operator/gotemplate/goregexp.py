@@ -44,7 +44,9 @@ def _go_error(message: str) -> str:
     for prefix, go_text in _GO_ERRORS:
         if message.startswith(prefix):
             rest = message[len(prefix) :]
-            return f"error parsing regexp: {go_text}: `{rest}`" if rest else f"error parsing regexp: {go_text}"
+            return (
+                f"error parsing regexp: {go_text}: `{rest}`" if rest else f"error parsing regexp: {go_text}"
+            )
     return f"error parsing regexp: {message}"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from .funcs import ANY, INT, MAP, STRING, Func, FuncError, func
 from .sprig_strings import strval
-from .values import MISSING, IntList, StrList, kind, truth
+from .values import MISSING, IntList, StrList, kind, sorted_keys, truth
 
 LIST_KINDS = (list, tuple)
 
@@ -96,13 +96,13 @@ def _keys(*dicts: dict[str, Any] | None) -> StrList:
     out = StrList()
     for d in dicts:
         if d is not None:
-            out.extend(sorted(d))
+            out.extend(str(k) for k in sorted_keys(d))
     return out
 
 
 @func(MAP)
 def _values(d: dict[str, Any] | None) -> list[Any]:
-    return [] if d is None else [d[k] for k in sorted(d)]
+    return [] if d is None else [d[k] for k in sorted_keys(d)]
 
 
 @func(MAP, variadic=STRING)

@@ -9,16 +9,16 @@ error. ``until``/``untilStep``/``seq`` are capped (a tenant could ask for a bill
 from __future__ import annotations
 
 import math
+import random
+import re
 from collections.abc import Callable
 from decimal import Decimal, localcontext
-import re
-import random
 
 from .errors import CURRENT_LIMITS
 from .funcs import ANY, FLOAT, INT, STRING, Func, FuncError, func
 from .gofmt import format_float_shortest
 from .parser import parse_go_int
-from .values import Int64, IntList
+from .values import Int64, IntList, JSONNumber
 
 
 def _parse_number_string(text: str) -> float | int:
@@ -44,6 +44,8 @@ def to_int64(value: object) -> Int64:
         if math.isnan(value) or math.isinf(value):
             return Int64(-(2**63))
         return Int64(int(value))
+    if isinstance(value, JSONNumber):  # json.Number.Int64: base 10, no fraction
+        return Int64(int(value)) if re.fullmatch(r"[+-]?[0-9]+", value) else Int64(0)
     if isinstance(value, str):
         return Int64(int(_parse_number_string(value)))
     return Int64(0)

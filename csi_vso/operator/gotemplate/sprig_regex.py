@@ -62,6 +62,9 @@ _SIGNATURES: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
 
 REGEX_FUNCS: dict[str, Func] = {
     **{name: Func(_plain(fn), params) for name, (fn, params) in _SIGNATURES.items()},
-    **{"must" + name[0].upper() + name[1:]: Func(_must(fn), params) for name, (fn, params) in _SIGNATURES.items()},
+    **{
+        "must" + name[0].upper() + name[1:]: Func(_must(fn), params)
+        for name, (fn, params) in _SIGNATURES.items()
+    },
     "regexQuoteMeta": Func(goregexp.quote_meta, (STRING,)),
 }

@@ -14,13 +14,16 @@ from .lexer import go_quote
 from .values import MISSING, StrList, StrMap, from_go_bytes, go_bytes
 
 # Go's unicode.IsSpace (Python's str.isspace also counts \x1c-\x1f, which Go does not).
-_GO_SPACE = " \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+_GO_SPACE = (
+    " \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
 
 
 def strval(value: object) -> str:
     """Sprig's strval: strings as is, []byte as text, anything else as ``%v``."""
     if isinstance(value, str):
-        return value
+        return str(value)  # a json.Number becomes a plain string (its String method)
     if isinstance(value, bytes | bytearray):
         return from_go_bytes(bytes(value))
     if value is MISSING:
@@ -138,6 +141,51 @@ def _abbrevboth(left: int, right: int, text: str) -> str:
     if right < 4 or (left > 0 and right < 7):
         return text
     return _abbreviate_full(text, left, right)
+
+
+def _wrap_custom(text: str, width: int, newline: str, wrap_long_words: bool) -> str:
+    """goutils.WrapCustom (Apache Commons' WordUtils.wrap), on bytes as Go's strings are."""
+    data = go_bytes(text)
+    if not data:
+        return ""
+    sep = go_bytes(newline or "\n")
+    width = max(width, 1)
+    size = len(data)
+    offset = 0
+    out = bytearray()
+    while size - offset > width:
+        if data[offset] == ord(" "):
+            offset += 1
+            continue
+        end = width + offset + 1
+        space = data.rfind(b" ", offset, end)
+        if space >= offset:
+            out += data[offset:space] + sep
+            offset = space + 1
+        elif wrap_long_words:
+            out += data[offset : offset + width] + sep
+            offset += width
+        else:
+            index = data.find(b" ", width + offset)
+            if index < 0:
+                out += data[offset:]
+                offset = size
+            else:
+                out += data[offset:index] + sep
+                offset = index + 1
+        _check_size(len(out))
+    out += data[offset:]
+    return from_go_bytes(bytes(out))
+
+
+@func(INT, STRING)
+def _wrap(width: int, text: str) -> str:
+    return _wrap_custom(text, width, "", False)
+
+
+@func(INT, STRING, STRING)
+def _wrap_with(width: int, sep: str, text: str) -> str:
+    return _wrap_custom(text, width, sep, True)
 
 
 def _check_size(size: int) -> None:
@@ -270,6 +318,8 @@ STRING_FUNCS: dict[str, Func] = {
     "substr": _substr,
     "abbrev": _abbrev,
     "abbrevboth": _abbrevboth,
+    "wrap": _wrap,
+    "wrapWith": _wrap_with,
     "trunc": _trunc,
     "repeat": _repeat,
     "indent": _indent_f,

@@ -59,6 +59,36 @@ class IntList(list[Any]):
     __slots__ = ()
 
 
+class JSONNumber(str):
+    """A ``json.Number``: how Vault's API client (``UseNumber``) hands VSO numeric secret values.
+
+    It prints as the number's JSON text (``1.0`` stays ``1.0``), is a string for ``if``/``eq``/
+    ``len``, is not a ``string`` for functions that want one (Go: wrong type), converts in
+    Sprig's arithmetic, and encodes back to JSON as the same number. Build data with
+    :func:`vault_data`.
+    """
+
+    __slots__ = ()
+
+
+def vault_data(value: Any) -> Any:
+    """Decoded Vault JSON with its numbers as :class:`JSONNumber`, as VSO's templates see it.
+
+    Pass the original JSON text's numbers where available (``json.loads(text,
+    parse_int=JSONNumber, parse_float=JSONNumber)``); this converts already-decoded numbers
+    (an int as its digits, a float as its shortest text).
+    """
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, JSONNumber):
+        return JSONNumber(str(value) if isinstance(value, int) else repr(value))
+    if isinstance(value, dict):
+        return {k: vault_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [vault_data(v) for v in value]
+    return value
+
+
 class StrMap(dict[str, Any]):
     """A ``map[string]string`` (Sprig's ``split``): a missing key reads as ``""``."""
 
@@ -126,6 +156,8 @@ def type_name(value: object) -> str:
         return "<nil>"
     if isinstance(value, Struct):
         return value.go_type
+    if isinstance(value, JSONNumber):
+        return "json.Number"
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, Int64):
@@ -205,3 +237,19 @@ def go_bytes(text: str) -> bytes:
 def from_go_bytes(data: bytes) -> str:
     """The Python string standing for Go string ``string(data)``, bytes kept exactly."""
     return data.decode("utf-8", "surrogateescape")
+
+
+def _key_order(key: object) -> tuple[int, object]:
+    if isinstance(key, str):
+        return (1, go_bytes(key))
+    if isinstance(key, bool | int | float):
+        return (0, key)
+    return (2, repr(key))
+
+
+def sorted_keys(mapping: dict[Any, Any]) -> list[Any]:
+    """A map's keys in Go's order (fmt, range, json sort keys; strings by their bytes).
+
+    Template data from Vault has string keys; other key types are ordered without failing.
+    """
+    return sorted(mapping, key=_key_order)

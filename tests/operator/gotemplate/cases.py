@@ -2,10 +2,15 @@
 """The conformance table: template, data, and what Go's text/template (+ Sprig, VSO's function
 map) outputs, or the exact error text.
 
-Expected values come from Go's documentation and test tables (text/template exec_test.go,
-parse tests, fmt docs) and Sprig's documentation, worked out by hand — never from running this
-engine. A case whose Go output we could not establish for certain carries ``unclear`` with the
-reason; those only check that the engine answers with output or a TemplateError.
+Expected values come from, and are named after, their sources: Go's package documentation
+(``Go doc:``), Go's own test tables (``Go:``, ``Go parse:``/``Go exec:`` from exec_test.go and
+parse_test.go, the latter stating only a part of each message: ``part=True``), Go's regexp and
+fmt documentation, Sprig's documentation (``Sprig doc:``) and VSO's helpers/template_test.go
+(``VSO:``). The rest were worked out by hand from Go's and Sprig's documented behaviour — never
+by running this engine. A case whose Go output we could not establish for certain carries
+``unclear`` with the reason; those only check that the engine answers (output or TemplateError).
+The error cases show the shape of Go's messages: ``template: NAME:LINE: ...`` when parsing,
+``template: NAME:LINE:COL: executing "NAME" at <NODE>: ...`` when executing.
 
 Deliberate differences from Go (documented in the README): values Go would print inside an
 error are ``<redacted>`` (as VSO's own redaction does for ``range``), ``keys``/``values`` return
@@ -18,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from csi_vso.operator.gotemplate import secret_input
+from csi_vso.operator.gotemplate import secret_input, vault_data
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,31 @@ TEXT_AND_TRIM = [
     ok("left trim only", "x \n\t{{- 1}} y", "x1 y"),
     ok("trim marker needs a space", "{{1}} {{-1}}", "1 -1"),
     ok("trim only spaces of adjacent text", "a \n{{- .S -}}\n b", "ahellob"),
+]
+
+# The examples of text/template's package documentation: each prints "output" quoted.
+GO_DOC = [
+    ok("Go doc: trim example", "{{23 -}} < {{- 45}}", "23<45"),
+    ok("Go doc: string constant", '{{"\\"output\\""}}', '"output"'),
+    ok("Go doc: raw string constant", '{{`"output"`}}', '"output"'),
+    ok("Go doc: function call", '{{printf "%q" "output"}}', '"output"'),
+    ok("Go doc: piped argument", '{{"output" | printf "%q"}}', '"output"'),
+    ok("Go doc: parenthesized argument", '{{printf "%q" (print "out" "put")}}', '"output"'),
+    ok("Go doc: elaborate call", '{{"put" | printf "%s%s" "out" | printf "%q"}}', '"output"'),
+    ok("Go doc: longer chain", '{{"output" | printf "%s" | printf "%q"}}', '"output"'),
+    ok("Go doc: with and dot", '{{with "output"}}{{printf "%q" .}}{{end}}', '"output"'),
+    ok(
+        "Go doc: with that creates a variable",
+        '{{with $x := "output" | printf "%q"}}{{$x}}{{end}}',
+        '"output"',
+    ),
+    ok("Go doc: variable in another action", '{{with $x := "output"}}{{printf "%q" $x}}{{end}}', '"output"'),
+    ok("Go doc: variable piped", '{{with $x := "output"}}{{$x | printf "%q"}}{{end}}', '"output"'),
+    ok(
+        "Go doc: comments",
+        "a{{/* a comment */}}b {{- /* a comment with white space trimmed from preceding and following text */ -}} c",
+        "abc",
+    ),
 ]
 
 PRINTING = [
@@ -940,6 +970,14 @@ SPRIG_DOCS = [
     ok("Sprig doc: nospace", '{{ nospace "hello w o r l d" }}', "helloworld"),
     ok("Sprig doc: trunc", '{{ trunc 5 "hello world" }}|{{ trunc -5 "hello world" }}', "hello|world"),
     ok("Sprig doc: abbrev", '{{ abbrev 5 "hello world" }}', "he..."),
+    ok("Sprig doc: wrapWith", '{{ wrapWith 5 "\\t" "Hello World" }}', "Hello\tWorld"),
+    ok(
+        "wrap",
+        '{{ wrap 10 "The quick brown fox jumps over the lazy dog" }}',
+        "The quick\nbrown fox\njumps over\nthe lazy\ndog",
+    ),
+    ok("wrap keeps long words", '{{ wrap 3 "abcdef gh" }}', "abcdef\ngh"),
+    ok("wrapWith splits long words", '{{ wrapWith 3 "|" "abcdef gh" }}', "abc|def|gh"),
     ok("Sprig doc: abbrevboth", '{{ abbrevboth 5 10 "1234 5678 9123" }}', "...5678..."),
     ok("Sprig doc: initials", '{{ initials "First Try" }}', "FT"),
     ok("Sprig doc: swapcase", '{{ swapcase "This Is A.Test" }}', "tHIS iS a.tEST"),
@@ -1066,6 +1104,32 @@ SPRIG_DOCS = [
     ),
     ok("Sprig doc: toDecimal", '{{ toDecimal "0777" }}', "511"),
     ok("Sprig doc: duration", '{{ duration "95" }}', "1m35s"),
+    ok(
+        "Sprig doc: urlParse",
+        '{{ urlParse "http://admin:secret@server.com:8080/api?list=false#anchor" }}',
+        "map[fragment:anchor host:server.com:8080 hostname:server.com opaque: path:/api query:list=false scheme:http userinfo:admin:secret]",
+    ),
+    ok(
+        "Sprig doc: urlJoin",
+        '{{ urlJoin (dict "fragment" "fragment" "host" "host:80" "path" "/path" "query" "query" "scheme" "http") }}',
+        "http://host:80/path?query#fragment",
+    ),
+    ok(
+        "urlJoin escapes the path",
+        '{{ urlJoin (dict "scheme" "https" "host" "h" "path" "/a b") }}',
+        "https://h/a%20b",
+    ),
+    ok("urlParse of an opaque URL", '{{ (urlParse "mailto:joe@example.com").opaque }}', "joe@example.com"),
+    ok(
+        "urlParse unescapes the path and re-escapes userinfo",
+        '{{ $u := urlParse "postgres://u:p%40ss@db:5432/a%20b?sslmode=require" }}{{ $u.userinfo }} {{ $u.path }} {{ $u.hostname }} {{ $u.query }}',
+        "u:p%40ss /a b db sslmode=require",
+    ),
+    err(
+        "urlParse error leaves the URL out",
+        '{{ urlParse "http://u:secret@h/%zz" }}',
+        'template: t:1:3: executing "t" at <urlParse "http://u:secret@h/%zz">: error calling urlParse: unable to parse url: invalid URL escape',
+    ),
     ok(
         "Sprig doc: durationRound", '{{ durationRound "2h10m5s" }} {{ durationRound "2400h10m5s" }}', "2h 3mo"
     ),
@@ -1204,6 +1268,46 @@ _VSO_APP_INPUT = secret_input(
 )
 _HOST = "postgres-postgresql.postgres.svc.cluster.local:5432"
 
+# Vault's API client decodes numbers as json.Number (a Go string type), so VSO's templates see
+# numeric secret values that way: printed as their JSON text, strings for if/eq, not "string"
+# for functions that want one, numbers for Sprig's arithmetic and JSON.
+_NUMBERS = vault_data({"n": 1, "f": 1.5, "z": 0, "big": 12345678901234567890})
+JSON_NUMBERS = [
+    ok(
+        "json.Number prints its text",
+        '{{ .n }} {{ .f }} {{ .big }} {{ printf "%T" .n }}',
+        "1 1.5 12345678901234567890 json.Number",
+        _NUMBERS,
+    ),
+    ok("json.Number in arithmetic", "{{ add .n 1 }} {{ mul .n 3 }} {{ add .f 1 }}", "2 3 1", _NUMBERS),
+    ok(
+        "json.Number zero is a non-empty string",
+        "{{ if .z }}t{{ else }}f{{ end }} {{ empty .z }}",
+        "t false",
+        _NUMBERS,
+    ),
+    ok("json.Number to JSON", "{{ toJson . }}", '{"big":12345678901234567890,"f":1.5,"n":1,"z":0}', _NUMBERS),
+    ok("json.Number equals a string", '{{ eq .n "1" }} {{ len .big }}', "true 20", _NUMBERS),
+    ok(
+        "json.Number through toString",
+        '{{ toString .n | upper }} {{ printf "%s|%d" .n .n }}',
+        "1 1|%!d(json.Number=1)",
+        _NUMBERS,
+    ),
+    err(
+        "json.Number compared with an int",
+        "{{ eq .n 1 }}",
+        'template: t:1:3: executing "t" at <eq .n 1>: error calling eq: incompatible types for comparison',
+        _NUMBERS,
+    ),
+    err(
+        "json.Number is not a string parameter",
+        "{{ upper .n }}",
+        'template: t:1:9: executing "t" at <.n>: wrong type for value; expected string; got json.Number',
+        _NUMBERS,
+    ),
+]
+
 VSO = [
     ok(
         "VSO: helper b64dec baz",
@@ -1308,6 +1412,7 @@ VSO = [
 
 ALL: list[Case] = (
     TEXT_AND_TRIM
+    + GO_DOC
     + PRINTING
     + FIELDS
     + VARIABLES
@@ -1323,5 +1428,6 @@ ALL: list[Case] = (
     + SPRIG
     + SPRIG_DOCS
     + REGEX
+    + JSON_NUMBERS
     + VSO
 )

@@ -111,6 +111,8 @@ def test_binary_secret_bytes_round_trip() -> None:
     ts.parse("t", "{{b64dec .}}")
     out = ts.execute("t", "/wAB")
     assert out.encode("utf-8", "surrogateescape") == b"\xff\x00\x01"
+    assert ts.execute_bytes("t", "/wAB") == b"\xff\x00\x01"
+    assert ts.execute_bytes("t", "aMOp") == "hé".encode()
 
 
 def test_parsed_sets_are_cached_and_read_only() -> None:
