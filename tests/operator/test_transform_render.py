@@ -146,3 +146,13 @@ def test_one_call_for_kinds_with_their_own_rendering() -> None:
     )
     assert done is not None and len(done.digest) == 32
     assert done.data == {"bundle.pem": b"CERT\nKEY", "serial_number": b"01:02"}
+
+
+def test_numbers_print_as_vault_sent_them_and_binary_stays_binary() -> None:
+    p = plan(
+        {"n": '{{ .Secrets.port }} {{ printf "%v" .Secrets.ratio }}', "bin": "{{ b64dec .Secrets.blob }}"},
+        exclude_raw=True,
+        excludes=(".*",),
+    )
+    data = secret_data(p, secrets={"port": 5432, "ratio": 0.5, "blob": "/wA="}, raw={})
+    assert data == {"n": b"5432 0.5", "bin": b"\xff\x00"}

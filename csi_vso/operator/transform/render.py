@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from csi_vso.operator.gotemplate import TemplateError, TemplateSet, secret_input
+from csi_vso.operator.gotemplate import TemplateError, TemplateSet, secret_input, vault_data
 from csi_vso.operator.render import RenderError, render
 from csi_vso.operator.transform.gather import Plan, TransformError
 from csi_vso.operator.transform.patterns import matches_any
@@ -119,12 +119,13 @@ def render_templates(plan: Plan, secrets: Mapping[str, Any], metadata: Mapping[s
     try:
         parsed = _CACHE.get(plan)
         context = secret_input(
-            secrets=dict(secrets),
-            metadata=dict(metadata),
+            secrets=vault_data(dict(secrets)),  # Vault's numbers as Go's json.Number, as VSO's
+            metadata=vault_data(dict(metadata)),
             annotations=dict(plan.annotations),
             labels=dict(plan.labels),
         )
-        return {t.key: parsed.execute(t.name, context).encode() for t in plan.templates if t.key}
+        # Bytes as Go writes them: b64dec of binary data stays binary in the Secret.
+        return {t.key: parsed.execute_bytes(t.name, context) for t in plan.templates if t.key}
     except TemplateError as exc:
         raise TransformError("TemplateError", redact(str(exc), secrets)) from None
 
