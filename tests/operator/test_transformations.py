@@ -29,8 +29,8 @@ from tests.operator.test_dynamic import (  # noqa: F401  (database: a fixture)
 )
 from tests.provider.driver_support import Cluster as DriverCluster
 from tests.provider.driver_support import DriverClient, mount_request
+from tests.provider.kubelet_support import KubeletDir, kubelet_fixture  # noqa: F401  (the kubelet fixture)
 from tests.provider.provider_process import ProviderProcess
-from tests.provider.tmpfs_support import tmpfs_fixture  # noqa: F401  (the tmpfs fixture)
 
 MANIFESTS = Path(__file__).parent / "manifests"
 HOST = "postgres-postgresql.postgres.svc.cluster.local:5432"
@@ -270,7 +270,7 @@ def test_a_templated_key_is_mounted_as_a_file_and_rewritten_in_place(
     kv_mount: str,
     operator: OperatorFactory,
     kube: Kube,
-    tmpfs: Path,
+    kubelet: KubeletDir,
     tmp_path: Path,
 ) -> None:
     """Operator renders ``app.properties`` from two KV keys; the provider (a real process on its
@@ -299,9 +299,8 @@ def test_a_templated_key_is_mounted_as_a_file_and_rewritten_in_place(
     pod = driver_cluster.pod(ns)
     socket_dir = tmp_path / "sockets"
     socket_dir.mkdir()
-    provider = ProviderProcess(kube.kubeconfig, socket_dir, tmp_path / "state")
-    target = tmpfs / "vol"
-    target.mkdir()
+    provider = ProviderProcess(kube.kubeconfig, socket_dir, tmp_path / "state", kubelet_dir=kubelet.root)
+    target = kubelet.target(pod.uid, "vol")
     try:
         provider.start().wait_serving()
         driver = DriverClient(provider.socket_path)
