@@ -47,6 +47,12 @@ class ProviderMetrics:
             "Protected Secrets held in the watch cache",
             registry=self.registry,
         )
+        self.ready = Gauge(
+            "csi_vso_provider_ready",
+            "1 once the protected-Secret watches have synced and Mounts are served (what /readyz "
+            "answers), else 0: alert when it stays 0",
+            registry=self.registry,
+        )
         self.bytes_served = Counter(
             "csi_vso_provider_served_bytes",
             "File bytes served by successful Mounts (returned or written)",
@@ -63,6 +69,9 @@ class ProviderMetrics:
     def track_cached_secrets(self, count: Callable[[], int]) -> None:
         self.cached_secrets.set_function(lambda: float(count()))
 
+    def track_ready(self, ready: Callable[[], bool]) -> None:
+        self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -71,6 +80,7 @@ class MetricsServer:
     """HTTP on ``host:port``: /metrics (Prometheus text), /healthz (alive), /readyz (cache synced)."""
 
     def __init__(self, host: str, port: int, metrics: ProviderMetrics, ready: Callable[[], bool]) -> None:
+        metrics.track_ready(ready)
         handler = _handler(metrics, ready)
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
