@@ -68,22 +68,24 @@ def install_crds(api_client: client.ApiClient) -> None:
     time.sleep(0.5)
 
 
-def configure_login(root: Any, kubeconfig: Path, namespace: str, policy: str) -> None:
-    """Kubernetes auth for service account ``bench`` in ``namespace``, with policy ``bench``."""
+def configure_login(root: Any, kubeconfig: Path, namespaces: tuple[str, ...], policy: str) -> None:
+    """Kubernetes auth for service account ``bench`` in ``namespaces``, with policy ``bench``."""
     root.sys.create_or_update_policy(name="bench", policy=policy)
     configure_kubernetes_auth(root, kubeconfig=kubeconfig)
     root.write(
         "auth/kubernetes/role/bench",
         bound_service_account_names=["bench"],
-        bound_service_account_namespaces=[namespace],
+        bound_service_account_namespaces=list(namespaces),
         token_policies=["bench"],
         token_ttl="1h",
     )
 
 
-def configure_openbao(bao: OpenBaoDevServer, kubeconfig: Path, count: int) -> None:
+def configure_openbao(
+    bao: OpenBaoDevServer, kubeconfig: Path, count: int, namespaces: tuple[str, ...] = (NAMESPACE,)
+) -> None:
     root = bao.client()
-    configure_login(root, kubeconfig, NAMESPACE, 'path "kv/*" { capabilities = ["read"] }')
+    configure_login(root, kubeconfig, namespaces, 'path "kv/*" { capabilities = ["read"] }')
     root.sys.enable_secrets_engine("kv", path="kv", options={"version": "2"})
     for i in range(count):
         root.secrets.kv.v2.create_or_update_secret(

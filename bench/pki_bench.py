@@ -47,7 +47,7 @@ NAMESPACE = "bench-pki"
 
 def configure_openbao(bao: OpenBaoDevServer, kubeconfig: Path, max_ttl: int) -> None:
     root = bao.client()
-    configure_login(root, kubeconfig, NAMESPACE, 'path "pki/issue/web" { capabilities = ["update"] }')
+    configure_login(root, kubeconfig, (NAMESPACE,), 'path "pki/issue/web" { capabilities = ["update"] }')
     root.sys.enable_secrets_engine("pki", path="pki", config={"max_lease_ttl": "87600h"})
     root.write("pki/root/generate/internal", common_name="bench root", ttl="87600h", key_type="ec")
     root.write(

@@ -35,11 +35,20 @@ def helm_binary() -> Path:
     return found["helm"]
 
 
-def helm_template(values: list[Path] | None = None, helm: Path | None = None) -> str:
+# Off by default in the chart (they need the Prometheus Operator's CRDs) but shipped in deploy/
+# for kustomize users too: rendered once more with the value that turns them on.
+OPTIONAL = {"monitoring/prometheusrule.yaml": "monitoring.prometheusRule.enabled=true"}
+
+
+def helm_template(
+    values: list[Path] | None = None, helm: Path | None = None, sets: tuple[str, ...] = ()
+) -> str:
     """``helm template`` of the chart (release ``csi-vso``), with extra values files if given."""
     command = [str(helm or helm_binary()), "template", RELEASE, str(CHART)]
     for path in values or []:
         command += ["--values", str(path)]
+    for assignment in sets:
+        command += ["--set", assignment]
     return subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
 
@@ -64,6 +73,8 @@ def split_by_template(rendered: str) -> dict[str, str]:
 def expected_files(helm: Path | None = None) -> dict[Path, str]:
     """Every generated file under deploy/ with the content it must have."""
     wanted = {DEPLOY / path: text for path, text in split_by_template(helm_template(helm=helm)).items()}
+    for path, assignment in OPTIONAL.items():
+        wanted[DEPLOY / path] = split_by_template(helm_template(helm=helm, sets=(assignment,)))[path]
     with tempfile.TemporaryDirectory() as tmp:
         for written in crds.write_all(Path(tmp)):
             text = written.read_text()

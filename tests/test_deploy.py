@@ -234,7 +234,13 @@ BROKEN = [
     ("VaultConnection", "default", _set("spec.address", _DELETE), "spec.address"),
     ("VaultConnection", "default", _set("spec.skipTLSVerify", "no"), "spec.skipTLSVerify"),
     ("VaultConnection", "default", _set("spec.timeout", "ten seconds"), "spec.timeout"),
-    ("VaultAuth", "static-auth", _set("spec.kubernetes.role", _DELETE), "spec.kubernetes.role"),
+    # (No longer a missing kubernetes.role: as in VSO, a VaultAuth may inherit it from a VaultAuthGlobal.)
+    (
+        "VaultAuth",
+        "static-auth",
+        _set("spec.kubernetes.tokenExpirationSeconds", 60),
+        "spec.kubernetes.tokenExpirationSeconds",
+    ),
     (
         "VaultAuth",
         "default",

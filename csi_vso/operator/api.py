@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
+from csi_vso.operator.transform.spec import Transformation, parse_transformation
 from csi_vso.operator.vault.settings import DEFAULT_MOUNTS, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION
 
 GROUP = "secrets.hashicorp.com"
@@ -28,6 +29,8 @@ DYNAMIC_KIND = "VaultDynamicSecret"
 PKI_KIND = "VaultPKISecret"
 AUTH_KIND = "VaultAuth"
 CONNECTION_KIND = "VaultConnection"
+AUTH_GLOBAL_KIND = "VaultAuthGlobal"
+TRANSFORMATION_KIND = "SecretTransformation"
 
 PLURALS = {
     "VaultConnection": "vaultconnections",
@@ -36,6 +39,8 @@ PLURALS = {
     "VaultSecret": "vaultsecrets",
     "VaultDynamicSecret": "vaultdynamicsecrets",
     "VaultPKISecret": "vaultpkisecrets",
+    "VaultAuthGlobal": "vaultauthglobals",
+    "SecretTransformation": "secrettransformations",
 }
 
 AUTH_METHODS = ("kubernetes", "jwt", "appRole")
@@ -120,6 +125,7 @@ class Destination:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     type: str | None = None
+    transformation: Transformation | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,7 @@ class ConnectionSpec:
     # use this connection. None: its own namespace only, or everyone when it lives in the
     # operator's namespace (the platform team's shared connection).
     allowed_namespaces: tuple[str, ...] | None = None
+    ca_cert_path: str | None = None  # a PEM file on the operator's filesystem (VSO's caCertPath)
 
 
 @dataclass(frozen=True)
@@ -336,6 +343,9 @@ def _destination(reader: _Reader) -> Destination | None:
     secret_type = d.string("type")
     if secret_type is not None and not _SECRET_TYPE.match(secret_type):
         d.problems.append(f"destination.type {secret_type!r} is not a Secret type")
+    transformation = parse_transformation(
+        d.data.get("transformation"), "destination.transformation", d.problems
+    )
     return Destination(
         name=name or "",
         create=d.boolean("create", False),
@@ -343,6 +353,7 @@ def _destination(reader: _Reader) -> Destination | None:
         labels=d.string_map("labels"),
         annotations=d.string_map("annotations"),
         type=secret_type,
+        transformation=transformation,
     )
 
 
@@ -506,6 +517,11 @@ def parse_connection(obj: Mapping[str, Any]) -> ConnectionSpec:
     alias = spec.string("tlsSecretRef")
     if ca and alias and ca != alias:
         problems.append("caCertSecretRef and tlsSecretRef name different Secrets; set one")
+    ca_path = spec.string("caCertPath")
+    if ca_path and (ca or alias):
+        problems.append("caCertPath and caCertSecretRef are mutually exclusive; set one")
+    if ca_path and not ca_path.startswith("/"):
+        problems.append(f"caCertPath {ca_path!r} must be an absolute path")
     timeout = spec.duration("timeout")
     headers = spec.string_map("headers")
     server_name = spec.string("tlsServerName")
@@ -525,6 +541,7 @@ def parse_connection(obj: Mapping[str, Any]) -> ConnectionSpec:
         skip_tls_verify=skip,
         timeout=timeout or DEFAULT_TIMEOUT,
         allowed_namespaces=allowed,
+        ca_cert_path=ca_path,
     )
 
 

@@ -12,8 +12,10 @@
   a bad custom resource never becomes a hot loop or a crash.
 - Watch events start a reconcile only when the spec (generation) changed or deletion began;
   status-only updates (our own) are ignored, so they cannot bypass the backoff.
-- A change to a VaultAuth or VaultConnection re-queues every secret (they may refer to it, and
-  a fix there must heal them without waiting for their next refresh).
+- A change to a VaultAuth, VaultAuthGlobal or VaultConnection re-queues every secret (they may
+  refer to it, and a fix there must heal them without waiting for their next refresh).
+- A change to a SecretTransformation re-queues exactly the secrets that reference it: every
+  secret's ``transformationRefs`` are indexed as the watch delivers it (:mod:`transform.index`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from csi_vso import protected
-from csi_vso.operator import api, metrics, secretcache
+from csi_vso.operator import api, authglobal, metrics, secretcache
 from csi_vso.operator.addresses import AddressPattern
 from csi_vso.operator.conditions import READY, SECRET_SYNCED, set_condition
 from csi_vso.operator.destination import DestinationError
@@ -42,6 +44,10 @@ from csi_vso.operator.rollout import Rollouts
 from csi_vso.operator.runtime import Conflict, Runtime, generation_of
 from csi_vso.operator.sessions import Sessions
 from csi_vso.operator.static import KVVersionCache, SyncState, reconcile_static
+from csi_vso.operator.transform import gather
+from csi_vso.operator.transform.index import ReferenceIndex
+from csi_vso.operator.transform.render import check_secret_transformation
+from csi_vso.operator.transform.spec import TransformSpecError, parse_transformation
 from csi_vso.operator.vault.cache import SessionCache
 from csi_vso.operator.vault.errors import VaultError
 from csi_vso.operator.watch import Informer, custom_object_informer, secret_informer
@@ -51,7 +57,8 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
 SECRET_KINDS = ("VaultStaticSecret", "VaultSecret", "VaultDynamicSecret", "VaultPKISecret")
-REF_KINDS = ("VaultConnection", "VaultAuth")
+REF_KINDS = ("VaultConnection", "VaultAuth", "VaultAuthGlobal")
+TRANSFORMATION_KIND = api.TRANSFORMATION_KIND
 CONFLICT_RETRY = 1.0
 
 
@@ -68,6 +75,7 @@ class ControllerSettings:
     identity: str = ""  # this replica, as the reporting instance of its events
     # --allowed-vault-addresses: where logins and requests may go (empty: anywhere)
     allowed_vault_addresses: tuple[AddressPattern, ...] = ()
+    exclude_raw: bool = False  # VSO's --global-transformation-options=exclude-raw
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,12 @@ def classify(exc: BaseException) -> Failure:
         return Failure(exc.reason, str(exc), retry=True)
     if isinstance(exc, CertificateRejected):
         return Failure(exc.reason, str(exc), retry=exc.retry)
+    if isinstance(exc, TransformSpecError):
+        return Failure("InvalidSpec", str(exc), retry=False)
+    if isinstance(exc, gather.TransformError):
+        # Retried: a referenced SecretTransformation may appear or be fixed (its edit also
+        # re-queues this secret at once).
+        return Failure(exc.reason, str(exc), retry=True)
     if isinstance(exc, RenderError):
         return Failure("InvalidSecretData", str(exc), retry=True)
     if isinstance(exc, VaultError):
@@ -115,7 +129,7 @@ class Controller:
             kind: custom_object_informer(
                 custom, api.GROUP, api.VERSION, api.PLURALS[kind], resync_period=settings.informer_resync
             )
-            for kind in (*REF_KINDS, *SECRET_KINDS)
+            for kind in (*REF_KINDS, *SECRET_KINDS, TRANSFORMATION_KIND)
         }
         # (namespace, destination name) -> uids of the custom resources writing it: the only
         # Secrets the cache keeps whole (finding 2b; see secretcache).
@@ -143,12 +157,14 @@ class Controller:
                 core=core,
                 get_auth=lambda ns, name: self.rt.cached("VaultAuth", ns, name),
                 get_connection=lambda ns, name: self.rt.cached("VaultConnection", ns, name),
+                get_auth_global=lambda ns, name: self.rt.cached("VaultAuthGlobal", ns, name),
                 operator_namespace=settings.operator_namespace,
                 settings_ttl=settings.settings_refresh,
                 allowed_addresses=settings.allowed_vault_addresses,
             ),
             events=EventRecorder(core, host=settings.identity),
             rollouts=Rollouts(client.AppsV1Api(api_client), debounce=settings.rollout_debounce),
+            exclude_raw=settings.exclude_raw,
         )
         self.queue: WorkQueue[Key] = WorkQueue()
         self.backoff: Backoff[Key] = Backoff(settings.backoff_base, settings.backoff_cap)
@@ -158,11 +174,12 @@ class Controller:
         self.dynamic = DynamicReconciler(self.rt)
         self.pki = PKIReconciler(self.rt)
         self._uid_to_key: dict[str, Key] = {}
-        self._signatures: dict[Key, tuple[int, bool]] = {}
+        self._transformation_refs: ReferenceIndex[Key, gather.RefKey] = ReferenceIndex()
+        self._signatures: dict[Key, tuple[int, bool, str]] = {}
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
         self._stopped = threading.Event()
-        for kind in (*REF_KINDS, *SECRET_KINDS):
+        for kind in (*REF_KINDS, *SECRET_KINDS, TRANSFORMATION_KIND):
             self.informers[kind].on_change(self._cr_handler(kind))
         self.informers["Secret"].on_change(self._on_secret)
 
@@ -206,6 +223,7 @@ class Controller:
             uid = str(metadata.get("uid"))
             if kind in SECRET_KINDS:
                 self._track_destination(uid, None if event_type == "DELETED" else obj)
+                self._index_transformation_refs(key, obj, deleted=event_type == "DELETED")
             if event_type == "DELETED":
                 self.queue.forget(key)
                 with self._lock:
@@ -220,11 +238,19 @@ class Controller:
                 if kind in REF_KINDS:
                     self.rt.sessions.forget(uid)
                     self._requeue_all_secrets()
+                if kind == api.AUTH_GLOBAL_KIND:
+                    self._requeue_kind("VaultAuth")  # their status depends on it
+                if kind == TRANSFORMATION_KIND:
+                    self._requeue_referrers(key)
                 return
             # Only spec changes (generation) and deletion start a reconcile: our own status
             # patches and finalizer edits come back as MODIFIED too, and reacting to them would
             # turn every failure into a hot loop that bypasses the backoff.
-            signature = (generation_of(obj), bool(metadata.get("deletionTimestamp")))
+            signature = (
+                generation_of(obj),
+                bool(metadata.get("deletionTimestamp")),
+                self._template_inputs(kind, obj),
+            )
             with self._lock:
                 self._uid_to_key[uid] = key
                 changed = self._signatures.get(key) != signature
@@ -234,6 +260,10 @@ class Controller:
             self.queue.add(key)
             if kind in REF_KINDS:
                 self._requeue_all_secrets()
+            if kind == api.AUTH_GLOBAL_KIND:
+                self._requeue_kind("VaultAuth")
+            if kind == TRANSFORMATION_KIND:
+                self._requeue_referrers(key)
 
         return handle
 
@@ -260,6 +290,43 @@ class Controller:
     def _is_our_destination(self, namespace: str, name: str, claimed: set[str]) -> bool:
         with self._lock:
             return bool(self._destinations.get((namespace, name), set()) & claimed)
+
+    @staticmethod
+    def _template_inputs(kind: str, obj: dict[str, Any]) -> str:
+        """The annotations and labels a secret's templates read (VSO passes the CR's own).
+
+        Editing them does not bump the generation, yet changes the rendered data: for a secret
+        with a transformation they are part of the watch signature, so the edit re-renders it.
+        """
+        if kind not in SECRET_KINDS:
+            return ""
+        spec = obj.get("spec")
+        destination = spec.get("destination") if isinstance(spec, dict) else None
+        if not isinstance(destination, dict) or destination.get("transformation") is None:
+            return ""
+        metadata = obj.get("metadata") or {}
+        return repr(
+            (
+                sorted((metadata.get("annotations") or {}).items()),
+                sorted((metadata.get("labels") or {}).items()),
+            )
+        )
+
+    def _index_transformation_refs(self, key: Key, obj: dict[str, Any], *, deleted: bool) -> None:
+        """Record which SecretTransformations this secret references (for :meth:`_requeue_referrers`)."""
+        if deleted:
+            self._transformation_refs.remove(key)
+            return
+        spec = obj.get("spec")
+        destination = spec.get("destination") if isinstance(spec, dict) else None
+        value = destination.get("transformation") if isinstance(destination, dict) else None
+        transformation = parse_transformation(value, "transformation", [])
+        self._transformation_refs.set(key, gather.ref_keys(transformation, key[1]))
+
+    def _requeue_referrers(self, transformation_key: Key) -> None:
+        _, namespace, name = transformation_key
+        for key in self._transformation_refs.referrers((namespace, name)):
+            self.queue.add(key)
 
     def _requeue_all_secrets(self) -> None:
         for kind in SECRET_KINDS:
@@ -349,8 +416,19 @@ class Controller:
             self.rt.sessions.check_address(spec, f"{metadata.get('namespace')}/{metadata.get('name')}")
             self._report_valid(obj, "VaultConnection is valid")
             return None
+        if kind == "VaultAuthGlobal":
+            authglobal.validate(obj)
+            self._report_valid(obj, "VaultAuthGlobal is valid")
+            return None
+        if kind == TRANSFORMATION_KIND:
+            check_secret_transformation(obj)
+            self._report_valid(obj, "SecretTransformation is valid")
+            return None
         if kind == "VaultAuth":
-            auth = api.parse_auth(obj)
+            merged = authglobal.merge(
+                obj, self.rt.getter("VaultAuthGlobal"), self.settings.operator_namespace
+            )
+            auth = api.parse_auth(merged)
             # The connection must exist where the secrets will look for it, be shared with this
             # namespace and point at an allowed address.
             self.rt.sessions.resolve_connection(auth, str((obj.get("metadata") or {}).get("namespace")))

@@ -101,8 +101,82 @@ def _destination() -> Schema:
             "labels": _str_map("Extra labels on the Secret (the protected marks always win)."),
             "annotations": _str_map("Extra annotations on the Secret (the operator's own always win)."),
             "type": _str("Secret type, e.g. Opaque or kubernetes.io/basic-auth (default Opaque)."),
+            "transformation": _transformation(),
         },
         required=["name"],
+    )
+
+
+def _template() -> Schema:
+    return _obj(
+        "Go text/template text (with VSO's Sprig functions).",
+        {
+            "name": _str("Template name (default: <namespace>/<object>/<key>)."),
+            "text": _str("Template text; sees .Secrets, .Metadata, .Annotations and .Labels."),
+        },
+        required=["text"],
+    )
+
+
+def _templates(description: str) -> Schema:
+    return {"type": "object", "description": description, "additionalProperties": _template()}
+
+
+def _patterns(description: str) -> Schema:
+    return _str_list(description + " Regular expressions over source key names.")
+
+
+def _transformation() -> Schema:
+    return _obj(
+        "How the secret data is transformed before it is stored (VSO's Transformation).",
+        {
+            "templates": _templates("Secret key -> template whose output becomes the key's value."),
+            "transformationRefs": {
+                "type": "array",
+                "description": "SecretTransformations whose templates and filters are used.",
+                "items": _obj(
+                    "A SecretTransformation reference.",
+                    {
+                        "name": _str("SecretTransformation name.", minLength=1),
+                        "namespace": _str("Its namespace (default: this object's)."),
+                        "templateRefs": {
+                            "type": "array",
+                            "description": "Only these templates (absent: all of them).",
+                            "items": _obj(
+                                "A template of the SecretTransformation.",
+                                {
+                                    "name": _str("Key of the template in its templates.", minLength=1),
+                                    "keyOverride": _str("Secret key for its output (default: name)."),
+                                },
+                                required=["name"],
+                            ),
+                        },
+                        "ignoreIncludes": _bool("Do not use its includes.", default=False),
+                        "ignoreExcludes": _bool("Do not use its excludes.", default=False),
+                    },
+                    required=["name"],
+                ),
+            },
+            "includes": _patterns("Keep only source keys matching one of these (after excludes)."),
+            "excludes": _patterns("Drop source keys matching one of these (templated keys never are)."),
+            "excludeRaw": _bool("Leave out the _raw key (Vault's whole answer as JSON).", default=False),
+        },
+    )
+
+
+def secret_transformation_spec() -> Schema:
+    return _obj(
+        "Shared templates and filters for secret transformations.",
+        {
+            "templates": _templates("Key -> template; every one is rendered unless templateRefs narrows."),
+            "sourceTemplates": {
+                "type": "array",
+                "description": "Templates never rendered to a key: {{define}}s used via {{template}}.",
+                "items": _template(),
+            },
+            "includes": _patterns("Keep only source keys matching one of these."),
+            "excludes": _patterns("Drop source keys matching one of these."),
+        },
     )
 
 
@@ -141,6 +215,9 @@ def _secret_status(extra: dict[str, Schema] | None = None) -> Schema:
         "secretMAC": _str("Keyed HMAC-SHA256 (base64) of the data last written; not the data."),
         "lastSyncTime": _str("When the destination Secret was last confirmed in sync.", format="date-time"),
         "lastWriteTime": _str("When the destination Secret's data was last written.", format="date-time"),
+        "transformationDigest": _str(
+            "Fingerprint of the transformation last applied (templates, filters, annotations, labels)."
+        ),
         "conditions": _conditions(),
     }
     properties.update(extra or {})
@@ -275,6 +352,9 @@ def connection_spec() -> Schema:
             "tlsServerName": _str("SNI / certificate name to expect."),
             "caCertSecretRef": _str("Secret (in this namespace) with ca.crt: the CA bundle to trust."),
             "tlsSecretRef": _str("Alias of caCertSecretRef (the seed article's name)."),
+            "caCertPath": _str(
+                "PEM CA bundle file on the operator's filesystem (exclusive with caCertSecretRef)."
+            ),
             "skipTLSVerify": _bool("Do not verify the server certificate (testing only).", default=False),
             "timeout": _duration("Per-request timeout (default 30s)."),
             "allowedNamespaces": _str_list(
@@ -322,20 +402,92 @@ def auth_spec() -> Schema:
                         "login token itself (the operator does not hand out a reviewer token)."
                     ),
                 },
-                required=["role"],
             ),
+            "jwt": _jwt(service_account_token),
+            "appRole": _app_role(),
+            "vaultAuthGlobalRef": _obj(
+                "Inherit login settings from a VaultAuthGlobal.",
+                {
+                    "name": _str("VaultAuthGlobal name.", pattern="^([a-z0-9.-]{1,253})$"),
+                    "namespace": _str(
+                        "Its namespace (default: this VaultAuth's).", pattern="^([a-z0-9-]{1,63})$"
+                    ),
+                    "allowDefault": _bool("Without a name, use the VaultAuthGlobal named 'default'."),
+                    "mergeStrategy": _obj(
+                        "How headers and params combine with the global's.",
+                        {
+                            "headers": _str(
+                                "union, replace or none (default).", enum=["union", "replace", "none"]
+                            ),
+                            "params": _str(
+                                "union, replace or none (default).", enum=["union", "replace", "none"]
+                            ),
+                        },
+                    ),
+                },
+            ),
+        },
+    )
+
+
+def _jwt(service_account_token: dict[str, Schema]) -> Schema:
+    return _obj(
+        "JWT auth: a ServiceAccount token or a JWT stored in a Secret (key 'jwt').",
+        {**service_account_token, "secretRef": _str("Secret holding the JWT under key 'jwt'.")},
+    )
+
+
+def _app_role() -> Schema:
+    return _obj(
+        "AppRole auth.",
+        {
+            "roleId": _str("AppRole role_id."),
+            "secretRef": _str("Secret holding the secret_id under key 'id'."),
+        },
+    )
+
+
+def auth_global_spec() -> Schema:
+    service_account_token = {
+        "role": _str("Vault role to log in as."),
+        "serviceAccount": _str("ServiceAccount (in the secret's namespace) whose token is used."),
+        "audiences": _str_list("Audiences of the requested token."),
+        "tokenExpirationSeconds": _int("Lifetime of the requested token.", minimum=600),
+    }
+    placement = {
+        "namespace": _str("Vault/OpenBao namespace of the auth mount."),
+        "mount": _str("Auth method mount path."),
+        "params": _str_map("Extra login parameters."),
+        "headers": _str_map("Extra HTTP headers."),
+    }
+    return _obj(
+        "Login defaults shared by VaultAuths that reference this object.",
+        {
+            "allowedNamespaces": _str_list(
+                "Namespaces whose VaultAuths may use this ('*' = all). Absent: only its own."
+            ),
+            "vaultConnectionRef": _str("VaultConnection for VaultAuths that name none."),
+            "defaultVaultNamespace": _str(
+                "Vault namespace when neither VaultAuth nor method block sets one."
+            ),
+            "defaultAuthMethod": _str(
+                "Method when the VaultAuth sets none.", enum=["kubernetes", "jwt", "appRole", "aws", "gcp"]
+            ),
+            "defaultMount": _str("Mount when neither VaultAuth nor method block sets one."),
+            "params": _str_map("Default login parameters (see mergeStrategy)."),
+            "headers": _str_map("Default headers (see mergeStrategy)."),
+            "kubernetes": _obj("Kubernetes auth defaults.", {**service_account_token, **placement}),
             "jwt": _obj(
-                "JWT auth: a ServiceAccount token or a JWT stored in a Secret (key 'jwt').",
-                {**service_account_token, "secretRef": _str("Secret holding the JWT under key 'jwt'.")},
-                required=["role"],
+                "JWT auth defaults.",
+                {**service_account_token, "secretRef": _str("Secret holding the JWT."), **placement},
             ),
             "appRole": _obj(
-                "AppRole auth.",
+                "AppRole auth defaults.",
                 {
-                    "roleId": _str("AppRole role_id.", minLength=1),
-                    "secretRef": _str("Secret holding the secret_id under key 'id'.", minLength=1),
+                    "roleId": _str("AppRole role_id."),
+                    "secretRef": _str("Secret holding the secret_id."),
+                    **placement,
                 },
-                required=["roleId", "secretRef"],
             ),
         },
     )
@@ -504,6 +656,22 @@ def build_crds() -> list[dict[str, Any]]:
                 {"name": "Serial", "type": "string", "jsonPath": ".status.serialNumber"},
             ],
             ["vps"],
+        ),
+        _crd(
+            "VaultAuthGlobal",
+            "vaultauthglobals",
+            auth_global_spec(),
+            _validity_status(),
+            [{"name": "Default Method", "type": "string", "jsonPath": ".spec.defaultAuthMethod"}],
+            ["vag"],
+        ),
+        _crd(
+            "SecretTransformation",
+            "secrettransformations",
+            secret_transformation_spec(),
+            _validity_status(),
+            [],
+            ["st"],
         ),
     ]
 

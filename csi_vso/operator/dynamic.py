@@ -13,6 +13,10 @@ The decision is pure (:func:`csi_vso.operator.leases.plan_dynamic`); this module
   rotate: the error is raised, the controller backs off, the lease is retried before it ends.
 - After a restart, the first reconcile of a lease read back from status looks it up in Vault
   once: a lease Vault no longer knows is replaced; a live one is kept and renewed on schedule.
+- A changed transformation (a referenced SecretTransformation or the CR's annotations/labels
+  edited): the Secret is rendered again from the ``_raw`` copy of the current credentials it
+  holds, without a new lease; with ``excludeRaw`` there is no copy, so new credentials are
+  issued, as for a spec change.
 - Deletion (our finalizer holds it): with ``revoke: true`` the current lease and any pending
   old ones are revoked, then the finalizer is removed; the garbage collector deletes the
   destination Secret through its ownerReference.
@@ -20,9 +24,11 @@ The decision is pure (:func:`csi_vso.operator.leases.plan_dynamic`); this module
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,10 +37,11 @@ from csi_vso.operator.conditions import LEASE_RENEWAL, set_condition, synced_con
 from csi_vso.operator.hmac import macs_equal
 from csi_vso.operator.leases import Action, DynamicPlan, LeaseState, due_revocations, plan_dynamic
 from csi_vso.operator.refs import RefError
-from csi_vso.operator.render import render
 from csi_vso.operator.runtime import Runtime, generation_of, owner_of
 from csi_vso.operator.sessions import Resolved
 from csi_vso.operator.static import destination_drift
+from csi_vso.operator.transform import gather
+from csi_vso.operator.transform.render import RAW_KEY, secret_data
 from csi_vso.operator.vault import leases as vault_leases
 from csi_vso.operator.vault.errors import VaultError, VaultNotFound, VaultUnavailable
 from csi_vso.operator.vault.model import Lease
@@ -74,6 +81,13 @@ class DynamicReconciler:
             self._finalize(obj)
             return None
         spec = api.parse_dynamic_secret(obj)
+        transform_plan = gather.plan_for(
+            obj,
+            spec.destination.transformation,
+            rt.getter("SecretTransformation"),
+            exclude_raw=rt.exclude_raw,
+        )
+        digest = transform_plan.digest() if transform_plan is not None else ""
         rt.ensure_finalizer(obj)
         generation = generation_of(obj)
         state = self._state(owner.uid, obj)
@@ -99,6 +113,10 @@ class DynamicReconciler:
                     stored_mac=state.secret_mac,
                 )
         plan = plan_dynamic(spec=spec, state=state, generation=generation, drift=drift, now=now)
+        if plan.action is not Action.ISSUE and state.transformation_digest != digest:
+            state = self._rerender(obj, spec, state, existing, transform_plan, digest, now)
+            if state.transformation_digest != digest:
+                plan = _issue("the transformation changed and the Secret keeps no _raw copy to render from")
         resolved: Resolved | None = None
 
         def session() -> Resolved:
@@ -151,7 +169,7 @@ class DynamicReconciler:
                 plan = _issue(verdict.reason)
 
         if plan.action is Action.ISSUE:
-            state = self._issue(obj, spec, state, existing, session(), now, plan.reason)
+            state = self._issue(obj, spec, state, existing, session(), now, plan.reason, transform_plan)
 
         state = self._revoke_due(state, now, session if state.pending else None, vault_ns)
         self._remember(owner.uid, state)
@@ -214,6 +232,7 @@ class DynamicReconciler:
         resolved: Resolved,
         now: datetime,
         reason: str,
+        transform_plan: gather.Plan | None = None,
     ) -> LeaseState:
         rt = self.rt
         owner = owner_of(obj)
@@ -228,10 +247,9 @@ class DynamicReconciler:
             # Static credentials: the countdown to Vault's rotation becomes the schedule, not data
             # (it changes at every read and would make every read a "rotation").
             lease = Lease(id="", duration=_static_ttl(vault_data), renewable=False)
-            vault_data = {k: v for k, v in vault_data.items() if k != "ttl"}
-        synced = rt.sync_destination(
-            owner=owner, spec=spec, data=render(vault_data), existing=existing, now=now
-        )
+            vault_data = _without_ttl(vault_data)
+        data = secret_data(transform_plan, secrets=vault_data, raw=_without_ttl(secret.data))
+        synced = rt.sync_destination(owner=owner, spec=spec, data=data, existing=existing, now=now)
         # Not written: static credentials read before Vault rotated them, nothing new.
         changed, mac, previous_mac = synced.wrote, synced.mac, synced.previous_mac
         rotated = existing is not None and destination.is_owned_by(existing, owner.uid)
@@ -243,6 +261,7 @@ class DynamicReconciler:
             now,
             spec.revocation_duration,
             token_accessor=resolved.session.token_accessor if lease.id else "",
+            transformation_digest=transform_plan.digest() if transform_plan is not None else "",
         )
         if lease.id:
             self._verified.add(lease.id)
@@ -264,6 +283,48 @@ class DynamicReconciler:
                 targets += rt.rollouts.consumers(owner.namespace, spec.destination.name)
             if targets:
                 rt.rollouts.request(targets)
+        return new_state
+
+    def _rerender(
+        self,
+        obj: dict[str, Any],
+        spec: api.DynamicSecretSpec,
+        state: LeaseState,
+        existing: dict[str, Any] | None,
+        transform_plan: gather.Plan | None,
+        digest: str,
+        now: datetime,
+    ) -> LeaseState:
+        """Render the current credentials again from the Secret's ``_raw`` copy (no new lease).
+
+        Returns ``state`` unchanged when there is no usable copy (the caller issues instead).
+        """
+        owner = owner_of(obj)
+        if existing is None or not destination.is_owned_by(existing, owner.uid):
+            return state
+        raw_bytes = destination.decode_data(existing).get(RAW_KEY)
+        if raw_bytes is None:
+            return state
+        try:
+            raw = json.loads(raw_bytes)
+        except ValueError:
+            return state
+        if not isinstance(raw, dict):
+            return state
+        vault_data = _without_ttl(raw) if spec.allow_static_creds and not state.lease_id else raw
+        data = secret_data(transform_plan, secrets=vault_data, raw=raw)
+        synced = self.rt.sync_destination(owner=owner, spec=spec, data=data, existing=existing, now=now)
+        if synced.wrote:
+            self.rt.events.record(
+                obj,
+                "Normal",
+                "SecretRendered",
+                f"Secret {owner.namespace}/{spec.destination.name} rendered again: "
+                "the transformation changed",
+                dedupe=False,
+            )
+        new_state = replace(state, secret_mac=synced.mac, transformation_digest=digest)
+        self._remember(owner.uid, new_state)
         return new_state
 
     def _revoke_due(self, state: LeaseState, now: datetime, session: Any, vault_ns: str | None) -> LeaseState:
@@ -363,6 +424,11 @@ def _static_ttl(data: Any) -> int:
     if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0:
         return 0
     return max(ttl, 1)
+
+
+def _without_ttl(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Static credentials' data without the countdown ``ttl`` (it is schedule, not data)."""
+    return {k: v for k, v in data.items() if k != "ttl"}
 
 
 def _issue(reason: str) -> DynamicPlan:

@@ -68,6 +68,7 @@ class LeaseState:
     last_sync: datetime | None = None
     pending: tuple[PendingRevocation, ...] = ()
     token_accessor: str = ""  # the Vault token that issued the lease (the lease dies with it)
+    transformation_digest: str = ""  # of the transformation the Secret was rendered with
 
     @classmethod
     def from_storage(cls, status: Mapping[str, Any] | None) -> LeaseState:
@@ -91,6 +92,7 @@ class LeaseState:
             last_sync=parse_time(status.get("lastSyncTime")),
             pending=tuple(pending),
             token_accessor=str(lease.get("tokenAccessor") or ""),
+            transformation_digest=str(status.get("transformationDigest") or ""),
         )
 
     def for_storage(self) -> dict[str, Any]:
@@ -115,6 +117,7 @@ class LeaseState:
             "lastRenewalTime": int(self.renewed_at.timestamp()) if self.renewed_at else None,
             "pendingRevocations": [{"id": p.lease_id, "revokeAt": _iso(p.revoke_at)} for p in self.pending]
             or None,
+            "transformationDigest": self.transformation_digest or None,
         }
 
     def expires_at(self) -> datetime | None:
@@ -139,6 +142,7 @@ class LeaseState:
         now: datetime,
         grace: float | None,
         token_accessor: str = "",
+        transformation_digest: str = "",
     ) -> LeaseState:
         """New credentials; the previous lease is revoked after ``grace`` seconds (None: left to expire)."""
         pending = list(self.pending)
@@ -156,6 +160,7 @@ class LeaseState:
             last_sync=now,
             pending=tuple(pending),
             token_accessor=token_accessor,
+            transformation_digest=transformation_digest,
         )
 
     def without_pending(self, lease_ids: set[str]) -> LeaseState:

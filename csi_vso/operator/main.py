@@ -94,6 +94,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rollout-debounce", type=float, default=2.0, help="minimum seconds between restarts of one workload"
     )
+    parser.add_argument(
+        "--global-transformation-options",
+        type=_transformation_options,
+        default=frozenset(),
+        help="VSO's option list for every transformation; 'exclude-raw': never write the _raw key",
+    )
+
+
+TRANSFORMATION_OPTIONS = ("exclude-raw",)
+
+
+def _transformation_options(text: str) -> frozenset[str]:
+    options = frozenset(o.strip() for o in text.split(",") if o.strip())
+    unknown = sorted(options - set(TRANSFORMATION_OPTIONS))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(TRANSFORMATION_OPTIONS)}"
+        )
+    return options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             rollout_debounce=args.rollout_debounce,
             identity=identity,
             allowed_vault_addresses=allowed_addresses,
+            exclude_raw="exclude-raw" in args.global_transformation_options,
         ),
         hmac_key=key,
     )

@@ -31,12 +31,15 @@ from typing import Any
 from csi_vso.operator import destination, pkimetrics
 from csi_vso.operator.conditions import synced_conditions
 from csi_vso.operator.hmac import macs_equal
-from csi_vso.operator.pkidata import TLS_CERT, TLS_KEY, certificate_data
+from csi_vso.operator.pkidata import TLS_CERT, TLS_KEY, certificate_data, certificate_fields
 from csi_vso.operator.pkiplan import CertState, PKIPlan, describe_schedule, plan_pki, renew_at
 from csi_vso.operator.pkispec import PKISecretSpec, parse_pki_secret
 from csi_vso.operator.refs import RefError
 from csi_vso.operator.runtime import Runtime, generation_of, owner_of
 from csi_vso.operator.static import destination_drift
+from csi_vso.operator.transform.gather import Plan as TransformPlan
+from csi_vso.operator.transform.gather import TransformError, plan_for
+from csi_vso.operator.transform.render import secret_data
 from csi_vso.operator.vault.errors import VaultError, VaultInvalid, VaultNotFound, VaultUnavailable
 
 log = logging.getLogger(__name__)
@@ -54,9 +57,11 @@ class CertificateRejected(Exception):
 
     reason = "CertificateRequestRejected"
 
-    def __init__(self, message: str, *, retry: bool = True) -> None:
+    def __init__(self, message: str, *, retry: bool = True, reason: str | None = None) -> None:
         super().__init__(message)
         self.retry = retry
+        if reason is not None:
+            self.reason = reason
 
 
 class PKIReconciler:
@@ -98,15 +103,32 @@ class PKIReconciler:
             # The cache may lag our own last write: confirm with a live read before re-issuing.
             existing = rt.read_destination_live(owner.namespace, spec.destination.name)
             drift = self._drift(existing, spec, owner, state)
+        transformation = plan_for(
+            obj,
+            spec.destination.transformation,
+            rt.getter("SecretTransformation"),
+            exclude_raw=rt.exclude_raw,
+        )
+        digest = transformation.digest() if transformation is not None else None
         plan = plan_pki(
-            state=state, expiry_offset=spec.expiry_offset, generation=generation, drift=drift, now=rt.clock()
+            state=state,
+            expiry_offset=spec.expiry_offset,
+            generation=generation,
+            drift=drift,
+            now=rt.clock(),
+            transformation_digest=digest,
         )
         if plan.cause is not None:
-            state = self._issue(obj, spec, state, existing, plan)
+            state = self._issue(obj, spec, state, existing, plan, transformation)
         self._remember(owner.uid, state, spec)
         self._report(obj, spec, state, generation)
         replan = plan_pki(
-            state=state, expiry_offset=spec.expiry_offset, generation=generation, drift=None, now=rt.clock()
+            state=state,
+            expiry_offset=spec.expiry_offset,
+            generation=generation,
+            drift=None,
+            now=rt.clock(),
+            transformation_digest=digest,
         )
         return replan.delay if replan.cause is None else REISSUE_SOON
 
@@ -132,6 +154,7 @@ class PKIReconciler:
         state: CertState,
         existing: dict[str, Any] | None,
         plan: PKIPlan,
+        transformation: TransformPlan | None,
     ) -> CertState:
         rt = self.rt
         owner = owner_of(obj)
@@ -158,7 +181,16 @@ class PKIReconciler:
                 retry=False,
             )
         now = rt.clock()
-        data = certificate_data(cert.data, tls=spec.is_tls)
+        if transformation is None:
+            data = certificate_data(cert.data, tls=spec.is_tls)
+        else:
+            try:
+                data = secret_data(transformation, secrets=certificate_fields(cert.data), raw=cert.data)
+            except TransformError as exc:
+                # Not retried with backoff: every attempt would mint a certificate only to
+                # discard it. The next edit of the resource or its SecretTransformation retries.
+                message = f"{exc} (certificate discarded, no Secret written)"
+                raise CertificateRejected(message, retry=False, reason=exc.reason) from None
         synced = rt.sync_destination(owner=owner, spec=spec, data=data, existing=existing, now=now)
         new_state = CertState(
             serial_number=cert.serial_number,
@@ -166,6 +198,7 @@ class PKIReconciler:
             last_rotation=int(now.timestamp()),
             secret_mac=synced.mac,
             last_generation=generation_of(obj),
+            transformation_digest=transformation.digest() if transformation is not None else None,
         )
         self._remember(owner.uid, new_state, spec)  # before anything else can fail
         pkimetrics.ISSUED.labels(cause=plan.cause.value).inc()

@@ -26,7 +26,11 @@ TLS_KEY = "tls.key"
 CA_CERT = "ca.crt"
 
 
-def certificate_data(vault_data: Mapping[str, Any], *, tls: bool) -> dict[str, bytes]:
+def certificate_fields(vault_data: Mapping[str, Any]) -> dict[str, Any]:
+    """Vault's answer with ``ca_chain`` as one PEM string (dropped when empty), as the keys hold it.
+
+    This is also what a transformation's templates see as ``.Secrets``.
+    """
     fields = dict(vault_data)
     chain = fields.get("ca_chain")
     if isinstance(chain, list):
@@ -34,7 +38,11 @@ def certificate_data(vault_data: Mapping[str, Any], *, tls: bool) -> dict[str, b
             fields["ca_chain"] = "\n".join(str(c) for c in chain)
         else:
             fields.pop("ca_chain")
-    data = render(fields)
+    return fields
+
+
+def certificate_data(vault_data: Mapping[str, Any], *, tls: bool) -> dict[str, bytes]:
+    data = render(certificate_fields(vault_data))
     if not tls:
         return data
     certificate = data.get("certificate", b"")

@@ -42,12 +42,15 @@ class CertState:
     last_rotation: int = 0  # Unix seconds the certificate was issued (VSO's lastRotation)
     secret_mac: str | None = None
     last_generation: int | None = None
+    # Digest of the destination's transformation when the certificate was written (None: none).
+    transformation_digest: str | None = None
 
     @classmethod
     def from_storage(cls, status: Mapping[str, Any] | None) -> CertState:
         status = status or {}
         generation = status.get("lastGeneration")
         mac = status.get("secretMAC")
+        digest = status.get("transformationDigest")
         return cls(
             serial_number=str(status.get("serialNumber") or ""),
             expiration=_int(status.get("expiration")),
@@ -56,6 +59,7 @@ class CertState:
             last_generation=generation
             if isinstance(generation, int) and not isinstance(generation, bool)
             else None,
+            transformation_digest=digest if isinstance(digest, str) and digest else None,
         )
 
     def for_storage(self) -> dict[str, Any]:
@@ -65,6 +69,7 @@ class CertState:
             "lastRotation": self.last_rotation or None,
             "secretMAC": self.secret_mac,
             "lastGeneration": self.last_generation,
+            "transformationDigest": self.transformation_digest,
         }
 
     @property
@@ -115,13 +120,26 @@ def offset_too_long(state: CertState, expiry_offset: float) -> bool:
 
 
 def plan_pki(
-    *, state: CertState, expiry_offset: float, generation: int, drift: str | None, now: datetime
+    *,
+    state: CertState,
+    expiry_offset: float,
+    generation: int,
+    drift: str | None,
+    now: datetime,
+    transformation_digest: str | None = None,
 ) -> PKIPlan:
-    """Issue now (and why), or wait (and how long)."""
+    """Issue now (and why), or wait (and how long).
+
+    A changed transformation (a SecretTransformation edited, or the CR's labels/annotations its
+    templates read) re-issues like a spec change: the certificate response is not kept anywhere
+    but in the rendered Secret, so a new render needs a new certificate.
+    """
     if not state.issued:
         return PKIPlan(Cause.INITIAL, "no certificate issued yet")
     if state.last_generation != generation:
         return PKIPlan(Cause.SPEC_CHANGED, "the spec changed")
+    if state.transformation_digest != transformation_digest:
+        return PKIPlan(Cause.SPEC_CHANGED, "the transformation changed")
     if drift is not None:
         return PKIPlan(Cause.DRIFT, drift)
     due = renew_at(state, expiry_offset)

@@ -59,6 +59,8 @@ class Runtime:
     rollouts: Rollouts
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     rng: random.Random = field(default_factory=random.Random)
+    # VSO's --global-transformation-options=exclude-raw: no ``_raw`` key in any transformed Secret.
+    exclude_raw: bool = False
 
     def __post_init__(self) -> None:
         self.core = client.CoreV1Api(self.api_client)

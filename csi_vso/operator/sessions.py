@@ -32,7 +32,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from csi_vso.operator import api, refs
+from csi_vso.operator import api, authglobal, refs
 from csi_vso.operator.addresses import AddressPattern, address_allowed, without_userinfo
 from csi_vso.operator.vault.cache import SessionCache, SessionKey
 from csi_vso.operator.vault.session import JwtSource, VaultSession
@@ -41,6 +41,7 @@ from csi_vso.operator.vault.settings import AuthSettings, ConnectionSettings
 SA_UID_TTL = 60.0
 SETTINGS_TTL = 60.0
 CA_KEYS = ("ca.crt", "ca.pem", "tls.crt")
+MAX_CA_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,27 @@ def _digest(settings: _Settings) -> str:
     return material.hexdigest()[:16]
 
 
+def read_ca_file(path: str, where: str) -> str:
+    """``caCertPath``: a PEM bundle on the operator's filesystem (mounted from a ConfigMap or Secret).
+
+    The path is tenant-controlled, so the file must look like a certificate bundle and errors
+    name the path only: the operator never echoes a file's content, whatever file it was.
+    """
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            text = handle.read(MAX_CA_BYTES + 1)
+    except OSError as exc:
+        raise refs.RefError(
+            "CACertPathUnreadable", f"caCertPath {path!r} of VaultConnection {where}: {exc.strerror}"
+        ) from None
+    if len(text) > MAX_CA_BYTES or "-----BEGIN CERTIFICATE-----" not in text:
+        raise refs.RefError(
+            "CACertPathUnreadable",
+            f"caCertPath {path!r} of VaultConnection {where} is not a PEM certificate bundle",
+        )
+    return text
+
+
 def _meta(obj: dict[str, Any]) -> dict[str, Any]:
     return obj.get("metadata") or {}
 
@@ -76,10 +98,12 @@ class Sessions:
         get_auth: refs.Getter,
         get_connection: refs.Getter,
         operator_namespace: str,
+        get_auth_global: refs.Getter | None = None,
         clock: Callable[[], float] = time.monotonic,
         settings_ttl: float = SETTINGS_TTL,
         allowed_addresses: tuple[AddressPattern, ...] = (),
     ) -> None:
+        self._get_auth_global: refs.Getter = get_auth_global or (lambda namespace, name: None)
         self._cache = cache
         self._allowed_addresses = allowed_addresses
         self._settings_ttl = settings_ttl
@@ -101,6 +125,7 @@ class Sessions:
             "VaultAuth", auth_ref, secret_namespace, self._operator_namespace, self._get_auth
         )
         auth_where = f"{_meta(auth_obj).get('namespace')}/{_meta(auth_obj).get('name')}"
+        auth_obj = authglobal.merge(auth_obj, self._get_auth_global, self._operator_namespace)
         try:
             auth_spec = api.parse_auth(auth_obj)
         except api.SpecError as exc:
@@ -169,6 +194,9 @@ class Sessions:
             connection_uid=str(_meta(connection_obj).get("uid")),
             connection_generation=int(_meta(connection_obj).get("generation") or 0),
             service_account_uid=sa_uid,
+            # A VaultAuthGlobal folded into the VaultAuth is part of the login: editing it must
+            # mean a new session, although the VaultAuth's own generation did not change.
+            settings_digest=authglobal.global_fingerprint(auth_obj),
         )
         now = self._clock()
         with self._lock:
@@ -189,7 +217,7 @@ class Sessions:
                 self._settings[key] = remembered
         (connection, auth, jwt_source), digest, _ = remembered
         session = self._cache.get(
-            dataclasses.replace(key, settings_digest=digest),
+            dataclasses.replace(key, settings_digest=f"{key.settings_digest}/{digest}"),
             connection=connection,
             auth=auth,
             jwt_source=jwt_source,
@@ -254,6 +282,8 @@ class Sessions:
             ca_pem = self._secret_value(
                 namespace, spec.ca_cert_secret, CA_KEYS, f"CA of VaultConnection {where}"
             )
+        elif spec.ca_cert_path and spec.address.startswith("https://"):
+            ca_pem = read_ca_file(spec.ca_cert_path, where)
         return ConnectionSettings(
             address=spec.address,
             headers=spec.headers,

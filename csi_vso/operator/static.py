@@ -8,7 +8,10 @@ Vault when the destination Secret still matches ``status.secretMAC``. Vault is r
 - the spec changed (``metadata.generation`` differs from ``status.lastGeneration``),
 - the refresh is due (80 % of ``refreshAfter`` since the last sync: kept in memory, and read
   back from ``status.lastSyncTime`` after a restart), or
-- the destination drifted: missing, data edited (its recomputed MAC differs), marks stripped.
+- the destination drifted: missing, data edited (its recomputed MAC differs), marks stripped, or
+- the transformation changed (a referenced SecretTransformation or the CR's annotations/labels
+  were edited): its digest differs from ``status.transformationDigest``, so the data must be
+  rendered again although neither the spec nor Vault changed.
 
 After a read, the Secret is written only when the rendered data or our metadata differ (the
 MAC comparison in :func:`csi_vso.operator.destination.in_sync`); otherwise the skip is counted.
@@ -26,8 +29,9 @@ from typing import Any
 from csi_vso.operator import api, destination
 from csi_vso.operator.conditions import synced_conditions
 from csi_vso.operator.hmac import compute_mac, macs_equal
-from csi_vso.operator.render import render
 from csi_vso.operator.runtime import Runtime, generation_of, owner_of, rfc3339_micro
+from csi_vso.operator.transform import gather
+from csi_vso.operator.transform.render import secret_data
 
 REFRESH_LOW = 0.8
 REFRESH_HIGH = 0.9
@@ -49,16 +53,19 @@ class SyncState:
     last_generation: int | None
     secret_mac: str | None
     last_sync: datetime | None
+    transformation_digest: str = ""  # '' when the secret has no transformation
 
     @classmethod
     def from_storage(cls, status: Mapping[str, Any] | None) -> SyncState:
         status = status or {}
         generation = status.get("lastGeneration")
         mac = status.get("secretMAC")
+        digest = status.get("transformationDigest")
         return cls(
             last_generation=generation if isinstance(generation, int) else None,
             secret_mac=mac if isinstance(mac, str) and mac else None,
             last_sync=parse_time(status.get("lastSyncTime")),
+            transformation_digest=digest if isinstance(digest, str) else "",
         )
 
 
@@ -102,10 +109,13 @@ def plan_static(
     drift: str | None,
     now: datetime,
     rng: random.Random,
+    transformation_digest: str = "",
 ) -> Plan:
     """Decide whether this reconcile reads Vault, and when to look again."""
     if state.last_generation != generation:
         return Plan("the spec changed", refresh_delay(spec.refresh_after, rng))
+    if state.transformation_digest != transformation_digest:
+        return Plan("the transformation changed", refresh_delay(spec.refresh_after, rng))
     if state.last_sync is None:
         return Plan("never synced", refresh_delay(spec.refresh_after, rng))
     if drift is not None:
@@ -149,6 +159,12 @@ def reconcile_static(
     # No finalizer for static secrets: nothing to undo in Vault, and the destination Secret's
     # ownerReference lets the garbage collector delete it with the custom resource.
     spec = api.parse_static_secret(obj)
+    # Resolved before anything is read or written: a bad reference or template is reported with
+    # the destination left as it was.
+    transform_plan = gather.plan_for(
+        obj, spec.destination.transformation, rt.getter("SecretTransformation"), exclude_raw=rt.exclude_raw
+    )
+    digest = transform_plan.digest() if transform_plan is not None else ""
     generation = generation_of(obj)
     state = memory.get(owner.uid) or SyncState.from_storage(obj.get("status"))
     existing = rt.read_destination(owner.namespace, spec.destination.name)
@@ -174,7 +190,15 @@ def reconcile_static(
             stored_mac=state.secret_mac,
         )
     now = rt.clock()
-    plan = plan_static(spec=spec, generation=generation, state=state, drift=drift, now=now, rng=rt.rng)
+    plan = plan_static(
+        spec=spec,
+        generation=generation,
+        state=state,
+        drift=drift,
+        now=now,
+        rng=rt.rng,
+        transformation_digest=digest,
+    )
     if plan.read_reason is None:
         _report_synced(rt, obj, spec, state, generation, wrote=False)
         return plan.delay
@@ -191,15 +215,18 @@ def reconcile_static(
     secret = resolved.session.read_kv(
         spec.mount, spec.path, kv_version=kv_version, version=spec.version, namespace=vault_ns
     )
+    data = secret_data(transform_plan, secrets=secret.data, raw=secret.raw, metadata=secret.metadata)
     destination.check_writable(existing, spec.destination, owner)
-    synced = rt.sync_destination(owner=owner, spec=spec, data=render(secret.data), existing=existing, now=now)
+    synced = rt.sync_destination(owner=owner, spec=spec, data=data, existing=existing, now=now)
     wrote = synced.wrote
     data_changed = (
         existing is not None
         and destination.is_owned_by(existing, owner.uid)
         and not macs_equal(synced.previous_mac, synced.mac)
     )
-    new_state = SyncState(last_generation=generation, secret_mac=synced.mac, last_sync=now)
+    new_state = SyncState(
+        last_generation=generation, secret_mac=synced.mac, last_sync=now, transformation_digest=digest
+    )
     memory[owner.uid] = new_state
     if wrote:
         what = "updated" if data_changed else "created" if existing is None else "written"
@@ -235,6 +262,7 @@ def _report_synced(
         "lastGeneration": state.last_generation,
         "conditions": conditions,
         "secretMAC": state.secret_mac if spec.hmac_secret_data else None,
+        "transformationDigest": state.transformation_digest or None,
     }
     if wrote and state.last_sync is not None:
         status["lastWriteTime"] = rfc3339_micro(state.last_sync)

@@ -53,6 +53,12 @@ class ProviderMetrics:
             "on this node; cluster mode: 1)",
             registry=self.registry,
         )
+        self.ready = Gauge(
+            "csi_vso_provider_ready",
+            "1 once the protected-Secret watches have synced and Mounts are served (what /readyz "
+            "answers), else 0: alert when it stays 0",
+            registry=self.registry,
+        )
         self.bytes_served = Counter(
             "csi_vso_provider_served_bytes",
             "File bytes served by successful Mounts (returned or written)",
@@ -72,6 +78,9 @@ class ProviderMetrics:
     def track_secret_watches(self, count: Callable[[], int]) -> None:
         self.secret_watches.set_function(lambda: float(count()))
 
+    def track_ready(self, ready: Callable[[], bool]) -> None:
+        self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -80,6 +89,7 @@ class MetricsServer:
     """HTTP on ``host:port``: /metrics (Prometheus text), /healthz (alive), /readyz (cache synced)."""
 
     def __init__(self, host: str, port: int, metrics: ProviderMetrics, ready: Callable[[], bool]) -> None:
+        metrics.track_ready(ready)
         handler = _handler(metrics, ready)
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True

@@ -251,6 +251,7 @@ def operator(kube: Kube, crds: None, namespace: str) -> Iterator[OperatorFactory
             rollout_debounce=overrides.pop("rollout_debounce", 0.5),
             settings_refresh=overrides.pop("settings_refresh", 60.0),
             allowed_vault_addresses=overrides.pop("allowed_vault_addresses", ()),
+            exclude_raw=overrides.pop("exclude_raw", False),
         )
         key = overrides.pop("hmac_key", None) or secrets.token_bytes(32)
         controller = Controller(kube.api_client(), settings, hmac_key=key, **overrides)

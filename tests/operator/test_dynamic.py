@@ -27,7 +27,9 @@ def can_log_in(postgres: PostgresServer, creds: dict[str, str] | None) -> bool:
     try:
         with psycopg.connect(postgres.dsn(user=creds["username"], password=creds["password"])) as conn:
             return conn.execute("select current_user").fetchone() == (creds["username"],)
-    except psycopg.OperationalError:
+    except (psycopg.OperationalError, psycopg.errors.UndefinedObject):
+        # UndefinedObject ("invalid role OID"): the role was dropped (revoked) between the
+        # login and the query, which also means these credentials no longer work.
         return False
 
 

@@ -236,3 +236,79 @@ def test_sigkilled_operator_restarted_while_the_certificate_is_valid_issues_noth
     finally:
         for proc in started:
             proc.stop()
+
+
+def test_a_transformation_shapes_the_certificate_and_its_edit_reissues(
+    openbao: OpenBaoDevServer,
+    cluster: Cluster,
+    k8s_vault: VaultAuthSetup,
+    pki: PKIEngine,  # noqa: F811
+    operator: OperatorFactory,
+) -> None:
+    """``destination.transformation`` on a VaultPKISecret (issue 11): the templates see the
+    certificate response as ``.Secrets``; a SecretTransformation edit re-issues (the response is
+    kept nowhere but in the rendered Secret); a template that fails after issuing discards the
+    certificate once and waits for the next edit instead of minting one per retry."""
+    ns = k8s_vault.namespace
+    cluster.apply(
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": "SecretTransformation",
+            "metadata": {"name": "pem", "namespace": ns},
+            "spec": {
+                "templates": {
+                    "bundle.pem": {"text": "{{ .Secrets.certificate }}\n{{ .Secrets.private_key }}\n"}
+                }
+            },
+        }
+    )
+    manifest = pki_secret(ns, "web", engine=pki, destination="web-pem", ttl="60s", expiryOffset="20s")
+    manifest["spec"]["destination"]["transformation"] = {
+        "transformationRefs": [{"name": "pem"}],
+        "templates": {"serial": {"text": "{{ .Secrets.serial_number | upper }}"}},
+        "excludes": [".*"],
+        "excludeRaw": True,
+    }
+    cluster.apply(manifest)
+    operator()
+    first = wait_for(lambda: pki_status(cluster, ns, "web").get("serialNumber"), what="issued")
+    secret = cluster.secret(ns, "web-pem")
+    assert secret is not None
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+    assert set(data) == {"bundle.pem", "serial"}  # source keys excluded, no _raw
+    assert data["serial"] == first.upper()
+    assert "BEGIN CERTIFICATE" in data["bundle.pem"] and "PRIVATE KEY" in data["bundle.pem"]
+    assert pki_status(cluster, ns, "web")["transformationDigest"]
+
+    # Editing the referenced SecretTransformation re-issues and re-renders.
+    cluster.patch_spec(
+        "SecretTransformation",
+        ns,
+        "pem",
+        {"templates": {"bundle.pem": {"text": "{{ .Secrets.certificate }}"}}},
+    )
+    second = wait_for(
+        lambda: (s := pki_status(cluster, ns, "web").get("serialNumber")) != first and s, what="re-issued"
+    )
+    rendered = base64.b64decode((cluster.secret(ns, "web-pem").data or {})["bundle.pem"]).decode()  # type: ignore[union-attr]
+    assert "BEGIN CERTIFICATE" in rendered and "PRIVATE KEY" not in rendered
+
+    # A template that fails only when executed: one certificate discarded, then no retry loop.
+    serials_before = issued_serials(openbao, pki)
+    cluster.patch_spec(
+        "SecretTransformation",
+        ns,
+        "pem",
+        {"templates": {"bundle.pem": {"text": '{{ fail "no bundle today" }}'}}},
+    )
+    failed = wait_for(
+        lambda: (
+            (c := cluster.condition(api.PKI_KIND, ns, "web", "Ready") or {}).get("status") == "False" and c
+        ),
+        what="template failure reported",
+    )
+    assert failed["reason"] == "TemplateError" and "no bundle today" in failed["message"]
+    issued_after_failure = issued_serials(openbao, pki) - serials_before
+    assert len(issued_after_failure) == 1
+    assert pki_status(cluster, ns, "web")["serialNumber"] == second  # the Secret kept the last good one
+    assert "PRIVATE KEY" not in failed["message"]

@@ -34,8 +34,8 @@ from tests.operator.conftest import Cluster, OperatorFactory, VaultAuthSetup, wa
 from tests.operator.pki_support import HOST, PKIEngine, pki, pki_secret, pki_status  # noqa: F401
 from tests.provider.driver_support import Cluster as DriverCluster
 from tests.provider.driver_support import DriverClient, mount_request
+from tests.provider.kubelet_support import KubeletDir, kubelet_fixture  # noqa: F401  (the kubelet fixture)
 from tests.provider.provider_process import ROOT, ProviderProcess
-from tests.provider.tmpfs_support import tmpfs_fixture  # noqa: F401  (the tmpfs fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -44,10 +44,10 @@ OBJECTS = [{"secretName": "web-tls", "key": k} for k in ("tls.crt", "tls.key", "
 
 
 @pytest.fixture
-def provider(kube: Kube, tmp_path: Path) -> Iterator[ProviderProcess]:
+def provider(kube: Kube, tmp_path: Path, kubelet: KubeletDir) -> Iterator[ProviderProcess]:
     sockets = tmp_path / "sockets"
     sockets.mkdir()
-    process = ProviderProcess(kube.kubeconfig, sockets, tmp_path / "state")
+    process = ProviderProcess(kube.kubeconfig, sockets, tmp_path / "state", kubelet_dir=kubelet.root)
     yield process
     process.stop()
 
@@ -147,7 +147,7 @@ def test_certificate_rotates_under_a_live_tls_server_without_a_failed_handshake(
     pki: PKIEngine,  # noqa: F811
     operator: OperatorFactory,
     provider: ProviderProcess,
-    tmpfs: Path,
+    kubelet: KubeletDir,
 ) -> None:
     ns = k8s_vault.namespace
     tls = {"name": "web-tls", "create": True, "type": "kubernetes.io/tls"}
@@ -158,8 +158,7 @@ def test_certificate_rotates_under_a_live_tls_server_without_a_failed_handshake(
 
     pod = DriverCluster(cluster.api_client).pod(ns)
     provider.start().wait_serving()
-    volume = tmpfs / "tls"
-    volume.mkdir()
+    volume = kubelet.target(pod.uid, "tls")
     driver = DriverClient(provider.socket_path)
     try:
         response = driver.mount(mount_request(pod, OBJECTS, str(volume), write_mode="provider"))

@@ -66,12 +66,18 @@ class LeaseInfo:
 
 @dataclass(frozen=True)
 class KVSecret:
-    """A KV read. ``version`` is None for kv-v1."""
+    """A KV read. ``version`` is None for kv-v1.
+
+    ``raw`` is the answer's whole ``data`` object (kv-v2: ``{"data": ..., "metadata": ...}``) and
+    ``metadata`` the kv-v2 metadata: what VSO's transformations expose as ``_raw`` and ``.Metadata``.
+    """
 
     data: Mapping[str, Any] = field(repr=False)
     version: int | None = None
     created_time: str | None = None
     custom_metadata: Mapping[str, str] | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ def parse_kv(body: Mapping[str, Any] | None, *, kv_version: int, context: Reques
     """A kv-v1 answer (``data`` is the secret) or kv-v2 (``data.data`` and ``data.metadata``)."""
     outer = _require_dict((body or {}).get("data"), "data", context)
     if kv_version == 1:
-        return KVSecret(data=dict(outer))
+        return KVSecret(data=dict(outer), raw=dict(outer))
     metadata = outer.get("metadata") if isinstance(outer.get("metadata"), dict) else {}
     assert isinstance(metadata, dict)
     inner = outer.get("data")
@@ -130,6 +136,8 @@ def parse_kv(body: Mapping[str, Any] | None, *, kv_version: int, context: Reques
         version=int(metadata["version"]) if metadata.get("version") is not None else None,
         created_time=str(metadata.get("created_time") or "") or None,
         custom_metadata={str(k): str(v) for k, v in custom.items()} if isinstance(custom, dict) else None,
+        raw=dict(outer),
+        metadata=dict(metadata),
     )
 
 
