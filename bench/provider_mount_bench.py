@@ -45,7 +45,7 @@ from csi_vso.kube import api_client  # noqa: E402
 from csi_vso.provider.rotation import RotationExtension  # noqa: E402
 from csi_vso.provider.server import ProviderServer  # noqa: E402
 from csi_vso.provider.settings import ProviderSettings  # noqa: E402
-from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request, wait_for  # noqa: E402
+from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request  # noqa: E402
 from tests.provider.kubelet_support import KubeletDir  # noqa: E402
 
 OBJECTS = 10
@@ -115,6 +115,7 @@ def main() -> int:
         settings = ProviderSettings(
             socket_dir=work / "sockets",
             state_dir=work / "state",
+            token_dir=work / "tokens",
             kubelet_dir=tmpfs,
             metrics_port=0,
             grace_seconds=5,
@@ -125,10 +126,10 @@ def main() -> int:
         server = ProviderServer(settings, api_client(str(kubeconfig)), extensions=[RotationExtension()])
         server.start()
         assert server.cache.wait_for_sync(30)
-        provider = server
-        wait_for(lambda: provider.cache.get(ns, "bench") is not None, what="bench Secret cached")
         driver = DriverClient(str(settings.socket_path))
         objects = [{"secretName": "bench", "key": k} for k in sorted(values)]
+        # Pod-token mode watches a Secret from its first Mount on: start that watch before timing.
+        driver.mount(mount_request(pod, objects, str(tmpfs / "unused"), write_mode="driver"))
 
         def driver_mode(_: int) -> object:
             unused = str(kubelet.target(pod.uid, "unused", create=False))

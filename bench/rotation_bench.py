@@ -149,6 +149,11 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=5)
     parser.add_argument("--rotations", type=int, default=20)
     parser.add_argument("--poll-passes", type=int, default=3)
+    parser.add_argument(
+        "--modes",
+        default="pod-token,cluster",
+        help="provider --secret-access modes to push with, side by side",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: the volumes live on a real tmpfs", file=sys.stderr)
@@ -174,33 +179,48 @@ def main() -> int:
         pod = cluster.pod(ns)
         cluster.secret(ns, "shared", secret_data(args.files, 0))
 
-        # --- push: csi-vso rotation ------------------------------------------------------
-        (work / "sock-push").mkdir()
-        provider = ProviderProcess(str(kubeconfig), work / "sock-push", work / "state-push", kubelet_dir=vols)
-        kubelet = KubeletDir(vols)  # targets in kubelet's layout, as the provider requires
-        providers.append(provider)
-        provider.start().wait_serving()
-        targets = [kubelet.target(pod.uid, f"push-{i:04d}", create=False) for i in range(args.mounts)]
-        mount_seconds = mount_all(provider, pod, targets, args.files)
-        many, many_cpu = push(cluster, ns, provider, targets, args.files, args.rotations, "shared")
-        rss, peak = rss_mib(provider.pid)
-        # One volume of its own Secret: the latency a single pod sees.
-        cluster.secret(ns, "single", secret_data(args.files, 0))
-        single = [kubelet.target(pod.uid, "single")]
-        driver = DriverClient(provider.socket_path)
-        response = driver.mount(
-            mount_request(
-                pod, [{"secretName": "single", "key": f"key{i}"} for i in range(args.files)], str(single[0])
+        # --- push: csi-vso rotation, in each --secret-access mode (side by side) -----------
+        push_rows = []
+        metrics_port = None
+        for mode in args.modes.split(","):
+            (work / f"sock-push-{mode}").mkdir()
+            provider = ProviderProcess(
+                str(kubeconfig),
+                work / f"sock-push-{mode}",
+                work / f"state-push-{mode}",
+                extra_args=("--secret-access", mode),
+                kubelet_dir=vols,
             )
-        )
-        driver.close()
-        assert not response.error.code
-        one, one_cpu = push(cluster, ns, provider, single, args.files, args.rotations, "single")
-        metrics_port = next(
-            (r.get("metrics_port") for r in provider.log_records() if r.get("msg") == "provider started"),
-            None,
-        )
-        provider.stop()
+            providers.append(provider)
+            provider.start().wait_serving()
+            kubelet = KubeletDir(vols)  # targets in kubelet's layout, as the provider requires
+            targets = [
+                kubelet.target(pod.uid, f"push-{mode}-{i:04d}", create=False) for i in range(args.mounts)
+            ]
+            mount_seconds = mount_all(provider, pod, targets, args.files)
+            many, many_cpu = push(cluster, ns, provider, targets, args.files, args.rotations, "shared")
+            rss, peak = rss_mib(provider.pid)
+            # One volume of its own Secret: the latency a single pod sees.
+            single_name = f"single-{mode}"
+            cluster.secret(ns, single_name, secret_data(args.files, 0))
+            single = [kubelet.target(pod.uid, single_name)]
+            driver = DriverClient(provider.socket_path)
+            response = driver.mount(
+                mount_request(
+                    pod,
+                    [{"secretName": single_name, "key": f"key{i}"} for i in range(args.files)],
+                    str(single[0]),
+                )
+            )
+            driver.close()
+            assert not response.error.code
+            one, one_cpu = push(cluster, ns, provider, single, args.files, args.rotations, single_name)
+            metrics_port = next(
+                (r.get("metrics_port") for r in provider.log_records() if r.get("msg") == "provider started"),
+                None,
+            )
+            provider.stop()
+            push_rows.append((mode, many, many_cpu, rss, peak, one, one_cpu, mount_seconds))
 
         # --- poll: the driver re-Mounts every volume each interval ------------------------
         (work / "sock-poll").mkdir()
@@ -240,22 +260,25 @@ def main() -> int:
         f"\nrotation: {args.mounts} provider-mode volumes x {args.files} files on tmpfs, one shared Secret, "
         f"{args.rotations} rotations (API write -> last volume's ..data moved), {os.cpu_count()} CPUs\n"
     )
-    rows = [
-        ("", "last volume p50", "last volume p99", "CPU s / rotation", "provider RSS (peak)"),
-        (
-            f"csi-vso push, {args.mounts} volumes",
-            f"{ms * percentile(many, 50):.0f} ms",
-            f"{ms * percentile(many, 99):.0f} ms",
-            f"{statistics.median(many_cpu):.2f}",
-            f"{rss:.0f} MiB ({peak:.0f})",
-        ),
-        (
-            "csi-vso push, 1 volume",
-            f"{ms * percentile(one, 50):.1f} ms",
-            f"{ms * percentile(one, 99):.1f} ms",
-            f"{statistics.median(one_cpu):.3f}",
-            "",
-        ),
+    rows = [("", "last volume p50", "last volume p99", "CPU s / rotation", "provider RSS (peak)")]
+    for mode, many, many_cpu, rss, peak, one, one_cpu, _ in push_rows:
+        rows += [
+            (
+                f"csi-vso push ({mode}), {args.mounts} volumes",
+                f"{ms * percentile(many, 50):.0f} ms",
+                f"{ms * percentile(many, 99):.0f} ms",
+                f"{statistics.median(many_cpu):.2f}",
+                f"{rss:.0f} MiB ({peak:.0f})",
+            ),
+            (
+                f"csi-vso push ({mode}), 1 volume",
+                f"{ms * percentile(one, 50):.1f} ms",
+                f"{ms * percentile(one, 99):.1f} ms",
+                f"{statistics.median(one_cpu):.3f}",
+                "",
+            ),
+        ]
+    rows += [
         (
             f"poll: one re-Mount pass over {args.mounts}",
             f"{pass_s:.2f} s (pass)",
@@ -269,15 +292,22 @@ def main() -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    mounts = ", ".join(f"{mode} {row[-1]:.2f} s" for mode, *row in push_rows)
     print(
-        f"\ninitial Mount of {args.mounts} volumes: {mount_seconds:.2f} s; idle re-Mount pass "
-        f"(unchanged content): {statistics.median(idle_pass):.2f} s; metrics port was {metrics_port}"
+        f"\ninitial Mount of {args.mounts} volumes: {mounts}; idle re-Mount pass "
+        f"(unchanged content): {statistics.median(idle_pass):.2f} s; metrics port was {metrics_port}; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
-    print(
-        json.dumps(
-            {"push_ms": [round(ms * x, 1) for x in many], "single_ms": [round(ms * x, 1) for x in one]}
+    for mode, many, _, _, _, one, *_ in push_rows:
+        print(
+            json.dumps(
+                {
+                    "mode": mode,
+                    "push_ms": [round(ms * x, 1) for x in many],
+                    "single_ms": [round(ms * x, 1) for x in one],
+                }
+            )
         )
-    )
     return 0
 
 

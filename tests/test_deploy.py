@@ -451,6 +451,9 @@ def test_provider_daemonset_agrees_with_the_cli() -> None:
     assert used.require_mounted_target is True and defaults.require_mounted_target is False
     assert _volume_for_mount(pod_spec, str(used.socket_dir))["hostPath"]["path"] == str(used.socket_dir)
     assert _volume_for_mount(pod_spec, str(used.state_dir))["hostPath"]["path"] == str(used.state_dir)
+    # Pod tokens kept for restarts: on the host's /run (tmpfs), the CLI default, not the disk.
+    assert str(used.token_dir) == str(defaults.token_dir) == "/run/csi-vso/tokens"
+    assert _volume_for_mount(pod_spec, "/run/csi-vso")["hostPath"]["path"] == "/run/csi-vso"
     # Metrics/probes: same port as the CLI default, bound beyond loopback so kubelet reaches it.
     assert _port(used.metrics_addr) == _port(defaults.metrics_addr) == 8095
     assert not used.metrics_addr.startswith("127.")
@@ -543,7 +546,7 @@ def _rules(kind: str, name: str) -> list[tuple[str, str, frozenset[str]]]:
     ]
 
 
-@pytest.mark.parametrize("path", ["provider/rbac.yaml", "operator/rbac.yaml"])
+@pytest.mark.parametrize("path", ["examples/provider-cluster-mode-rbac.yaml", "operator/rbac.yaml"])
 def test_every_rbac_rule_has_a_comment_saying_why(path: str) -> None:
     lines = (DEPLOY / path).read_text().splitlines()
     rule_starts = [i for i, line in enumerate(lines) if re.match(r"^\s*- apiGroups:", line)]
@@ -557,6 +560,7 @@ def test_every_rbac_rule_has_a_comment_saying_why(path: str) -> None:
 # Kubernetes client methods -> the (API group, resource, verb) RBAC must grant for them.
 _CORE = {"secret": "secrets", "pod": "pods", "service_account": "serviceaccounts", "event": "events"}
 _APPS = {"deployment": "deployments", "stateful_set": "statefulsets", "daemon_set": "daemonsets"}
+_RBAC = {"role": "roles", "role_binding": "rolebindings"}
 _VERBS = {
     "read": "get",
     "get": "get",  # CustomObjectsApi names its reads get_*
@@ -585,6 +589,8 @@ def _needed_permissions(package: str) -> set[tuple[str, str, str]]:
                 in_file.add(("", _CORE[noun], rbac_verb))
             elif noun in _APPS:
                 in_file.add(("apps", _APPS[noun], rbac_verb))
+            elif noun in _RBAC:
+                in_file.add(("rbac.authorization.k8s.io", _RBAC[noun], rbac_verb))
             elif noun == "service_account_token":
                 in_file.add(("", "serviceaccounts/token", rbac_verb))
             elif noun == "token_review":
@@ -609,23 +615,29 @@ def _granted(*roles: tuple[str, str]) -> set[tuple[str, str, str]]:
 @pytest.mark.parametrize(
     ("package", "roles"),
     [
-        ("provider", [("ClusterRole", "csi-vso-provider")]),
+        ("provider", [("ClusterRole", "csi-vso-provider-cluster-mode")]),
         ("operator", [("ClusterRole", "csi-vso-operator"), ("Role", "csi-vso-operator-leader-election")]),
     ],
 )
 def test_rbac_grants_every_call_the_code_makes(package: str, roles: list[tuple[str, str]]) -> None:
+    """For the provider: every call it could make as itself, which only --secret-access=cluster does."""
     needed = _needed_permissions(package)
     assert needed, f"found no Kubernetes API calls in csi_vso/{package}"
     assert needed - _granted(*roles) == set(), "calls the RBAC in deploy/ does not allow"
 
 
-def test_provider_rbac_is_exactly_watch_secrets_get_pods_create_tokenreviews() -> None:
-    assert sorted(_rules("ClusterRole", "csi-vso-provider")) == [
+def test_provider_rbac_grants_nothing_in_pod_token_mode_and_cluster_mode_is_separate() -> None:
+    """The DaemonSet's own identity holds no rule at all (no secrets, no tokenreviews, no pods):
+    it reads as the mounting pods. The weaker cluster mode's grant is an example, not deployed."""
+    assert _rules("ClusterRole", "csi-vso-provider") == []
+    assert sorted(_rules("ClusterRole", "csi-vso-provider-cluster-mode")) == [
         ("", "pods", frozenset({"get"})),
         ("", "secrets", frozenset({"list", "watch"})),
         ("authentication.k8s.io", "tokenreviews", frozenset({"create"})),
     ]
-    assert _granted(("ClusterRole", "csi-vso-provider")) == _needed_permissions("provider")
+    assert _granted(("ClusterRole", "csi-vso-provider-cluster-mode")) == _needed_permissions("provider")
+    kustomized = (DEPLOY / "kustomization.yaml").read_text()
+    assert "provider-cluster-mode-rbac.yaml" not in kustomized
 
 
 def test_operator_rbac_is_least_privilege() -> None:
@@ -664,19 +676,19 @@ def test_bindings_name_the_service_account_the_workload_runs_as(
 # -- the Secrets Store CSI driver install values -----------------------------------------------
 
 
-def test_csi_driver_values_turn_on_rotation_and_the_providers_token_audience() -> None:
+def test_csi_driver_values_turn_on_rotation_and_the_pod_token_requests() -> None:
     values = _docs(EXAMPLES / "secrets-store-csi-driver-values.yaml")[0]
     provider = _cli(_container(_find("DaemonSet", "csi-vso-provider"))["args"])
     assert values["enableSecretRotation"] is True
     assert values["linux"]["providersDir"] == str(provider.socket_dir)
-    # The deployed provider requires the pod token, for the audience the driver is told to mint.
-    assert provider.require_pod_token is True
+    # The deployed provider reads as the pod: kubelet must mint the API-audience token (key "").
+    assert provider.secret_access == "pod-token" == ProviderSettings().secret_access
     audience = provider.token_audience
     assert audience == ProviderSettings().token_audience == "csi-vso"
-    assert [r["audience"] for r in values["tokenRequests"]] == [audience]
+    assert [r["audience"] for r in values["tokenRequests"]] == ["", audience]
     text = (EXAMPLES / "secrets-store-csi-driver-values.yaml").read_text()
     assert "--set enableSecretRotation=true" in text
-    assert f"tokenRequests[0].audience={audience}" in text
+    assert f"--set 'tokenRequests[0].audience=' --set 'tokenRequests[1].audience={audience}'" in text
 
 
 # -- Dockerfile --------------------------------------------------------------------------------

@@ -166,24 +166,33 @@ class KubeApi:
         }
 
 
-def pod_token(api: KubeApi, pod: dict[str, str], audience: str) -> dict[str, dict[str, str]]:
-    """A token of the pod's service account bound to the pod, as kubelet requests it for the driver."""
+def pod_tokens(api: KubeApi, pod: dict[str, str], audiences: list[str]) -> dict[str, dict[str, str]]:
+    """Tokens of the pod's service account bound to the pod, one per audience, as kubelet requests
+    them for the driver's ``tokenRequests`` (``""``: the API server's own audiences)."""
     from kubernetes import client
 
-    answer = client.CoreV1Api(api.client).create_namespaced_service_account_token(
-        pod["serviceAccount"],
-        pod["namespace"],
-        body={
-            "spec": {
-                "audiences": [audience],
-                "expirationSeconds": 600,
-                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod["name"], "uid": pod["uid"]},
-            }
-        },
-    )
-    expires = answer.status.expiration_timestamp
-    stamp = expires.isoformat() if hasattr(expires, "isoformat") else str(expires)
-    return {audience: {"token": answer.status.token, "expirationTimestamp": stamp}}
+    out: dict[str, dict[str, str]] = {}
+    for audience in audiences:
+        answer = client.CoreV1Api(api.client).create_namespaced_service_account_token(
+            pod["serviceAccount"],
+            pod["namespace"],
+            body={
+                "spec": {
+                    "audiences": [audience] if audience else [],
+                    "expirationSeconds": 600,
+                    "boundObjectRef": {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "name": pod["name"],
+                        "uid": pod["uid"],
+                    },
+                }
+            },
+        )
+        expires = answer.status.expiration_timestamp
+        stamp = expires.isoformat() if hasattr(expires, "isoformat") else str(expires)
+        out[audience] = {"token": answer.status.token, "expirationTimestamp": stamp}
+    return out
 
 
 def _served(custom: Any, plural: str) -> bool | None:

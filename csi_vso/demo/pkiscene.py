@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from csi_vso.demo.kube import pod_token
+from csi_vso.demo.kube import pod_tokens
 from csi_vso.demo.pkiscenario import (
     COMMON_NAME,
     PKI_DOMAIN,
@@ -124,7 +124,8 @@ class CertificateScene:
 
         pod, mount = self.state.pod, self.state.mount
         target = demo.prepare_volume(pod["uid"], TLS_VOLUME)
-        tokens = pod_token(api, pod, DEFAULT_TOKEN_AUDIENCE)
+        # As the driver does with tokenRequests "" and csi-vso.
+        tokens = pod_tokens(api, pod, ["", DEFAULT_TOKEN_AUDIENCE])
         mount.mount(mount_attributes(pod, pki_spc_parameters(), tokens), str(target), timeout)
         demo.say(f"Mount -> OK: {target} holds tls.crt, tls.key, ca.crt (writeMode provider)")
 

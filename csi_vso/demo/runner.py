@@ -19,7 +19,7 @@ from typing import IO, Any, TextIO
 from csi_vso import protected
 from csi_vso.demo import processes
 from csi_vso.demo.driver import MountClient
-from csi_vso.demo.kube import KubeApi, configure_openbao, pod_token
+from csi_vso.demo.kube import KubeApi, configure_openbao, pod_tokens
 from csi_vso.demo.processes import Child, free_port, http_ok, read_line
 from csi_vso.demo.scenario import (
     APP_NAMESPACE,
@@ -217,11 +217,14 @@ class Demo:
         target = self.prepare_volume(pod["uid"])
         mount = MountClient(socket_path)
         self.cleanups.append(mount.close)
-        tokens = pod_token(api, pod, DEFAULT_TOKEN_AUDIENCE)
+        # As the driver does with tokenRequests [{audience: ""}, {audience: csi-vso}].
+        tokens = pod_tokens(api, pod, ["", DEFAULT_TOKEN_AUDIENCE])
         versions = mount.mount(mount_attributes(pod, spc_parameters(), tokens), str(target), timeout)
         self.say(
-            f"Mount -> OK (pod {pod['namespace']}/{pod['name']} with its service-account token for "
-            f"audience {DEFAULT_TOKEN_AUDIENCE!r}; writeMode provider; object versions {', '.join(versions)})"
+            f"Mount -> OK (pod {pod['namespace']}/{pod['name']}: verified and read with its own "
+            "service-account token for the API server's audiences (pod-token mode; the operator's "
+            f"Role/RoleBinding let it read exactly this Secret); writeMode provider; object versions "
+            f"{', '.join(versions)})"
         )
         mounted = target / FILE_NAME
         self.say(f"mounted file {mounted}:")
@@ -326,8 +329,11 @@ class Demo:
                 # The pod's volume is laid out as kubelet does under the work dir (prepare_volume).
                 "--kubelet-dir",
                 str(self.workdir),
-                # As deployed (deploy/provider/daemonset.yaml): identity from the pod's token.
-                "--require-pod-token",
+                # As deployed (deploy/provider/daemonset.yaml): read as the pod, with its token.
+                "--secret-access",
+                "pod-token",
+                "--token-dir",
+                str(self.workdir / "tokens"),
                 "--metrics-addr",
                 f"127.0.0.1:{port}",
             ),

@@ -45,6 +45,19 @@ class Owner:
     uid: str
 
 
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    """The controller ownerReference to the custom resource (the garbage collector follows it;
+    ``blockOwnerDeletion: false`` so the operator needs no ``*/finalizers`` permission)."""
+    return {
+        "apiVersion": owner.api_version,
+        "kind": owner.kind,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": False,
+    }
+
+
 def decode_data(secret: Mapping[str, Any] | None) -> dict[str, bytes]:
     """The Secret's ``data`` as bytes (``stringData`` is write-only and never read back)."""
     if not secret:
@@ -112,16 +125,7 @@ def build(
             "namespace": owner.namespace,
             "labels": labels,
             "annotations": annotations,
-            "ownerReferences": [
-                {
-                    "apiVersion": owner.api_version,
-                    "kind": owner.kind,
-                    "name": owner.name,
-                    "uid": owner.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": False,
-                }
-            ],
+            "ownerReferences": [owner_reference(owner)],
         },
         "type": secret_type,
         "data": {k: base64.b64encode(v).decode() for k, v in data.items()},

@@ -9,6 +9,7 @@ and adding/removing our finalizer.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from csi_vso.operator import api, destination, metrics
+from csi_vso.operator import access_rbac, api, destination, metrics
 from csi_vso.operator.events import EventRecorder
 from csi_vso.operator.hmac import compute_mac
 from csi_vso.operator.pkispec import PKISecretSpec
@@ -64,6 +65,11 @@ class Runtime:
     def __post_init__(self) -> None:
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
+        self.rbac = client.RbacAuthorizationV1Api(self.api_client)
+        # (namespace, Secret) -> fingerprint of the Role/RoleBinding last applied, so a resync
+        # that changes no policy costs no API call.
+        self._access_applied: dict[tuple[str, str], str] = {}
+        self._access_lock = threading.Lock()
         # uid -> (resourceVersion we patched from, the status it has since our patch); see patch_status
         self._status_written: dict[str, tuple[str, dict[str, Any]]] = {}
         self._status_lock = threading.Lock()
@@ -132,6 +138,97 @@ class Runtime:
             extra={"secret": f"{namespace}/{name}", "owner": f"{owner.kind}/{owner.name}"},
         )
 
+    # -- read access for pod tokens ---------------------------------------------------------------
+
+    def ensure_access(self, owner: destination.Owner, secret_name: str, access: api.AccessPolicy) -> None:
+        """Keep the Secret's Role and RoleBinding (:mod:`access_rbac`) as the policy says.
+
+        Called before the Secret itself is written, so a widened policy is in force when the
+        Secret announces it, and a narrowed one is withdrawn from the API server first. No
+        subjects at all: the RoleBinding and Role are removed. A same-named Role or RoleBinding
+        that is not ours is never overwritten (DestinationError ``AccessRBACNotOwned``).
+        """
+        bound = access_rbac.subjects(owner.namespace, access)
+        desired = (
+            [access_rbac.role(owner, secret_name), access_rbac.role_binding(owner, secret_name, bound)]
+            if bound
+            else []
+        )
+        key = (owner.namespace, secret_name)
+        fingerprint = json.dumps([owner.uid, desired], sort_keys=True)
+        with self._access_lock:
+            if self._access_applied.get(key) == fingerprint:
+                return
+        name = access_rbac.object_name(secret_name)
+        if desired:
+            for obj in desired:
+                self._apply_rbac(obj, owner)
+        else:
+            for kind in ("RoleBinding", "Role"):
+                self._delete_rbac(kind, owner.namespace, name, owner)
+        with self._access_lock:
+            self._access_applied[key] = fingerprint
+        log.info(
+            "read access for pod tokens applied",
+            extra={"secret": f"{owner.namespace}/{secret_name}", "subjects": len(bound)},
+        )
+
+    def _rbac_calls(self, kind: str) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+        if kind == "Role":
+            return (
+                self.rbac.read_namespaced_role,
+                self.rbac.create_namespaced_role,
+                self.rbac.replace_namespaced_role,
+            )
+        return (
+            self.rbac.read_namespaced_role_binding,
+            self.rbac.create_namespaced_role_binding,
+            self.rbac.replace_namespaced_role_binding,
+        )
+
+    def _apply_rbac(self, desired: dict[str, Any], owner: destination.Owner) -> None:
+        kind, name, namespace = desired["kind"], desired["metadata"]["name"], owner.namespace
+        read, create, replace = self._rbac_calls(kind)
+        try:
+            create(namespace, desired)
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        existing = dict(self.api_client.sanitize_for_serialization(read(name, namespace)))
+        if not access_rbac.owned_by(existing, owner.uid):
+            raise destination.DestinationError(
+                "AccessRBACNotOwned",
+                f"{kind} {namespace}/{name} exists and is not managed by this {owner.kind}; "
+                "rename or remove it so the operator can grant pods read access to the Secret",
+            )
+        if not access_rbac.differs(existing, desired):
+            return
+        body = dict(desired)
+        body["metadata"] = {
+            **desired["metadata"],
+            "resourceVersion": existing["metadata"].get("resourceVersion"),
+        }
+        try:
+            replace(name, namespace, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(f"{kind} {namespace}/{name} changed while writing it; retrying") from None
+            raise
+
+    def _delete_rbac(self, kind: str, namespace: str, name: str, owner: destination.Owner) -> None:
+        read, _, _ = self._rbac_calls(kind)
+        delete = (
+            self.rbac.delete_namespaced_role if kind == "Role" else self.rbac.delete_namespaced_role_binding
+        )
+        try:
+            existing = dict(self.api_client.sanitize_for_serialization(read(name, namespace)))
+            if access_rbac.owned_by(existing, owner.uid):
+                delete(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     # -- custom resources -----------------------------------------------------------------------
 
     def sync_destination(
@@ -148,6 +245,7 @@ class Runtime:
         Comparing keyed MACs (not values) decides, so a no-op sync costs no API write and the
         decision never needs the plaintext of what the Secret held beyond this call.
         """
+        self.ensure_access(owner, spec.destination.name, spec.access)
         mac = compute_mac(self.hmac_key, owner.uid, data, spec.secret_type)
         desired = destination.build(
             owner=owner,

@@ -2,25 +2,27 @@
 
 The attributes carrying the pod's identity are written by kubelet, but the request as a
 whole passes through components (and a socket) we do not control, and the SPC parameters
-beside them are pod-controlled. So the identity is checked against the API:
+beside them are pod-controlled. So the identity is checked against the API, in this order:
 
-- When the attributes hold the pod's service-account token for our audience (the
-  CSIDriver's ``tokenRequests``), a TokenReview for that audience must accept it, for
-  ``system:serviceaccount:<namespace>:<serviceAccount>``; when the review names the pod
-  it is bound to (real API servers do, in ``user.extra``), its name and UID must match too.
-- Otherwise, or when the review names no pod, the pod is read from the API: it must exist
-  with the claimed UID and service account.
-- With ``require_token`` (``--require-pod-token``) a Mount without that token is refused.
-  Without a token the claim rests on the attribute keys alone, which only kubelet sets when
-  the CSIDriver has ``podInfoOnMount``; without it a pod's own ``volumeAttributes`` could
-  name another pod, and a UID is no secret. A token is minted by kubelet for the pod itself
-  and bound to it, so requiring one makes the identity independent of that configuration.
+1. The pod's own token for the API server's audiences (``tokenRequests`` entry with
+   ``audience: ""``, key ``""``): a ``SelfSubjectReview`` made *with* that token must answer
+   ``system:serviceaccount:<namespace>:<serviceAccount>`` with the extras naming the claimed
+   pod (name and UID). Needs no RBAC at all; this is what pod-token mode uses.
+2. The token for ``--token-audience`` (``csi-vso``): a TokenReview for that audience, as the
+   provider itself (needs ``tokenreviews`` create, which deploy/ no longer grants: for
+   clusters that configure it); when the review names no pod, the pod is read from the API.
+3. No token: refused (PERMISSION_DENIED) unless ``--insecure-allow-unverified-pods``; then
+   the claim rests on the attribute keys alone, checked against the pod in the API. Only
+   kubelet sets those keys when the CSIDriver has ``podInfoOnMount``; without it a pod's own
+   ``volumeAttributes`` could name another pod, and a UID is no secret.
 
-Kubelet republishes every volume every minute or two, so results are cached: a pod's
-namespace, name and service account can never change for one UID, so a confirmed UID is
-remembered (bounded LRU); a reviewed token is remembered by its SHA-256 (never the token
-itself) for a few minutes. Failures are not cached. Tokens never reach a log line, an
-exception message or a cache key in the clear.
+Kubelet republishes every volume every minute or two, so verdicts are cached, but never past
+what backs them: a token's verdict (keyed by its SHA-256, never the token) until the token's
+``exp`` or ``token_ttl``, whichever comes first; a pod confirmed without a token for
+``pod_ttl``. :meth:`IdentityVerifier.forget_pod` drops every verdict about a pod as soon as the
+provider sees it gone (its token refused by the API server, or the pod not found).
+Failures are not cached. Tokens never reach a log line, an exception message or a cache key
+in the clear.
 """
 
 from __future__ import annotations
@@ -39,9 +41,7 @@ from kubernetes.client.exceptions import ApiException
 from csi_vso.provider.authz import VerifiedPod
 from csi_vso.provider.errors import PermissionDenied, Unavailable
 from csi_vso.provider.params import PodClaim
-
-_POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
-_POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid"
+from csi_vso.provider.pod_api import POD_NAME_EXTRA, POD_UID_EXTRA, SelfFacts, TokenRefused, token_expiry
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,12 @@ class TokenFacts:
     audiences: tuple[str, ...]
     pod_name: str | None
     pod_uid: str | None
+
+
+class SelfReviewer(Protocol):
+    """SelfSubjectReview with a pod's token (:class:`~csi_vso.provider.pod_api.PodAPI`)."""
+
+    def review_self(self, token: str) -> SelfFacts: ...
 
 
 class IdentityAPI(Protocol):
@@ -110,8 +116,8 @@ class KubeIdentityAPI:
             authenticated=bool(status is not None and status.authenticated),
             username=(user.username if user is not None else None) or "",
             audiences=tuple((status.audiences if status is not None else None) or ()),
-            pod_name=_first(extra.get(_POD_NAME_EXTRA)),
-            pod_uid=_first(extra.get(_POD_UID_EXTRA)),
+            pod_name=_first(extra.get(POD_NAME_EXTRA)),
+            pod_uid=_first(extra.get(POD_UID_EXTRA)),
         )
 
 
@@ -120,7 +126,7 @@ def _first(values: Sequence[str] | None) -> str | None:
 
 
 class _Lru:
-    """A small thread-safe LRU map with optional per-entry expiry."""
+    """A small thread-safe LRU map with per-entry expiry (seconds of ``clock``)."""
 
     def __init__(self, max_entries: int, clock: Callable[[], float]) -> None:
         self._entries: OrderedDict[str, tuple[float, object]] = OrderedDict()
@@ -134,37 +140,60 @@ class _Lru:
             if entry is None:
                 return None
             expires, value = entry
-            if expires < self._clock():
+            if expires <= self._clock():
                 del self._entries[key]
                 return None
             self._entries.move_to_end(key)
             return value
 
-    def put(self, key: str, value: object, ttl: float = float("inf")) -> None:
+    def put(self, key: str, value: object, until: float) -> None:
         with self._lock:
-            self._entries[key] = (self._clock() + ttl, value)
+            self._entries[key] = (until, value)
             self._entries.move_to_end(key)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
 
+    def drop(self, matches: Callable[[str, object], bool]) -> int:
+        with self._lock:
+            doomed = [k for k, (_, v) in self._entries.items() if matches(k, v)]
+            for key in doomed:
+                del self._entries[key]
+            return len(doomed)
+
+
+#: The key of the API-audience token in ``csi.storage.k8s.io/serviceAccount.tokens``.
+API_AUDIENCE = ""
+
 
 class IdentityVerifier:
-    """Turns a :class:`PodClaim` into a :class:`VerifiedPod`, or raises PermissionDenied/Unavailable."""
+    """Turns a :class:`PodClaim` into a :class:`VerifiedPod`, or raises PermissionDenied/Unavailable.
+
+    ``require_api_token``: pod-token mode, where the ``""`` token is needed anyway to read the
+    Secrets, so a Mount without it is refused up front with a message saying how to fix it.
+    ``allow_unverified``: ``--insecure-allow-unverified-pods``.
+    """
 
     def __init__(
         self,
         api: IdentityAPI,
         *,
         audience: str,
-        require_token: bool = False,
+        pods: SelfReviewer | None = None,
+        require_api_token: bool = False,
+        allow_unverified: bool = False,
         token_ttl: float = 300.0,
+        pod_ttl: float = 60.0,
         max_entries: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._api = api
+        self._pods_api = pods
         self._audience = audience
-        self.require_token = require_token
+        self.require_api_token = require_api_token
+        self.allow_unverified = allow_unverified
         self._token_ttl = token_ttl
+        self._pod_ttl = pod_ttl
+        self._clock = clock
         self._pods = _Lru(max_entries, clock)
         self._tokens = _Lru(max_entries, clock)
 
@@ -172,17 +201,75 @@ class IdentityVerifier:
         pod = VerifiedPod(
             namespace=claim.namespace, name=claim.name, uid=claim.uid, service_account=claim.service_account
         )
-        token = claim.tokens.get(self._audience)
-        if token is None and self.require_token:
+        who = f"pod {claim.namespace}/{claim.name}"
+        api_token = claim.tokens.get(API_AUDIENCE)
+        if api_token is not None and self._pods_api is not None:
+            self._self_review(claim, api_token)
+            return pod
+        if self.require_api_token:
             raise PermissionDenied(
-                f"pod {claim.namespace}/{claim.name}: the Mount carries no service-account token for "
-                f"audience {self._audience!r}, which this provider requires (--require-pod-token); "
-                "the CSIDriver needs tokenRequests with that audience"
+                f"{who}: the Mount carries no service-account token for the API server's audiences "
+                '(key ""), which --secret-access=pod-token needs to read Secrets as the pod; the '
+                'CSIDriver needs a tokenRequests entry with audience ""'
+            )
+        token = claim.tokens.get(self._audience)
+        if token is None and not self.allow_unverified:
+            raise PermissionDenied(
+                f'{who}: the Mount carries no service-account token (audience "" or '
+                f"{self._audience!r}), so its identity cannot be verified; the CSIDriver needs "
+                "tokenRequests (or start the provider with --insecure-allow-unverified-pods)"
             )
         if token is not None and self._token_binds_pod(claim, token):
             return pod
         self._check_pod(claim)
         return pod
+
+    def forget_pod(self, uid: str) -> int:
+        """Drop every cached verdict about the pod ``uid`` (it is gone); returns how many."""
+        dropped = self._pods.drop(lambda key, _: key == uid)
+        dropped += self._tokens.drop(lambda _, facts: getattr(facts, "pod_uid", None) == uid)
+        return dropped
+
+    def _until(self, token: str, ttl: float) -> float:
+        """How long a verdict on ``token`` may be trusted: never past its ``exp``."""
+        now = self._clock()
+        exp = token_expiry(token)
+        return min(now + ttl, exp if exp is not None else now)
+
+    def _self_review(self, claim: PodClaim, token: str) -> None:
+        who = f"pod {claim.namespace}/{claim.name}"
+        key = "ssr:" + hashlib.sha256(token.encode()).hexdigest()
+        facts = self._tokens.get(key)
+        if not isinstance(facts, SelfFacts):
+            assert self._pods_api is not None
+            try:
+                facts = self._pods_api.review_self(token)
+            except TokenRefused:
+                self.forget_pod(claim.uid)
+                raise PermissionDenied(
+                    f"{who}: its service-account token was refused by the API server "
+                    "(expired, or the pod no longer exists)"
+                ) from None
+            self._check_self_facts(claim, facts)
+            self._tokens.put(key, facts, self._until(token, self._token_ttl))
+            return
+        self._check_self_facts(claim, facts)
+
+    @staticmethod
+    def _check_self_facts(claim: PodClaim, facts: SelfFacts) -> None:
+        who = f"pod {claim.namespace}/{claim.name}"
+        expected = f"system:serviceaccount:{claim.namespace}:{claim.service_account}"
+        if facts.username != expected:
+            raise PermissionDenied(
+                f"{who}: its token belongs to another identity than service account {claim.service_account!r}"
+            )
+        if facts.pod_uid is None:
+            raise PermissionDenied(
+                f"{who}: its token is not bound to a pod (the API server's SelfSubjectReview names "
+                "none); kubelet's tokenRequests tokens are"
+            )
+        if facts.pod_uid != claim.uid or (facts.pod_name is not None and facts.pod_name != claim.name):
+            raise PermissionDenied(f"{who}: its token is bound to a different pod")
 
     def _token_binds_pod(self, claim: PodClaim, token: str) -> bool:
         """Check the token; True when the review also proved which pod it belongs to."""
@@ -192,11 +279,13 @@ class IdentityVerifier:
         if not isinstance(facts, TokenFacts):
             facts = self._api.review_token(token, self._audience)
             if not facts.authenticated or (facts.audiences and self._audience not in facts.audiences):
+                if facts.pod_uid is not None:
+                    self.forget_pod(facts.pod_uid)
                 raise PermissionDenied(
                     f"{who}: its service-account token for audience {self._audience!r} "
                     "was not accepted by a TokenReview"
                 )
-            self._tokens.put(key, facts, self._token_ttl)
+            self._tokens.put(key, facts, self._until(token, self._token_ttl))
         expected = f"system:serviceaccount:{claim.namespace}:{claim.service_account}"
         if facts.username != expected:
             raise PermissionDenied(
@@ -215,6 +304,7 @@ class IdentityVerifier:
             return
         facts = self._api.get_pod(claim.namespace, claim.name)
         if facts is None:
+            self.forget_pod(claim.uid)
             raise PermissionDenied(f"{who} does not exist in the API")
         if facts.uid != claim.uid:
             raise PermissionDenied(f"{who} has a different UID in the API than the mount claims")
@@ -223,4 +313,4 @@ class IdentityVerifier:
                 f"{who} runs as service account {facts.service_account!r} in the API, "
                 f"not {claim.service_account!r} as the mount claims"
             )
-        self._pods.put(claim.uid, confirmed)
+        self._pods.put(claim.uid, confirmed, self._clock() + self._pod_ttl)

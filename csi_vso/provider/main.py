@@ -22,12 +22,16 @@ from csi_vso.kube import api_client
 from csi_vso.provider.rotation import RotationExtension
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import (
+    DEFAULT_CLUSTER_CACHE_MAX_BYTES,
     DEFAULT_KUBELET_DIR,
     DEFAULT_METRICS_ADDR,
     DEFAULT_PROVIDER_NAME,
     DEFAULT_SOCKET_DIR,
     DEFAULT_STATE_DIR,
     DEFAULT_TOKEN_AUDIENCE,
+    DEFAULT_TOKEN_DIR,
+    POD_TOKEN,
+    SECRET_ACCESS_MODES,
     ProviderSettings,
     parse_host_port,
 )
@@ -54,6 +58,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"node-local state: version key and mount registry (default: {DEFAULT_STATE_DIR})",
     )
     parser.add_argument(
+        "--secret-access",
+        choices=SECRET_ACCESS_MODES,
+        default=POD_TOKEN,
+        help="pod-token (default): read each mounted Secret with the mounting pod's own token "
+        '(the CSIDriver needs a tokenRequests entry with audience ""), so this node can read only '
+        "what its pods may; cluster: cache every protected Secret of the cluster with the "
+        "provider's own identity (weaker: needs cluster-wide list/watch on secrets, checked at start)",
+    )
+    parser.add_argument(
+        "--cluster-cache-max-bytes",
+        type=int,
+        default=DEFAULT_CLUSTER_CACHE_MAX_BYTES,
+        help="cluster mode: Secret data the cluster-wide cache may hold; Secrets beyond it are not "
+        "served (UNAVAILABLE naming this limit), so forged labelled Secrets cannot exhaust memory; "
+        f"0: no cap, one unpaged list (unsafe) (default: {DEFAULT_CLUSTER_CACHE_MAX_BYTES})",
+    )
+    parser.add_argument(
+        "--token-dir",
+        type=Path,
+        default=DEFAULT_TOKEN_DIR,
+        help="pod-token mode: where pods' tokens are kept (mode 0600) so rotation resumes right "
+        f"after a restart; put it on a tmpfs (default: {DEFAULT_TOKEN_DIR})",
+    )
+    parser.add_argument(
         "--kubelet-dir",
         type=Path,
         default=DEFAULT_KUBELET_DIR,
@@ -64,14 +92,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token-audience",
         default=DEFAULT_TOKEN_AUDIENCE,
-        help="audience of the pod service-account token the CSIDriver's tokenRequests pass; "
-        f"verified with a TokenReview when present (default: {DEFAULT_TOKEN_AUDIENCE})",
+        help="audience of a second pod token the CSIDriver's tokenRequests may pass; verified with "
+        f"a TokenReview when present and no API-audience token is (default: {DEFAULT_TOKEN_AUDIENCE})",
+    )
+    parser.add_argument(
+        "--insecure-allow-unverified-pods",
+        action="store_true",
+        help="cluster mode only: accept Mounts that carry no pod token, trusting the pod attribute "
+        "keys checked against the API (any pod could then claim to be another if podInfoOnMount "
+        "is off). Without it a pod token is required",
     )
     parser.add_argument(
         "--require-pod-token",
         action="store_true",
-        help="refuse Mounts without that token, so pod identity never rests on the attribute "
-        "keys alone (needs tokenRequests on the CSIDriver)",
+        help="accepted for older manifests; a pod token is always required now "
+        "(see --insecure-allow-unverified-pods)",
     )
     parser.add_argument(
         "--require-mounted-target",
@@ -99,7 +134,10 @@ def settings_from(args: argparse.Namespace) -> ProviderSettings:
         metrics_host=host,
         metrics_port=port,
         token_audience=args.token_audience,
-        require_pod_token=args.require_pod_token,
+        secret_access=args.secret_access,
+        allow_unverified_pods=args.insecure_allow_unverified_pods,
+        token_dir=args.token_dir,
+        cluster_cache_max_bytes=args.cluster_cache_max_bytes,
         require_mounted_target=args.require_mounted_target,
     )
 

@@ -47,6 +47,12 @@ class ProviderMetrics:
             "Protected Secrets held in the watch cache",
             registry=self.registry,
         )
+        self.secret_watches = Gauge(
+            "csi_vso_provider_secret_watches",
+            "Secret watches open against the API server (pod-token mode: one per Secret mounted "
+            "on this node; cluster mode: 1)",
+            registry=self.registry,
+        )
         self.ready = Gauge(
             "csi_vso_provider_ready",
             "1 once the protected-Secret watches have synced and Mounts are served (what /readyz "
@@ -68,6 +74,9 @@ class ProviderMetrics:
 
     def track_cached_secrets(self, count: Callable[[], int]) -> None:
         self.cached_secrets.set_function(lambda: float(count()))
+
+    def track_secret_watches(self, count: Callable[[], int]) -> None:
+        self.secret_watches.set_function(lambda: float(count()))
 
     def track_ready(self, ready: Callable[[], bool]) -> None:
         self.ready.set_function(lambda: 1.0 if ready() else 0.0)

@@ -223,6 +223,12 @@ class Registry:
         with self._lock:
             return sorted(self._records)
 
+    def pod_secrets(self) -> set[tuple[str, str, str]]:
+        """(pod uid, namespace, name) for every Secret a registered volume reads."""
+        with self._lock:
+            records = list(self._records.values())
+        return {(r.pod.uid, ns, name) for r in records for ns, name in r.secrets()}
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._records)

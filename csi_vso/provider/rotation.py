@@ -91,9 +91,15 @@ _UNDECODABLE = b"\x00csi-vso: not base64\x00"
 
 
 class SecretSource(Protocol):
-    """What the rotator needs from :class:`~csi_vso.provider.secret_cache.SecretCache`."""
+    """What the rotator needs from the Secret source (SecretCache or SecretWatches)."""
 
     def get(self, namespace: str, name: str) -> Any: ...
+
+    # False while the source has no view of the Secret yet (its watch has not listed it).
+    def known(self, namespace: str, name: str) -> bool: ...
+
+    # Why the API server refused this pod this Secret (pod-token mode), else None.
+    def refusal(self, pod: VerifiedPod, namespace: str, name: str) -> str | None: ...
 
     def add_listener(self, callback: Callable[[str, str], None]) -> None: ...
 
@@ -635,12 +641,20 @@ class Rotator:
             if state != "ok":
                 self._collect(target, record, unmounted=state == "unmounted")
                 return
+            keys = sorted(record.secrets())
+            if not all(self._secrets.known(*key) for key in keys):
+                return  # no view of a Secret yet: its first list (or the next Mount) triggers again
             views, versions_key = self._views(record)
-            decision = decide(
-                record,
-                views,
-                self._key,
-                render_volume=self._cached_render(record, views, versions_key, checkpoint),
+            refused = next((r for key in keys if (r := self._secrets.refusal(record.pod, *key))), None)
+            decision = (
+                Revoke(refused)
+                if refused is not None
+                else decide(
+                    record,
+                    views,
+                    self._key,
+                    render_volume=self._cached_render(record, views, versions_key, checkpoint),
+                )
             )
             if isinstance(decision, Write):
                 self._write(record, decision, trigger, views, checkpoint)
@@ -895,6 +909,7 @@ class RotationExtension:
             root=settings.kubelet_dir,
         )
         server.service.add_observer(rotator.observe_mount)
+        server.cache.set_needed(registry.pod_secrets)  # pod-token mode: watches follow the volumes
         self.rotator = rotator
         log.info("mount registry loaded", extra={"mounts": loaded})
 

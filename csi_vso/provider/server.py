@@ -40,10 +40,13 @@ from kubernetes import client
 from csi_vso.provider.atomic_writer import write_atomically
 from csi_vso.provider.identity import IdentityVerifier, KubeIdentityAPI
 from csi_vso.provider.metrics import MetricsServer, ProviderMetrics
-from csi_vso.provider.secret_cache import SecretCache
+from csi_vso.provider.pod_api import PodAPI
+from csi_vso.provider.secret_cache import SecretCache, check_cluster_access
+from csi_vso.provider.secret_watches import SecretWatches
 from csi_vso.provider.service import MountService, Writer
 from csi_vso.provider.servicer import ProviderServicer
-from csi_vso.provider.settings import ProviderSettings
+from csi_vso.provider.settings import POD_TOKEN, ProviderSettings
+from csi_vso.provider.token_store import TokenStore
 from csi_vso.provider.versions import load_or_create_key
 from csi_vso.providerapi import provider_pb2_grpc
 
@@ -116,13 +119,24 @@ class ProviderServer:
     ) -> None:
         self.settings = settings
         self.metrics = ProviderMetrics()
-        self.cache = SecretCache(api)
-        self.metrics.track_cached_secrets(self.cache.count)
+        self._api = api
+        self.pods = PodAPI(api)
         self.identity = IdentityVerifier(
             KubeIdentityAPI(api),
+            pods=self.pods,
             audience=settings.token_audience,
-            require_token=settings.require_pod_token,
+            require_api_token=settings.secret_access == POD_TOKEN,
+            allow_unverified=settings.allow_unverified_pods,
         )
+        self.cache: SecretWatches | SecretCache = (
+            SecretWatches(
+                self.pods, store=TokenStore(settings.token_dir), forget_pod=self.identity.forget_pod
+            )
+            if settings.secret_access == POD_TOKEN
+            else SecretCache(api, max_bytes=settings.cluster_cache_max_bytes or None)
+        )
+        self.metrics.track_cached_secrets(self.cache.count)
+        self.metrics.track_secret_watches(self.cache.watch_count)
         self.service = MountService(
             secrets=self.cache,
             identity=self.identity,
@@ -173,6 +187,8 @@ class ProviderServer:
 
     def start(self) -> None:
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.settings.secret_access != POD_TOKEN:
+            self._check_cluster_access()
         self.cache.start()
         self._http.start()
         # Extensions first: the rotation registers its Mount observer here, and a Mount served
@@ -191,6 +207,19 @@ class ProviderServer:
                 "state_dir": str(self.settings.state_dir),
             },
         )
+
+    def _check_cluster_access(self) -> None:
+        """``--secret-access=cluster`` refuses to start without its cluster-wide Secret RBAC."""
+        try:
+            missing = check_cluster_access(self._api)
+        except Exception as exc:
+            raise RuntimeError(f"cannot check the provider's RBAC: {type(exc).__name__}") from None
+        if missing:
+            raise RuntimeError(
+                "--secret-access=cluster needs RBAC the provider's identity lacks: "
+                + ", ".join(missing)
+                + " (or run the default --secret-access=pod-token, which needs none)"
+            )
 
     def stop(self, grace: float | None = None) -> None:
         """Stop accepting Mounts, let in-flight ones finish (up to ``grace`` s), release everything."""

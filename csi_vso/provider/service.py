@@ -11,8 +11,10 @@ so that each step can be read and tested on its own:
 3. confirm the pod's identity against the API (cached per pod UID / token); the target's pod
    UID must be the verified pod's (PERMISSION_DENIED otherwise: pod A's token never writes
    into pod B's volume);
-4. for each named Secret: look it up in the cache (NOT_FOUND, identical for an
-   unprotected one), then apply the access policy (PERMISSION_DENIED);
+4. for each named Secret: read it from the source (pod-token mode: with the pod's own token,
+   so the API server's RBAC decides first, PERMISSION_DENIED naming the Secret; the watch
+   cache answers after that first read) — NOT_FOUND, identical for an unprotected one —
+   then apply the access policy (PERMISSION_DENIED);
 5. render the files and their versions;
 6. ``writeMode: provider``: write them into the volume with the atomic writer and tell
    the observers (the rotation registry of issue 4); ``driver``: return them. With
@@ -51,6 +53,7 @@ from csi_vso.provider.errors import (
     Unavailable,
     WriteFailed,
 )
+from csi_vso.provider.identity import API_AUDIENCE
 from csi_vso.provider.params import PodClaim, parse_request
 from csi_vso.provider.render import ObjectVersion, RenderedFile, render, versions
 from csi_vso.provider.targets import DEFAULT_KUBELET_DIR, parse_target
@@ -58,10 +61,12 @@ from csi_vso.provider.validation import MountSpec, WriteMode, validate
 
 
 class SecretSource(Protocol):
-    """What Mount needs from the Secret cache (:class:`~csi_vso.provider.secret_cache.SecretCache`)."""
+    """What Mount needs from the Secret source: the cluster-wide
+    :class:`~csi_vso.provider.secret_cache.SecretCache`, or the per-Secret
+    :class:`~csi_vso.provider.secret_watches.SecretWatches` that reads with the pod's token."""
 
     def has_synced(self) -> bool: ...
-    def get(self, namespace: str, name: str) -> Any: ...
+    def read(self, namespace: str, name: str, *, pod: VerifiedPod, token: str | None) -> Any: ...
 
 
 class IdentitySource(Protocol):
@@ -189,11 +194,12 @@ class MountService:
     def render_for(self, pod: VerifiedPod, spec: MountSpec) -> RenderedMount:
         """Steps 4-5 for an already verified pod: the volume as the cached Secrets make it now."""
         data: dict[tuple[str, str], dict[str, bytes]] = {}
+        token = spec.pod.tokens.get(API_AUDIENCE)
         for obj in spec.objects:
             ref = (obj.secret_namespace, obj.secret_name)
             if ref in data:
                 continue
-            secret = self._secrets.get(*ref)
+            secret = self._secrets.read(*ref, pod=pod, token=token)
             if secret is None:
                 raise authz.not_found(*ref)
             meta = secret.metadata

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from csi_vso.provider import cache_budget
 from csi_vso.provider.targets import DEFAULT_KUBELET_DIR as DEFAULT_KUBELET_DIR  # re-exported for main
 
 DEFAULT_SOCKET_DIR = Path("/var/run/secrets-store-csi-providers")
@@ -19,6 +20,14 @@ DEFAULT_METRICS_ADDR = "127.0.0.1:8095"
 #: Audience of the pod token the CSIDriver's ``tokenRequests`` must ask for so the
 #: provider verifies identity with a TokenReview.
 DEFAULT_TOKEN_AUDIENCE = "csi-vso"  # noqa: S105 - an audience name
+#: Where pod tokens are kept across restarts (pod-token mode): the host's /run, a tmpfs.
+DEFAULT_TOKEN_DIR = Path("/run/csi-vso/tokens")
+#: ``--secret-access`` values: read each Secret with the mounting pod's own token (default), or
+#: cache every protected Secret of the cluster with the provider's own identity (weaker).
+POD_TOKEN = "pod-token"  # noqa: S105 - a mode name
+CLUSTER = "cluster"
+SECRET_ACCESS_MODES = (POD_TOKEN, CLUSTER)
+DEFAULT_CLUSTER_CACHE_MAX_BYTES = cache_budget.DEFAULT_MAX_BYTES
 
 # The driver only dials providers whose name matches this (DESIGN.md section 2).
 _PROVIDER_NAME = re.compile(r"^[a-zA-Z0-9_-]{0,30}$")
@@ -35,9 +44,15 @@ class ProviderSettings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 8095
     token_audience: str = DEFAULT_TOKEN_AUDIENCE
-    # Refuse Mounts that carry no pod token for token_audience (identity from kubelet's token,
-    # not only from attribute keys; see csi_vso.provider.identity).
-    require_pod_token: bool = False
+    # How Secrets are read (see SECRET_ACCESS_MODES and csi_vso.provider.secret_watches).
+    secret_access: str = POD_TOKEN
+    # Accept Mounts without any pod token, on the attribute keys alone (cluster mode only):
+    # --insecure-allow-unverified-pods. Off: a pod token is required (issue 10, finding 5).
+    allow_unverified_pods: bool = False
+    token_dir: Path = DEFAULT_TOKEN_DIR
+    # Cluster mode: Secret data the cluster-wide cache may hold (csi_vso.provider.cache_budget);
+    # 0: no cap and one unpaged list, as before the cap (forged Secrets can then exhaust memory).
+    cluster_cache_max_bytes: int = DEFAULT_CLUSTER_CACHE_MAX_BYTES
     # Provider-mode writes only into a target that is a mount point (the driver's tmpfs), never
     # into a plain directory on the node's disk (a teardown racing a rotation). Off by default
     # so plain temp directories work in tests and the demo; the DaemonSet turns it on.
@@ -47,6 +62,17 @@ class ProviderSettings:
     max_workers: int = 16
 
     def __post_init__(self) -> None:
+        if self.secret_access not in SECRET_ACCESS_MODES:
+            raise ValueError(
+                f"secret access {self.secret_access!r} must be one of {', '.join(SECRET_ACCESS_MODES)}"
+            )
+        if self.allow_unverified_pods and self.secret_access == POD_TOKEN:
+            raise ValueError(
+                "--insecure-allow-unverified-pods only applies to --secret-access=cluster: "
+                "pod-token mode reads every Secret with the pod's own token"
+            )
+        if self.cluster_cache_max_bytes < 0:
+            raise ValueError("--cluster-cache-max-bytes must not be negative (0: no cap)")
         # Absolute: target paths are compared with it as strings.
         object.__setattr__(self, "kubelet_dir", self.kubelet_dir.absolute())
         if not self.token_audience:

@@ -16,13 +16,16 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from kubernetes import client
 
 from csi_vso import protected
+from csi_vso.operator import access_rbac
+from csi_vso.operator.api import AccessPolicy
+from csi_vso.operator.destination import Owner
 from csi_vso.providerapi import provider_pb2, provider_pb2_grpc
 
 
@@ -32,6 +35,20 @@ class Pod:
     name: str
     uid: str
     service_account: str
+    # What kubelet passes in csi.storage.k8s.io/serviceAccount.tokens for this pod (audience ->
+    # token): the API-audience token (key "") for pods made by Cluster.pod.
+    tokens: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def claiming(self, **changes: str) -> Pod:
+        """The same pod's tokens with other attribute keys: a forged or mistaken claim."""
+        values = {
+            "namespace": self.namespace,
+            "name": self.name,
+            "uid": self.uid,
+            "service_account": self.service_account,
+        }
+        values.update(changes)
+        return Pod(**values, tokens=self.tokens)
 
 
 def kubelet_attributes(
@@ -71,7 +88,7 @@ def mount_request(
     if write_mode is not None:
         params["writeMode"] = write_mode
     params.update(parameters or {})
-    params.update(kubelet_attributes(pod, tokens=tokens))
+    params.update(kubelet_attributes(pod, tokens=pod.tokens if tokens is None else tokens))
     return provider_pb2.MountRequest(
         attributes=json.dumps(params), secrets="null", target_path=target, permission=permission
     )
@@ -133,14 +150,16 @@ class Cluster:
                 ),
             ),
         )
-        return Pod(namespace, name, created.metadata.uid, service_account)
+        pod = Pod(namespace, name, created.metadata.uid, service_account)
+        return Pod(namespace, name, pod.uid, service_account, tokens={"": self.token(pod, "")})
 
-    def token(self, pod: Pod, audience: str) -> str:
-        """A pod-bound service-account token for ``audience`` (what kubelet puts in tokenRequests)."""
+    def token(self, pod: Pod, audience: str, expiration_seconds: int = 3600) -> str:
+        """A pod-bound service-account token for ``audience`` (what kubelet puts in tokenRequests);
+        ``""`` asks, as kubelet does for ``audience: ""``, for the API server's own audiences."""
         request = client.AuthenticationV1TokenRequest(
             spec=client.V1TokenRequestSpec(
-                audiences=[audience],
-                expiration_seconds=3600,
+                audiences=[audience] if audience else [],
+                expiration_seconds=expiration_seconds,
                 bound_object_ref=client.V1BoundObjectReference(
                     api_version="v1", kind="Pod", name=pod.name, uid=pod.uid
                 ),
@@ -160,7 +179,11 @@ class Cluster:
         protect: bool = True,
         annotations: Mapping[str, str] | None = None,
     ) -> None:
-        """Create or replace a Secret, protected (operator-style marks) unless told otherwise."""
+        """Create or replace a Secret, protected (operator-style marks) unless told otherwise.
+
+        A protected one also gets what the operator keeps beside it: the Role and RoleBinding
+        letting exactly the pods its policy annotations admit read it (pod-token mode).
+        """
         body = client.V1Secret(
             metadata=client.V1ObjectMeta(
                 name=name,
@@ -170,12 +193,56 @@ class Cluster:
             ),
             data={k: base64.b64encode(v).decode() for k, v in data.items()},
         )
+        if protect:
+            grant(self.api, namespace, name, policy_of(annotations or {}))
         try:
             self.core.create_namespaced_secret(namespace, body)
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
             self.core.replace_namespaced_secret(name, namespace, body)
+
+
+def policy_of(annotations: Mapping[str, str]) -> AccessPolicy:
+    """The access policy the annotations spell (unreadable lists: as narrow as the provider reads them)."""
+
+    def read(key: str) -> tuple[str, ...]:
+        try:
+            return tuple(protected.decode_list(annotations[key])) if key in annotations else ()
+        except ValueError:
+            return ("-unreadable-",)
+
+    return AccessPolicy(
+        namespaces=read(protected.ALLOWED_NAMESPACES_ANNOTATION),
+        service_accounts=read(protected.ALLOWED_SERVICE_ACCOUNTS_ANNOTATION),
+    )
+
+
+def grant(api: client.ApiClient, namespace: str, secret: str, policy: AccessPolicy) -> None:
+    """What the operator maintains for a protected Secret: its Role and RoleBinding, built by the
+    operator's own code (no ownerReference: the test stands in for the custom resource, and a
+    dangling one would be garbage-collected). Nobody admitted: the binding is removed."""
+    owner = Owner("secrets.hashicorp.com/v1beta1", "VaultStaticSecret", "test", namespace, "test-uid")
+    rbac = client.RbacAuthorizationV1Api(api)
+    bound = access_rbac.subjects(namespace, policy)
+    name = access_rbac.object_name(secret)
+    if not bound:
+        with contextlib.suppress(client.ApiException):
+            rbac.delete_namespaced_role_binding(name, namespace)
+        return
+    for obj in (access_rbac.role(owner, secret), access_rbac.role_binding(owner, secret, bound)):
+        obj["metadata"].pop("ownerReferences")
+        create, replace = (
+            (rbac.create_namespaced_role, rbac.replace_namespaced_role)
+            if obj["kind"] == "Role"
+            else (rbac.create_namespaced_role_binding, rbac.replace_namespaced_role_binding)
+        )
+        try:
+            create(namespace, obj)
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            replace(name, namespace, obj)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:

@@ -25,10 +25,15 @@ class ProviderProcess:
         state_dir: Path,
         *,
         rotation: bool = True,
+        token_dir: Path | None = None,
+        extra_args: tuple[str, ...] = (),
         kubelet_dir: Path | None = None,
         preexec: Callable[[], None] | None = None,
     ) -> None:
         self.rotation = rotation
+        # Pod tokens kept for restarts (pod-token mode): beside the state dir unless told.
+        self.token_dir = token_dir if token_dir is not None else state_dir.parent / "tokens"
+        self.extra_args = extra_args
         self.kubelet_dir = kubelet_dir
         self.preexec = preexec
         self.kubeconfig = kubeconfig
@@ -62,6 +67,9 @@ class ProviderProcess:
                 str(self.socket_dir),
                 "--state-dir",
                 str(self.state_dir),
+                "--token-dir",
+                str(self.token_dir),
+                *self.extra_args,
                 "--metrics-addr",
                 "127.0.0.1:0",
                 "--log-format",

@@ -62,6 +62,12 @@ class MemorySecrets:
     def add_listener(self, callback: Callable[[str, str], None]) -> None:
         self._listeners.append(callback)
 
+    def known(self, namespace: str, name: str) -> bool:
+        return True  # a complete view, like a synced cluster-wide cache
+
+    def refusal(self, pod: VerifiedPod, namespace: str, name: str) -> str | None:
+        return None
+
     def set(self, secret: client.V1Secret, *, notify: bool = True) -> None:
         """Store ``secret`` with a fresh resourceVersion, as the API server would."""
         key = (secret.metadata.namespace, secret.metadata.name)

@@ -108,7 +108,7 @@ def test_identity_is_checked_against_the_api_once_per_pod_uid(cluster: Cluster, 
     ns = cluster.namespace("ident")
     pod = cluster.pod(ns)
     api = CountingAPI(KubeIdentityAPI(kube.api_client()))
-    verifier = IdentityVerifier(api, audience="csi-vso")
+    verifier = IdentityVerifier(api, audience="csi-vso", allow_unverified=True)
     claim = PodClaim(name=pod.name, namespace=ns, uid=pod.uid, service_account="app")
     for _ in range(3):
         verified = verifier.verify(claim)
@@ -162,19 +162,22 @@ def test_token_is_reviewed_once_and_must_match_the_claim(cluster: Cluster, kube:
         verifier.verify(garbage)
 
 
-def test_required_token_is_refused_when_missing_and_checked_when_present(cluster: Cluster, kube: Any) -> None:
+def test_finding5_a_pod_token_is_required_unless_insecure_allow_unverified_pods(
+    cluster: Cluster, kube: Any
+) -> None:
+    """Secure by default: attribute keys naming a real pod are not enough without its token."""
     ns = cluster.namespace("ident")
     pod = cluster.pod(ns)
     api = CountingAPI(KubeIdentityAPI(kube.api_client()))
-    verifier = IdentityVerifier(api, audience="csi-vso", require_token=True)
+    verifier = IdentityVerifier(api, audience="csi-vso")
     bare = PodClaim(name=pod.name, namespace=ns, uid=pod.uid, service_account="app")
     # The attribute keys are right and the pod exists, yet without a token nothing is served.
-    with pytest.raises(PermissionDenied, match="no service-account token for audience 'csi-vso'"):
+    with pytest.raises(PermissionDenied, match=r"carries no service-account token .* cannot be verified"):
         verifier.verify(bare)
     elsewhere = PodClaim(
         name=pod.name, namespace=ns, uid=pod.uid, service_account="app", tokens={"vault": "a.b.c"}
     )
-    with pytest.raises(PermissionDenied, match="requires \\(--require-pod-token\\)"):
+    with pytest.raises(PermissionDenied, match="--insecure-allow-unverified-pods"):
         verifier.verify(elsewhere)
     assert (api.pod_reads, api.reviews) == (0, 0)  # refused before asking the API
     token = cluster.token(pod, "csi-vso")
@@ -183,6 +186,10 @@ def test_required_token_is_refused_when_missing_and_checked_when_present(cluster
     )
     assert (verified.namespace, verified.name, verified.uid) == (ns, pod.name, pod.uid)
     assert api.reviews == 1
+    # Only the explicit insecure switch accepts the bare claim (checked against the API).
+    insecure = IdentityVerifier(api, audience="csi-vso", allow_unverified=True)
+    assert insecure.verify(bare).uid == pod.uid
+    assert api.pod_reads == 1
 
 
 def test_clean_stop_logs_no_error(kube: Any, caplog: pytest.LogCaptureFixture) -> None:

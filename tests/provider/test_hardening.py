@@ -66,7 +66,11 @@ def test_finding10_socket_is_never_reachable_by_others(kube: Any, tmp_path: Path
     connect in between. Whatever the provider binds must be 0600 itself or sit in a 0700
     directory, and when gRPC starts serving, the socket at its final path is already 0600."""
     settings = ProviderSettings(
-        socket_dir=tmp_path / "sockets", state_dir=tmp_path / "state", metrics_port=0, grace_seconds=1
+        socket_dir=tmp_path / "sockets",
+        state_dir=tmp_path / "state",
+        token_dir=tmp_path / "tokens",
+        metrics_port=0,
+        grace_seconds=1,
     )
     server = ProviderServer(settings, kube.api_client())
     grpc_server: Any = server._grpc
@@ -196,6 +200,8 @@ class Env:
         self.cluster.secret(namespace, name, data)
 
         def cached() -> bool:
+            if not self.server.cache.known(namespace, name):
+                return True  # pod-token mode, not watched yet: the next Mount lists it afresh
             got = self.server.cache.get(namespace, name)
             return got is not None and set(got.data or {}) == set(data)
 
@@ -221,6 +227,7 @@ def env(kube: Any, tmp_path_factory: pytest.TempPathFactory, module_kubelet: Kub
         socket_dir=base / "sockets",
         state_dir=base / "state",
         kubelet_dir=module_kubelet.root,
+        token_dir=base / "tokens",
         metrics_port=0,
         grace_seconds=2,
         token_audience=AUDIENCE,
@@ -408,7 +415,12 @@ def _foreign(env: Env, case: str, outside: Path) -> tuple[str, grpc.StatusCode, 
     if case == "another-pods-volume-with-own-token":
         token = env.cluster.token(env.pod, AUDIENCE)
         target = env.kubelet.target(env.other_pod.uid)
-        return str(target), grpc.StatusCode.PERMISSION_DENIED, "is not a volume of pod", {AUDIENCE: token}
+        return (
+            str(target),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "is not a volume of pod",
+            {**env.pod.tokens, AUDIENCE: token},
+        )
     if case == "symlinked-parent":
         volumes = root / "pods" / f"{env.pod.uid}" / "volumes"
         if volumes.exists():

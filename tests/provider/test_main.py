@@ -21,7 +21,7 @@ from csi_vso.provider.atomic_writer import FileToWrite, WriteResult, write_atomi
 from csi_vso.provider.main import settings_from
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import ProviderSettings, parse_host_port
-from tests.provider.driver_support import Cluster, DriverClient, mount_request, wait_for
+from tests.provider.driver_support import Cluster, DriverClient, mount_request
 from tests.provider.kubelet_support import KubeletDir
 
 
@@ -53,14 +53,45 @@ def test_flags_and_defaults() -> None:
     )
 
 
-def test_token_flags() -> None:
+def test_token_and_secret_access_flags() -> None:
     settings = settings_from(build_parser().parse_args(["provider"]))
-    assert (settings.token_audience, settings.require_pod_token) == ("csi-vso", False)
-    args = build_parser().parse_args(["provider", "--token-audience", "vso-nodes", "--require-pod-token"])
+    assert (settings.token_audience, settings.secret_access, settings.allow_unverified_pods) == (
+        "csi-vso",
+        "pod-token",
+        False,
+    )
+    assert settings.token_dir == Path("/run/csi-vso/tokens")
+    args = build_parser().parse_args(
+        [
+            "provider",
+            "--token-audience",
+            "vso-nodes",
+            "--secret-access",
+            "cluster",
+            "--insecure-allow-unverified-pods",
+            "--token-dir",
+            "/t",
+            "--require-pod-token",  # still accepted (older manifests); a token is required anyway
+        ]
+    )
     settings = settings_from(args)
-    assert (settings.token_audience, settings.require_pod_token) == ("vso-nodes", True)
+    assert (
+        settings.token_audience,
+        settings.secret_access,
+        settings.allow_unverified_pods,
+        settings.token_dir,
+    ) == (
+        "vso-nodes",
+        "cluster",
+        True,
+        Path("/t"),
+    )
     with pytest.raises(ValueError, match="token audience must not be empty"):
         ProviderSettings(token_audience="")
+    with pytest.raises(ValueError, match="only applies to --secret-access=cluster"):
+        ProviderSettings(allow_unverified_pods=True)
+    with pytest.raises(ValueError, match="must be one of pod-token, cluster"):
+        ProviderSettings(secret_access="node")
 
 
 def test_require_mounted_target_flag_is_off_by_default_and_documented(
@@ -106,6 +137,8 @@ def test_process_serves_then_stops_on_sigterm(kube: Any, tmp_path: Path) -> None
             str(socket_dir),
             "--state-dir",
             str(tmp_path / "state"),
+            "--token-dir",
+            str(tmp_path / "tokens"),
             "--metrics-addr",
             "127.0.0.1:0",
             "--log-format",
@@ -153,6 +186,7 @@ def test_stop_lets_in_flight_mounts_finish_and_refuses_new_ones(kube: Any, tmp_p
     settings = ProviderSettings(
         socket_dir=tmp_path / "s",
         state_dir=tmp_path / "state",
+        token_dir=tmp_path / "tokens",
         kubelet_dir=tmp_path / "kubelet",
         metrics_port=0,
         grace_seconds=20,
@@ -166,7 +200,6 @@ def test_stop_lets_in_flight_mounts_finish_and_refuses_new_ones(kube: Any, tmp_p
         ns = cluster.namespace("grace")
         pod = cluster.pod(ns)
         cluster.secret(ns, "db", {"password": b"in-flight"})
-        wait_for(lambda: server.cache.get(ns, "db") is not None, what="Secret cached")
         driver = DriverClient(str(settings.socket_path))
         target = kubelet.target(pod.uid)
         in_flight = driver.stub.Mount.future(
@@ -212,7 +245,9 @@ def test_relative_socket_dir_binds_where_the_user_meant(
     monkeypatch.chdir(tmp_path)
     settings = settings_from(build_parser().parse_args(["provider", "--socket-dir", "s"]))
     assert settings.socket_path == tmp_path / "s" / "vso.sock"
-    settings = ProviderSettings(socket_dir=Path("s"), state_dir=Path("state"), metrics_port=0)
+    settings = ProviderSettings(
+        socket_dir=Path("s"), state_dir=Path("state"), token_dir=Path("tokens"), metrics_port=0
+    )
     server = ProviderServer(settings, kube.api_client())
     server.start()
     try:
@@ -224,7 +259,7 @@ def test_relative_socket_dir_binds_where_the_user_meant(
 def test_extensions_are_in_place_before_the_socket_serves(kube: Any, tmp_path: Path) -> None:
     """A Mount served before the rotation registered its observer would never be rotated."""
     settings = ProviderSettings(
-        socket_dir=tmp_path / "s", state_dir=tmp_path / "state", metrics_port=0, require_pod_token=True
+        socket_dir=tmp_path / "s", state_dir=tmp_path / "state", token_dir=tmp_path / "tokens", metrics_port=0
     )
     socket_at_start: list[bool] = []
 
@@ -240,7 +275,7 @@ def test_extensions_are_in_place_before_the_socket_serves(kube: Any, tmp_path: P
     try:
         assert socket_at_start == [False]
         assert server.settings.socket_path.is_socket()
-        assert server.identity.require_token  # --require-pod-token reaches the identity check
+        assert server.identity.require_api_token  # pod-token mode reaches the identity check
     finally:
         server.stop(1)
 
@@ -275,6 +310,8 @@ def test_startup_failures_are_one_log_line_and_exit_1(kube: Any, tmp_path: Path,
                 str(tmp_path / "s"),
                 "--state-dir",
                 str(state),
+                "--token-dir",
+                str(tmp_path / "tokens"),
                 "--metrics-addr",
                 f"127.0.0.1:{port}",
             ],

@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from csi_vso import __version__, logs, protected
 from csi_vso.provider.registry import MOUNTS_DIR
 from csi_vso.provider.rotation import RotationExtension
+from csi_vso.provider.secret_cache import SecretCache
 from csi_vso.provider.server import ProviderServer, remove_stale_socket
 from csi_vso.provider.settings import ProviderSettings
 from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request, wait_for
@@ -100,6 +101,8 @@ class Env:
         self.other_ns = cluster.namespace("other")
         self.pod = cluster.pod(self.ns)
         self.other_pod = cluster.pod(self.other_ns, name="other-0", service_account="other")
+        # The pods' own API-audience tokens: every Mount carries one; none may leak either.
+        SENSITIVE.extend([*self.pod.tokens.values(), *self.other_pod.tokens.values()])
         self.db = {"password": secret_value("db-password"), "user": secret_value("db-user")}
         self.put(self.ns, "db", self.db)
 
@@ -108,6 +111,8 @@ class Env:
         want = dict(data)
 
         def cached() -> bool:
+            if not self.server.cache.known(namespace, name):
+                return True  # pod-token mode, not watched yet: the next Mount lists it afresh
             got = self.server.cache.get(namespace, name)
             if not kwargs.get("protect", True):
                 return True
@@ -138,6 +143,7 @@ def env(
         metrics_port=0,
         grace_seconds=5,
         token_audience=AUDIENCE,
+        token_dir=base / "tokens",
     )
     # With rotation, as `csi-vso provider` runs: its logs and mount records are grepped too.
     server = ProviderServer(settings, kube.api_client(), extensions=[RotationExtension()])
@@ -324,15 +330,20 @@ def test_cross_namespace_mount_allowed_by_policy(env: Env, tmpfs: Path) -> None:
     assert visible(target)["token"][1].startswith(b"shared-")
 
 
-def test_pod_token_for_the_configured_audience_is_verified(env: Env, tmpfs: Path) -> None:
+def test_a_mount_without_the_api_audience_token_says_how_to_fix_it(env: Env, tmpfs: Path) -> None:
+    """Pod-token mode reads as the pod: a driver that only passes the csi-vso token is refused."""
     token = env.cluster.token(env.pod, AUDIENCE)
     SENSITIVE.append(token)
     target = target_in(env.kubelet, env.pod)
-    response = env.driver.mount(
-        mount_request(env.pod, [{"secretName": "db", "key": "user"}], str(target), tokens={AUDIENCE: token})
-    )
-    assert [v.id for v in response.object_version] == ["user"]
-    assert visible(target)["user"][1] == env.db["user"]
+    with pytest.raises(grpc.RpcError) as err:
+        env.driver.mount(
+            mount_request(
+                env.pod, [{"secretName": "db", "key": "user"}], str(target), tokens={AUDIENCE: token}
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert 'a tokenRequests entry with audience ""' in err.value.details()
+    assert os.listdir(target) == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,15 +405,17 @@ def _bad_cases(env: Env, tmpfs: Path) -> dict[str, tuple[Any, grpc.StatusCode, s
         grpc.StatusCode.INVALID_ARGUMENT,
         "objects[0] has unknown key 'objectName'",
     )
+    # Read as the pod: no Role names an unprotected or missing Secret, so the API server refuses
+    # both alike (the pod cannot tell them apart, nor from one it may not read).
     cases["unprotected-secret"] = (
         req([{"secretName": "plain"}]),
-        grpc.StatusCode.NOT_FOUND,
-        f"protected Secret {env.ns}/plain not found",
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"may not mount protected Secret {env.ns}/plain: the API server does not let service account 'app'",
     )
     cases["nonexistent-secret"] = (
         req([{"secretName": "nothing"}]),
-        grpc.StatusCode.NOT_FOUND,
-        f"protected Secret {env.ns}/nothing not found",
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"may not mount protected Secret {env.ns}/nothing: the API server does not let service account 'app'",
     )
     cases["missing-key"] = (
         req([{"secretName": "db", "key": "nope"}]),
@@ -412,36 +425,40 @@ def _bad_cases(env: Env, tmpfs: Path) -> dict[str, tuple[Any, grpc.StatusCode, s
     cases["other-namespace-without-policy"] = (
         req([{"secretName": "db", "secretNamespace": env.ns}], pod=env.other_pod),
         grpc.StatusCode.PERMISSION_DENIED,
-        f"pod {env.other_ns}/other-0 may not mount protected Secret {env.ns}/db: namespace",
+        f"pod {env.other_ns}/other-0 may not mount protected Secret {env.ns}/db: the API server does not let",
     )
     cases["service-account-not-allowed"] = (
         req([{"secretName": "narrow"}]),
         grpc.StatusCode.PERMISSION_DENIED,
-        f"may not mount protected Secret {env.ns}/narrow: service account 'app' is not in",
+        f"may not mount protected Secret {env.ns}/narrow: the API server does not let service account 'app'",
     )
+    # Forged claims carrying the real pod's own token: the SelfSubjectReview names the pod.
     cases["pod-uid-mismatch"] = (
-        req(
-            [{"secretName": "db"}], pod=Pod(pod.namespace, pod.name, "0000-not-the-uid", pod.service_account)
-        ),
+        req([{"secretName": "db"}], pod=pod.claiming(uid="0000-not-the-uid")),
         grpc.StatusCode.PERMISSION_DENIED,
-        f"pod {env.ns}/app-0 has a different UID in the API than the mount claims",
+        f"pod {env.ns}/app-0: its token is bound to a different pod",
     )
     cases["service-account-mismatch"] = (
-        req([{"secretName": "db"}], pod=Pod(pod.namespace, pod.name, pod.uid, "default")),
+        req([{"secretName": "db"}], pod=pod.claiming(service_account="default")),
         grpc.StatusCode.PERMISSION_DENIED,
-        f"pod {env.ns}/app-0 runs as service account 'app' in the API, not 'default'",
+        f"pod {env.ns}/app-0: its token belongs to another identity than service account 'default'",
     )
     cases["pod-does-not-exist"] = (
-        req([{"secretName": "db"}], pod=Pod(pod.namespace, "ghost", pod.uid, pod.service_account)),
+        req([{"secretName": "db"}], pod=pod.claiming(name="ghost")),
         grpc.StatusCode.PERMISSION_DENIED,
-        f"pod {env.ns}/ghost does not exist in the API",
+        f"pod {env.ns}/ghost: its token is bound to a different pod",
+    )
+    cases["no-token-at-all"] = (
+        req([{"secretName": "db"}], pod=Pod(pod.namespace, pod.name, pod.uid, pod.service_account)),
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"pod {env.ns}/app-0: the Mount carries no service-account token for the API server's audiences",
     )
     wrong = env.cluster.token(pod, "some-other-audience")
     SENSITIVE.append(wrong)
     cases["token-wrong-audience"] = (
-        req([{"secretName": "db"}], tokens={AUDIENCE: wrong}),
+        req([{"secretName": "db"}], tokens={"": wrong}),
         grpc.StatusCode.PERMISSION_DENIED,
-        f"pod {env.ns}/app-0: its service-account token for audience 'csi-vso' was not accepted",
+        f"pod {env.ns}/app-0: its service-account token was refused by the API server",
     )
     cases["over-4-MiB"] = (
         req([{"secretName": "big", "key": "blob", "fileName": f"f{i}"} for i in range(5)]),
@@ -469,6 +486,7 @@ BAD_CASES = [
     "pod-uid-mismatch",
     "service-account-mismatch",
     "pod-does-not-exist",
+    "no-token-at-all",
     "token-wrong-audience",
     "over-4-MiB",
 ]
@@ -544,7 +562,7 @@ def test_unprotected_and_missing_secrets_are_indistinguishable(
 # Readiness before the cache syncs, stale sockets, graceful stop
 
 
-def test_unsynced_provider_answers_unavailable_and_is_not_ready(tmp_path: Path) -> None:
+def _dead_api() -> Any:
     from kubernetes import client
 
     with socket.socket() as s:
@@ -552,18 +570,51 @@ def test_unsynced_provider_answers_unavailable_and_is_not_ready(tmp_path: Path) 
         dead_port = s.getsockname()[1]  # nothing listens here once closed
     configuration = client.Configuration()
     configuration.host = f"http://127.0.0.1:{dead_port}"
+    return client.ApiClient(configuration)
+
+
+def test_unreachable_api_answers_unavailable_and_writes_nothing(tmp_path: Path) -> None:
     settings = ProviderSettings(
         socket_dir=tmp_path / "s",
         state_dir=tmp_path / "state",
+        token_dir=tmp_path / "tokens",
         kubelet_dir=tmp_path,
         metrics_port=0,
         grace_seconds=1,
     )
-    server = ProviderServer(settings, client.ApiClient(configuration))
+    server = ProviderServer(settings, _dead_api())
+    server.start()
+    driver = DriverClient(str(settings.socket_path))
+    pod = Pod("ns", "p", "uid", "sa", tokens={"": "not-checked-offline"})
+    target = target_in(tmp_path, pod)
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            driver.mount(mount_request(pod, [{"secretName": "db"}], str(target)))
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "SelfSubjectReview failed" in err.value.details()
+        assert os.listdir(target) == []
+    finally:
+        driver.close()
+        server.stop(1)
+    assert not settings.socket_path.exists()
+
+
+def test_unsynced_cluster_cache_answers_unavailable_and_is_not_ready(tmp_path: Path, kube: Any) -> None:
+    """Cluster mode: until the cluster-wide cache synced, UNAVAILABLE and not ready."""
+    settings = ProviderSettings(
+        socket_dir=tmp_path / "s",
+        state_dir=tmp_path / "state",
+        metrics_port=0,
+        grace_seconds=1,
+        secret_access="cluster",
+        kubelet_dir=tmp_path,
+    )
+    server = ProviderServer(settings, kube.api_client())
+    server.cache = SecretCache(_dead_api())  # passed its RBAC check, then lost the API
     server.start()
     driver = DriverClient(str(settings.socket_path))
     try:
-        pod = Pod("ns", "p", "uid", "sa")
+        pod = Pod("ns", "p", "uid", "sa", tokens={"": "x"})
         with pytest.raises(grpc.RpcError) as err:
             driver.mount(mount_request(pod, [{"secretName": "db"}], str(target_in(tmp_path, pod))))
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -577,6 +628,16 @@ def test_unsynced_provider_answers_unavailable_and_is_not_ready(tmp_path: Path) 
     finally:
         driver.close()
         server.stop(1)
+
+
+def test_cluster_mode_refuses_to_start_when_the_api_cannot_confirm_its_rbac(tmp_path: Path) -> None:
+    settings = ProviderSettings(
+        socket_dir=tmp_path / "s", state_dir=tmp_path / "state", metrics_port=0, secret_access="cluster"
+    )
+    server = ProviderServer(settings, _dead_api())
+    with pytest.raises(RuntimeError, match="cannot check the provider's RBAC"):
+        server.start()
+    server.stop(0)
     assert not settings.socket_path.exists()
 
 
@@ -608,7 +669,7 @@ def test_metrics_count_mounts_latency_bytes_and_cached_secrets(env: Env, tmpfs: 
     size = len(env.db["password"]) + len(env.db["user"])
     for name, delta in [
         ('csi_vso_provider_mounts_total{code="OK",mode="driver"}', 1),
-        ('csi_vso_provider_mounts_total{code="NOT_FOUND",mode="unknown"}', 1),
+        ('csi_vso_provider_mounts_total{code="PERMISSION_DENIED",mode="unknown"}', 1),
         ("csi_vso_provider_mount_duration_seconds_count", 2),
         ('csi_vso_provider_served_bytes_total{mode="driver"}', size),
     ]:

@@ -133,6 +133,8 @@ class Provider:
         self.cluster.secret(self.ns, "db", {"password": password})
 
         def cached() -> bool:
+            if not self.server.cache.known(self.ns, "db"):
+                return True  # not watched yet: the next Mount lists it afresh
             got = self.server.cache.get(self.ns, "db")
             return got is not None and base64.b64decode(got.data["password"]) == password
 
@@ -148,6 +150,7 @@ def provider(kube: Any, tmp_path: Path, mounts: Mounts) -> Iterator[Provider]:
         kubelet_dir=mounts.root,
         socket_dir=tmp_path / "sockets",
         state_dir=tmp_path / "state",
+        token_dir=tmp_path / "tokens",
         metrics_port=0,
         grace_seconds=5,
         require_mounted_target=True,

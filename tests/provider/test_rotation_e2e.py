@@ -168,6 +168,7 @@ def test_torn_reads_through_the_provider(env: dict[str, Any]) -> None:
     assert "xxxxxxxx" not in text  # no file content in any log line
 
 
+@pytest.mark.timeout(900)  # 30 process starts; on a loaded 2-core machine one takes seconds
 def test_sigkill_during_rotations(env: dict[str, Any]) -> None:
     cluster, ns, pod, provider = env["cluster"], env["ns"], env["pod"], env["provider"]
     rng = random.Random(7)
