@@ -30,54 +30,20 @@ from kubernetes import client, config
 from csi_vso import protected
 from csi_vso.devkit.apiserver_process import spawn_apiserver
 from csi_vso.devkit.openbao import OpenBaoDevServer, free_port
+from tests.fixtures.cgroup import MemoryCgroup
+from tests.fixtures.cgroup import skip_reason as cgroup_skip_reason
 from tests.fixtures.kube import Kube
 from tests.operator.conftest import Cluster, configure_k8s_auth, install_crds, static_secret, wait_for
 
 LIMIT = 512 * 1024 * 1024
 FORGED = 1000
 FORGED_BYTES = 700 * 1024
-V1_ROOT = Path("/sys/fs/cgroup/memory")
-V2_ROOT = Path("/sys/fs/cgroup")
-
-
-class MemoryCgroup:
-    """A memory cgroup (v1 or v2) with a hard limit; processes join it by pid."""
-
-    def __init__(self, limit: int) -> None:
-        name = f"csi-vso-test-{uuid.uuid4().hex[:8]}"
-        self.v2 = not V1_ROOT.is_dir() and (V2_ROOT / "cgroup.controllers").is_file()
-        self.path = (V2_ROOT if self.v2 else V1_ROOT) / name
-        self.path.mkdir()
-        (self.path / ("memory.max" if self.v2 else "memory.limit_in_bytes")).write_text(str(limit))
-
-    def add(self, pid: int) -> None:
-        (self.path / "cgroup.procs").write_text(str(pid))
-
-    def peak(self) -> int:
-        name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
-        return int((self.path / name).read_text())
-
-    def oom_kills(self) -> int:
-        for line in (
-            (self.path / ("memory.events" if self.v2 else "memory.oom_control")).read_text().splitlines()
-        ):
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        return 0
-
-    def remove(self) -> None:
-        self.path.rmdir()
 
 
 def _skip_reason() -> str | None:
     if os.environ.get("CSI_VSO_TEST_KUBECONFIG"):
         return "needs a private devkit API server to hold 700 MiB of forged Secrets, not a real cluster"
-    if os.geteuid() != 0:
-        return "needs root to create a memory cgroup"
-    if not V1_ROOT.is_dir() and not (V2_ROOT / "cgroup.controllers").is_file():
-        return "no cgroup memory controller on this machine"
-    return None
+    return cgroup_skip_reason()
 
 
 @pytest.fixture

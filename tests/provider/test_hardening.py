@@ -35,6 +35,8 @@ from csi_vso.provider.rotation import RotationExtension, Rotator
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import ProviderSettings
 from csi_vso.provider.targets import VolumeTarget, parse_target
+from tests.fixtures.cgroup import MemoryCgroup
+from tests.fixtures.cgroup import skip_reason as cgroup_skip_reason
 from tests.provider.driver_support import Cluster, DriverClient, mount_request, wait_for
 from tests.provider.kubelet_support import KubeletDir, kubelet_fixture, module_kubelet_fixture  # noqa: F401
 from tests.provider.provider_process import ProviderProcess
@@ -515,41 +517,31 @@ def test_finding4_rotation_does_not_follow_a_parent_symlink_swapped_in_later(
 # --------------------------------------------------------------------------------------------
 # Finding 1 under the DaemonSet's memory limit: the provider process survives the attack
 
-MEMORY_CGROUP = Path("/sys/fs/cgroup/memory")  # cgroup v1; this project's CI machine has it
 MEMORY_LIMIT = 256 * 1024 * 1024
 
 
 @pytest.fixture
-def memory_cgroup() -> Iterator[Path]:
-    """A fresh cgroup v1 memory group limited to 256 MiB (the DaemonSet's limit), removed after."""
-    if os.geteuid() != 0:
-        pytest.skip("creating a memory cgroup needs root")
-    if not (MEMORY_CGROUP / "memory.limit_in_bytes").exists():
-        pytest.skip(f"no cgroup v1 memory controller at {MEMORY_CGROUP} (cgroup v2 only, or none mounted)")
-    group = MEMORY_CGROUP / f"csi-vso-test-{secrets.token_hex(4)}"
-    group.mkdir()
+def memory_cgroup() -> Iterator[MemoryCgroup]:
+    """A fresh memory cgroup limited to 256 MiB (the DaemonSet's limit), removed after."""
+    if reason := cgroup_skip_reason():
+        pytest.skip(reason)
+    group = MemoryCgroup(MEMORY_LIMIT)
     try:
-        (group / "memory.limit_in_bytes").write_text(str(MEMORY_LIMIT))
-        if (group / "memory.memsw.limit_in_bytes").exists():  # no escape into swap either
-            (group / "memory.memsw.limit_in_bytes").write_text(str(MEMORY_LIMIT))
         yield group
     finally:
-        deadline = time.monotonic() + 10
-        while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
-            time.sleep(0.05)  # the provider is exiting
-        group.rmdir()
+        group.remove()
 
 
 @pytest.mark.slow
 def test_finding1_provider_survives_the_attack_under_a_256Mi_memory_cgroup(
-    kube: Any, tmp_path: Path, kubelet: KubeletDir, memory_cgroup: Path
+    kube: Any, tmp_path: Path, kubelet: KubeletDir, memory_cgroup: MemoryCgroup
 ) -> None:
     """Today's attack: volumes of 17,000 one-key fileNames and Secrets of 20,000 one-byte keys
     (before the fix the second such volume got the provider OOM-killed under 256 MiB). Now each
     is refused, the process stays alive inside the limit, and it serves the next good Mount."""
 
     def join_cgroup() -> None:  # runs in the child between fork and exec
-        (memory_cgroup / "cgroup.procs").write_text(str(os.getpid()))
+        memory_cgroup.add(os.getpid())
 
     cluster = Cluster(kube.api_client())
     ns = cluster.namespace("oom")
@@ -567,7 +559,7 @@ def test_finding1_provider_survives_the_attack_under_a_256Mi_memory_cgroup(
     provider.start().wait_serving(timeout=60)
     driver = DriverClient(provider.socket_path)
     try:
-        assert str(provider.pid) in (memory_cgroup / "cgroup.procs").read_text().split()
+        assert str(provider.pid) in memory_cgroup.pids()
         codes = []
         for _ in range(4):
             for objects in (_many_file_names(17_000), [{"secretName": "wide"}]):
@@ -580,9 +572,9 @@ def test_finding1_provider_survives_the_attack_under_a_256Mi_memory_cgroup(
         driver.mount(mount_request(pod, [{"secretName": "db"}], str(target)), timeout=60)
         assert (target / "password").read_bytes() == b"pw"
         assert provider.proc is not None and provider.proc.poll() is None
-        peak = int((memory_cgroup / "memory.max_usage_in_bytes").read_text())
+        peak = memory_cgroup.peak()
         assert peak < MEMORY_LIMIT, f"peak {peak} bytes"
-        assert int((memory_cgroup / "memory.failcnt").read_text()) == 0
+        assert memory_cgroup.hit_limit() == 0
         print(f"provider peak memory under the attack: {peak / 2**20:.0f} MiB of {MEMORY_LIMIT / 2**20:.0f}")
     finally:
         driver.close()

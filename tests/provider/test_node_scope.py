@@ -39,6 +39,8 @@ from csi_vso.provider.rotation import RotationExtension, Rotator
 from csi_vso.provider.secret_watches import SecretWatches
 from csi_vso.provider.server import ProviderServer
 from csi_vso.provider.settings import ProviderSettings
+from tests.fixtures.cgroup import MemoryCgroup
+from tests.fixtures.cgroup import skip_reason as cgroup_skip_reason
 from tests.provider.driver_support import Cluster, DriverClient, Pod, grant, mount_request, wait_for
 from tests.provider.kubelet_support import KubeletDir
 from tests.provider.provider_process import ProviderProcess
@@ -637,35 +639,26 @@ def test_finding2b_cluster_mode_bounds_its_cache_and_keeps_serving(kube: Any, tm
 
 
 # --------------------------------------------------------------------------------------------
-# Issue 10 finding 2(b) under the DaemonSet's memory limit (the lead may fold this fixture into
-# the cgroup fixture of the hardening tests when both branches meet).
+# Issue 10 finding 2(b) under the DaemonSet's memory limit
 
-MEMORY_CGROUP = Path("/sys/fs/cgroup/memory")  # cgroup v1
 MEMORY_LIMIT = 256 * 1024 * 1024
 
 
 @pytest.fixture
-def memory_limit() -> Iterator[Path]:
-    """A fresh cgroup v1 memory group limited to 256 MiB (the DaemonSet's limit), removed after."""
-    if os.geteuid() != 0:
-        pytest.skip("creating a memory cgroup needs root")
-    if not (MEMORY_CGROUP / "memory.limit_in_bytes").exists():
-        pytest.skip(f"no cgroup v1 memory controller at {MEMORY_CGROUP}")
-    group = MEMORY_CGROUP / f"csi-vso-forged-{os.getpid()}-{time.monotonic_ns()}"
-    group.mkdir()
+def memory_limit() -> Iterator[MemoryCgroup]:
+    """A fresh memory cgroup limited to 256 MiB (the DaemonSet's limit), removed after."""
+    if reason := cgroup_skip_reason():
+        pytest.skip(reason)
+    group = MemoryCgroup(MEMORY_LIMIT)
     try:
-        (group / "memory.limit_in_bytes").write_text(str(MEMORY_LIMIT))
         yield group
     finally:
-        deadline = time.monotonic() + 10
-        while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        group.rmdir()
+        group.remove()
 
 
 @pytest.mark.parametrize("mode", ["pod-token", "cluster"])
 def test_finding2b_provider_survives_400_forged_700KiB_secrets_under_256Mi(
-    kube: Any, tmp_path: Path, memory_limit: Path, mode: str
+    kube: Any, tmp_path: Path, memory_limit: MemoryCgroup, mode: str
 ) -> None:
     """Before: 213 labelled 700 KiB Secrets crash-looped every provider. Now pod-token mode never
     holds them and cluster mode holds at most its cap; the process lives and serves."""
@@ -682,7 +675,7 @@ def test_finding2b_provider_survives_400_forged_700KiB_secrets_under_256Mi(
         kubelet_dir=tmp_path / "kubelet",
     )
     provider.start().wait_serving(timeout=120)
-    (memory_limit / "cgroup.procs").write_text(str(provider.pid))
+    memory_limit.add(provider.pid)
     driver = DriverClient(provider.socket_path)
     try:
         forged = {"v": base64.b64encode(b"F" * (700 * 1024)).decode()}
@@ -694,13 +687,13 @@ def test_finding2b_provider_survives_400_forged_700KiB_secrets_under_256Mi(
         target = KubeletDir(tmp_path / "kubelet").target(pod.uid)
         driver.mount(mount_request(pod, [{"secretName": "db", "key": "v"}], str(target)), timeout=120)
         assert (target / "v").read_bytes() == b"legit"
-        peak = int((memory_limit / "memory.max_usage_in_bytes").read_text())
+        peak = memory_limit.peak()
         # Charged from the moment it joined (after start-up, ~90 MiB RSS, which stays charged elsewhere).
         print(
             f"{mode}: +{peak / 2**20:.0f} MiB peak after start-up, 400 forged 700 KiB Secrets, limit 256 MiB"
         )
         assert provider.proc is not None and provider.proc.poll() is None  # not OOM-killed
-        assert int((memory_limit / "memory.failcnt").read_text()) == 0  # never even at the limit
+        assert memory_limit.hit_limit() == 0  # never even at the limit
     finally:
         driver.close()
         provider.stop()
