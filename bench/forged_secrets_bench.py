@@ -12,7 +12,6 @@ Run:  python bench/forged_secrets_bench.py   [--forged 1000 --size 716800]
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,8 +23,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from kubernetes import config  # noqa: E402
 from node_scope_bench import fill, metric  # noqa: E402
-from rotation_bench import _APISERVER, rss_mib  # noqa: E402
+from rotation_bench import rss_mib  # noqa: E402
 
+from csi_vso.devkit.apiserver_process import spawn_apiserver  # noqa: E402
 from tests.provider.driver_support import Cluster, DriverClient, mount_request  # noqa: E402
 from tests.provider.kubelet_support import KubeletDir  # noqa: E402
 from tests.provider.provider_process import ProviderProcess  # noqa: E402
@@ -40,14 +40,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="forged-bench-") as tmp:
         work = Path(tmp)
         kubeconfig = work / "kubeconfig"
-        apiserver = subprocess.Popen(
-            [sys.executable, "-c", _APISERVER, str(kubeconfig)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
+        apiserver, _ = spawn_apiserver(kubeconfig)
         try:
-            assert apiserver.stdout is not None and apiserver.stdout.readline() == b"ready\n"
             cluster = Cluster(config.new_client_from_config(config_file=str(kubeconfig)))
             crowd = cluster.namespace("forged")
             fill_s = fill(kubeconfig, crowd, args.forged, args.size)
@@ -95,8 +89,8 @@ def main() -> int:
                 )
                 provider.stop()
         finally:
-            if apiserver.poll() is None:
-                apiserver.communicate(b"", timeout=120)
+            apiserver.terminate()
+            apiserver.wait(timeout=120)
     print(
         f"\nforged: {args.forged} labelled Secrets of {args.size // 1024} KiB in the cluster (created in "
         f"{fill_s:.0f} s), one legitimate Secret mounted; DaemonSet memory limit 256 MiB\n"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import base64
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,9 +33,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from kubernetes import client, config  # noqa: E402
-from rotation_bench import _APISERVER, rss_mib  # noqa: E402
+from rotation_bench import rss_mib  # noqa: E402
 
 from csi_vso import protected  # noqa: E402
+from csi_vso.devkit.apiserver_process import spawn_apiserver  # noqa: E402
 from tests.provider.driver_support import Cluster, DriverClient, mount_request  # noqa: E402
 from tests.provider.kubelet_support import KubeletDir  # noqa: E402
 from tests.provider.provider_process import ProviderProcess  # noqa: E402
@@ -73,15 +73,9 @@ def metric(port: int, name: str) -> float:
 
 def run_size(size: int, mounted: int, samples: int, work: Path) -> list[dict[str, object]]:
     kubeconfig = work / "kubeconfig"
-    apiserver = subprocess.Popen(
-        [sys.executable, "-c", _APISERVER, str(kubeconfig)],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
+    apiserver, _ = spawn_apiserver(kubeconfig)
     rows: list[dict[str, object]] = []
     try:
-        assert apiserver.stdout is not None and apiserver.stdout.readline() == b"ready\n"
         cluster = Cluster(config.new_client_from_config(config_file=str(kubeconfig)))
         crowd = cluster.namespace("crowd")
         filled = fill(kubeconfig, crowd, size)
@@ -135,8 +129,8 @@ def run_size(size: int, mounted: int, samples: int, work: Path) -> list[dict[str
             )
             provider.stop()
     finally:
-        if apiserver.poll() is None:
-            apiserver.communicate(b"", timeout=60)
+        apiserver.terminate()
+        apiserver.wait(timeout=60)
     return rows
 
 

@@ -37,20 +37,12 @@ sys.path.insert(0, str(ROOT))
 
 from kubernetes import config  # noqa: E402
 
+from csi_vso.devkit.apiserver_process import spawn_apiserver  # noqa: E402
 from tests.provider.driver_support import Cluster, DriverClient, Pod, mount_request  # noqa: E402
 from tests.provider.kubelet_support import KubeletDir  # noqa: E402
 from tests.provider.provider_process import ProviderProcess  # noqa: E402
 
 _TICKS = os.sysconf("SC_CLK_TCK")
-_APISERVER = """
-import sys
-from csi_vso.devkit.apiserver import APIServer
-server = APIServer(port=0).start()
-server.write_kubeconfig(sys.argv[1])
-print("ready", flush=True)
-sys.stdin.read()
-server.stop()
-"""
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -164,15 +156,10 @@ def main() -> int:
     vols.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", str(vols)], check=True)
     kubeconfig = work / "kubeconfig"
-    apiserver = subprocess.Popen(
-        [sys.executable, "-c", _APISERVER, str(kubeconfig)],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
     providers: list[ProviderProcess] = []
+    apiserver: subprocess.Popen[str] | None = None
     try:
-        assert apiserver.stdout is not None and apiserver.stdout.readline() == b"ready\n"
+        apiserver, _ = spawn_apiserver(kubeconfig)
         api = config.new_client_from_config(config_file=str(kubeconfig))
         cluster = Cluster(api)
         ns = cluster.namespace("bench")
@@ -249,8 +236,9 @@ def main() -> int:
     finally:
         for p in providers:
             p.stop()
-        if apiserver.poll() is None:
-            apiserver.communicate(b"", timeout=30)
+        if apiserver is not None:
+            apiserver.terminate()
+            apiserver.wait(timeout=30)
         subprocess.run(["umount", "-l", str(vols)], check=False)
         subprocess.run(["rm", "-rf", str(work)], check=False)
 
