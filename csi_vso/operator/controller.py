@@ -13,7 +13,8 @@
 - Watch events start a reconcile only when the spec (generation) changed or deletion began;
   status-only updates (our own) are ignored, so they cannot bypass the backoff.
 - A change to a VaultAuth, VaultAuthGlobal or VaultConnection re-queues every secret (they may
-  refer to it, and a fix there must heal them without waiting for their next refresh).
+  refer to it, and a fix there must heal them without waiting for their next refresh); a change
+  to a VaultConnection or VaultAuthGlobal also re-queues every VaultAuth (their Ready depends on it).
 - A change to a SecretTransformation re-queues exactly the secrets that reference it: every
   secret's ``transformationRefs`` are indexed as the watch delivers it (:mod:`transform.index`).
 """
@@ -58,6 +59,9 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str, str]  # (kind, namespace, name)
 SECRET_KINDS = ("VaultStaticSecret", "VaultSecret", "VaultDynamicSecret", "VaultPKISecret")
 REF_KINDS = ("VaultConnection", "VaultAuth", "VaultAuthGlobal")
+# A VaultAuth's own Ready condition checks these (defaults merged in, the connection resolved and
+# allowed): a change to one must re-check the VaultAuths at once, not at their next backoff.
+AUTH_DEPENDENCY_KINDS = ("VaultConnection", api.AUTH_GLOBAL_KIND)
 TRANSFORMATION_KIND = api.TRANSFORMATION_KIND
 CONFLICT_RETRY = 1.0
 
@@ -238,7 +242,7 @@ class Controller:
                 if kind in REF_KINDS:
                     self.rt.sessions.forget(uid)
                     self._requeue_all_secrets()
-                if kind == api.AUTH_GLOBAL_KIND:
+                if kind in AUTH_DEPENDENCY_KINDS:
                     self._requeue_kind("VaultAuth")  # their status depends on it
                 if kind == TRANSFORMATION_KIND:
                     self._requeue_referrers(key)
@@ -260,7 +264,7 @@ class Controller:
             self.queue.add(key)
             if kind in REF_KINDS:
                 self._requeue_all_secrets()
-            if kind == api.AUTH_GLOBAL_KIND:
+            if kind in AUTH_DEPENDENCY_KINDS:
                 self._requeue_kind("VaultAuth")
             if kind == TRANSFORMATION_KIND:
                 self._requeue_referrers(key)

@@ -95,14 +95,22 @@ def _warning_reasons(cluster: Cluster, namespace: str, name: str) -> set[str]:
 def _assert_refused(
     cluster: Cluster, namespace: str, reason: str, objects: list[tuple[str, str, str]]
 ) -> None:
-    """Each (kind, name, condition type) turns False with ``reason`` and gets a Warning event."""
+    """Each (kind, name, condition type) turns False with ``reason`` and gets a Warning event.
+
+    An object reconciled before its reference reached the operator's cache first says so (for
+    instance ``VaultConnectionNotFound``); the change to the reference re-queues it, so the wait
+    is for the final reason, and a timeout names the reason it was stuck on."""
     for kind, name, type in objects:
-        assert (
-            wait_for(
-                lambda k=kind, n=name, t=type: _reason(cluster, k, namespace, n, t), what=f"{kind} refused"
-            )
-            == reason
-        )
+        seen: list[str | None] = []
+
+        def refused(k: str = kind, n: str = name, t: str = type, seen: list[str | None] = seen) -> bool:
+            seen.append(_reason(cluster, k, namespace, n, t))
+            return seen[-1] == reason
+
+        try:
+            wait_for(refused, what=f"{kind} {name} refused with {reason}")
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}; its last reason was {seen[-1]!r}") from None
         assert reason in wait_for(
             lambda n=name: _warning_reasons(cluster, namespace, n), what=f"event on {name}"
         )

@@ -577,7 +577,9 @@ def test_changing_the_destination_type_recreates_the_secret(
 def test_vault_auth_and_connection_report_validity(
     cluster: Cluster, namespace: str, operator: OperatorFactory
 ) -> None:
-    operator(operator_namespace=namespace + "-ops")
+    # A backoff far beyond the wait below: the VaultAuth heals because creating the connection
+    # re-queues it, not because its failed reconcile came round again.
+    operator(operator_namespace=namespace + "-ops", backoff_base=120.0, backoff_cap=120.0)
     cluster.apply(
         {
             "apiVersion": api.API_VERSION,

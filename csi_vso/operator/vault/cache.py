@@ -6,8 +6,12 @@ AppRole Secret changes the digest, so the next ``get`` logs in with the new sett
 session is dropped then (not revoked: leases it issued must live out their grace).
 A deleted and recreated ServiceAccount has a new uid, hence a new login.
 
-A daemon thread (``start()``) calls ``maintain()`` every ``interval`` seconds: it renews tokens
-before they expire so that dynamic leases issued under them stay alive between reconciles.
+A daemon thread (``start()``) calls ``maintain()`` at the earliest renewal time of any session
+(two thirds into its token's TTL), and at least every ``interval`` seconds: it renews tokens
+before they expire so that dynamic leases issued under them stay alive between reconciles. A
+fixed tick alone is not enough: a 10 s token checked every 5 s can be seen at 6.5 s (not due yet)
+and next at 11.5 s (expired, its leases revoked by Vault). A new session wakes the thread so its
+deadline is counted at once.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from csi_vso.operator.vault.settings import AuthSettings, ConnectionSettings
 __all__ = ["SessionCache", "SessionKey"]
 
 log = logging.getLogger(__name__)
+
+_MIN_WAIT = 0.5  # seconds: the upkeep never runs more often than this
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class SessionCache:
         self._key_locks: dict[SessionKey, threading.Lock] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a session was added: recompute the next deadline
         self._thread: threading.Thread | None = None
 
     def get(
@@ -101,6 +108,7 @@ class SessionCache:
                     self._sessions.pop(old)
                     self._key_locks.pop(old, None)
                 self._sessions[key] = session
+            self._wake.set()
             if stale and self._on_relogin is not None:
                 self._on_relogin()  # the replaced session's token is no longer renewed
             return session
@@ -131,6 +139,16 @@ class SessionCache:
                     extra={"auth_uid": key.auth_uid, "error": str(exc), "temporary": exc.temporary},
                 )
 
+    def next_wait(self) -> float:
+        """Seconds until the next upkeep: the earliest session deadline, within
+        [``_MIN_WAIT``, ``interval``] (the floor keeps a failing renewal from spinning)."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+        deadlines = [due for s in sessions if (due := s.upkeep_due_at()) is not None]
+        if not deadlines:
+            return self._interval
+        return min(self._interval, max(_MIN_WAIT, min(deadlines) - self._clock()))
+
     def start(self) -> None:
         if self._thread is not None:
             return
@@ -141,6 +159,7 @@ class SessionCache:
     def close(self) -> None:
         """Stop the upkeep thread and close every session (tokens are left to expire, not revoked)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=self._interval + 5)
             self._thread = None
@@ -151,5 +170,9 @@ class SessionCache:
             session.close()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.maintain()
+        while not self._stop.is_set():
+            self._wake.wait(self.next_wait())
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self.maintain()  # cheap when nothing is due: no request is made then

@@ -27,6 +27,7 @@ __all__ = [
     "Verdict",
     "judge_renewal",
     "renewal_delay",
+    "token_renewal_at",
     "token_renewal_due",
 ]
 
@@ -88,8 +89,14 @@ def judge_renewal(*, lease: Lease, requested_increment: int, granted: Lease | No
     return RenewalVerdict(Verdict.KEEP, f"renewed for {granted.duration}s")
 
 
-def token_renewal_due(*, now: float, obtained_at: float, ttl: int) -> bool:
-    """Whether a token should be renewed now: past two thirds of its TTL (never, for ttl 0)."""
+def token_renewal_at(*, obtained_at: float, ttl: int) -> float | None:
+    """When a token should be renewed: two thirds into its TTL (None: ttl 0, it never expires)."""
     if ttl <= 0:
-        return False
-    return now >= obtained_at + ttl * 2 / 3
+        return None
+    return obtained_at + ttl * 2 / 3
+
+
+def token_renewal_due(*, now: float, obtained_at: float, ttl: int) -> bool:
+    """Whether a token should be renewed now (see :func:`token_renewal_at`)."""
+    due = token_renewal_at(obtained_at=obtained_at, ttl=ttl)
+    return due is not None and now >= due

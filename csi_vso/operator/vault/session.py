@@ -125,6 +125,15 @@ class VaultSession:
         remaining = None if expires is None else max(0.0, expires - self._clock())
         return TokenState(True, remaining, token.renewable, self._login_count)
 
+    def upkeep_due_at(self) -> float | None:
+        """Clock time at which :meth:`maintain` has work to do (None: no token, or one that never
+        expires). The upkeep thread sleeps until the earliest of these, so a short-lived token is
+        renewed in time however its TTL falls against the upkeep interval."""
+        token = self._token
+        if token is None:
+            return None
+        return leases.token_renewal_at(obtained_at=token.obtained_at, ttl=token.ttl)
+
     def login(self) -> None:
         """Log in now (replacing any current token)."""
         with self._lock:

@@ -209,6 +209,28 @@ def test_cache_thread_keeps_tokens_alive(
         cache.close()
 
 
+def test_cache_renews_a_token_whose_ttl_is_shorter_than_the_upkeep_interval(
+    root: hvac.Client, unique_path: str, connection: ConnectionSettings
+) -> None:
+    """The upkeep wakes at the token's own renewal time, not only on its tick: with a 60 s tick
+    a 3 s token would expire (and Vault revoke every lease it issued) before the first tick."""
+    _, policy = _kv_with_policy(root, unique_path)
+    approle = configure_approle(
+        root, prefix=unique_path, policy_hcl=policy, token_ttl="3s", token_max_ttl="1m"
+    )
+    cache = SessionCache(interval=60.0)
+    cache.start()
+    try:
+        session = cache.get(SessionKey("a", 1, "c", 1), connection=connection, auth=approle.auth())
+        first = session.token_accessor
+        assert 0.5 <= cache.next_wait() <= 2.0  # two thirds of 3 s, not 60 s
+        time.sleep(4.0)
+        root.write("auth/token/lookup-accessor", accessor=first)  # raises if it expired
+        assert session.login_count == 1 and session.token_accessor == first  # renewed, not replaced
+    finally:
+        cache.close()
+
+
 def test_relogin_is_announced_and_the_old_token_can_be_looked_up_by_accessor(
     root: hvac.Client, unique_path: str, connection: ConnectionSettings
 ) -> None:
