@@ -259,13 +259,14 @@ def write_atomically(
     crash after it leaves the new set whole (plus dangling names and the old directory, also
     removed next time).
 
-    ``checkpoint`` is called before each file of step 6, under the target's lock: the rotation
-    pauses big rewrites there while small volumes rotate. ``adopt`` claims a target that has
+    ``checkpoint`` is called per file or directory entry in every step that loops over them
+    (1, 3, 4, 6, 7, 9), under the target's lock: the rotation pauses big rewrites there while
+    small volumes rotate. ``adopt`` claims a target that has
     no marker but is not empty: only for a target the caller knows it wrote (the rotation's
     registry), such as a volume written before the marker existed.
     """
     # 1. Validate the payload.
-    problems = validate_payload(files)
+    problems = validate_payload(files, checkpoint)
     if problems:
         raise InvalidPayloadError(problems)
     wanted = {f.path: f for f in files}
@@ -278,9 +279,9 @@ def write_atomically(
         _claim(dfd, target_dir, adopt=adopt)
         current = _current_data_dir(dfd, target_dir)
         # 3. Remove leftovers of a crashed write.
-        removed = _remove_leftovers(dfd, keep=current, grace=grace)
+        removed = _remove_leftovers(dfd, keep=current, grace=grace, checkpoint=checkpoint)
         # 4. Every top-level name must be absent or our own symlink.
-        missing_links = _check_top_level(dfd, target_dir, names)
+        missing_links = _check_top_level(dfd, target_dir, names, checkpoint)
         # 5. Nothing changed: repair missing links only, keep mtimes.
         if current is not None and not known_changed and _dir_matches(dfd, current, wanted):
             for name in sorted(missing_links):
@@ -293,13 +294,15 @@ def write_atomically(
         _write_tree(dfd, new_dir, files, checkpoint)
         # 7. New top-level names before the swap (dangling = absent until step 8).
         for name in sorted(missing_links):
+            if checkpoint is not None:
+                checkpoint()
             os.symlink(f"{DATA_LINK}/{name}", name, dir_fd=dfd)
         # 8. The swap.
         os.symlink(new_dir, TEMP_DATA_LINK, dir_fd=dfd)
         os.rename(TEMP_DATA_LINK, DATA_LINK, src_dir_fd=dfd, dst_dir_fd=dfd)
         os.fsync(dfd)
         # 9. Stale top-level names.
-        _remove_stale_links(dfd, keep=names)
+        _remove_stale_links(dfd, keep=names, checkpoint=checkpoint)
         # 10. The replaced directory stays for the grace period.
         return WriteResult(changed=True, data_dir=new_dir, leftovers_removed=removed)
 
@@ -557,11 +560,15 @@ def _remove_leftovers(
     return count
 
 
-def _check_top_level(dfd: int, target_dir: Path, names: set[str]) -> set[str]:
+def _check_top_level(
+    dfd: int, target_dir: Path, names: set[str], checkpoint: Callable[[], None] | None = None
+) -> set[str]:
     """Refuse anything in the way; return the names whose symlink does not exist yet."""
     missing: set[str] = set()
     problems: list[str] = []
     for name in sorted(names):
+        if checkpoint is not None:
+            checkpoint()
         try:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -702,10 +709,12 @@ def _ensure_dir(dir_fds: dict[str, int], rel: str) -> int:
     return pfd
 
 
-def _remove_stale_links(dfd: int, *, keep: set[str]) -> int:
+def _remove_stale_links(dfd: int, *, keep: set[str], checkpoint: Callable[[], None] | None = None) -> int:
     """Unlink top-level symlinks of ours (``..data/<name>``) whose name is not in ``keep``."""
     count = 0
     for name in os.listdir(dfd):
+        if checkpoint is not None:
+            checkpoint()
         if name.startswith("..") or name in keep or not _is_link(dfd, name):
             continue
         if os.readlink(name, dir_fd=dfd) == f"{DATA_LINK}/{name}":

@@ -86,9 +86,11 @@ def render(
             files.append(RenderedFile(path=path, mode=mode, contents=data[spec.key], config=spec.config()))
             continue
         for key in sorted(data):
+            if checkpoint is not None:
+                checkpoint()
             config = {**spec.config(), "key": key}
             files.append(RenderedFile(path=key, mode=mode, contents=data[key], config=config))
-    problems = validate_payload([f.to_write() for f in files], checkpoint)
+    problems = validate_payload(payload(files, checkpoint), checkpoint)
     if problems:
         raise InvalidArgument(problems)
     total = sum(len(f.contents) + len(f.path) + _PER_FILE_OVERHEAD for f in files)
@@ -104,6 +106,16 @@ def render(
             f"limit of {MAX_VOLUME_PAGES} pages ({MAX_VOLUME_PAGES * PAGE_SIZE // 1024} KiB) per volume"
         )
     return tuple(files)
+
+
+def payload(files: Sequence[RenderedFile], checkpoint: Callable[[], None] | None = None) -> list[FileToWrite]:
+    """What the atomic writer takes for ``files`` (``checkpoint`` called per file)."""
+    out = []
+    for f in files:
+        if checkpoint is not None:
+            checkpoint()
+        out.append(f.to_write())
+    return out
 
 
 def volume_pages(files: Sequence[RenderedFile]) -> int:

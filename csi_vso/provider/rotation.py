@@ -26,7 +26,8 @@ Fairness (issue 10, finding 1): one tenant's big volumes must not delay another 
 small ones. A volume that held more than :data:`SMALL_VOLUME_FILES` files at its last write is
 bulk work: bulk volumes rotate one at a time on a thread of their own, so the small-volume
 workers are never all busy with them, and a bulk rewrite pauses between files while a small
-volume is rotating (the atomic writer's ``checkpoint``). Without the pause the bulk thread
+volume is rotating: every per-file loop of rendering, MACs, validation, the atomic write and
+the sweep calls a ``checkpoint`` that waits while small volumes are queued. Without the pause the bulk thread
 would still win the GIL back at every syscall of the small write; with it, a small volume
 rotates next to 5,000 churning files nearly as fast as alone (``bench/fairness_bench.py``).
 
@@ -699,7 +700,7 @@ class Rotator:
         try:
             result = atomic_writer.write_atomically(
                 Path(target),
-                [f.to_write() for f in decision.files],
+                render.payload(decision.files, checkpoint),
                 grace=self._grace,
                 # Versions differ only when content does; a reconcile compares bytes instead.
                 known_changed=trigger.secret is not None and healthy,

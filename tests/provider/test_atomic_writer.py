@@ -145,6 +145,25 @@ def test_change_swaps_and_removes_stale_names_and_old_dir(tmpfs: Path) -> None:
     assert _entries(tmpfs) == {DATA_LINK, third.data_dir, "a"}
 
 
+def test_a_bulk_write_offers_a_checkpoint_in_every_step_that_loops_over_files(tmpfs: Path) -> None:
+    """Rotation fairness: a big rewrite must be able to step aside for a small volume wherever
+    it spends time per file, not only while writing them. Every check, replacement and removal
+    of one entry is preceded by a checkpoint."""
+    n = 40
+    old = [FileToWrite(f"old{i:02d}", 0o644, b"x") for i in range(n)]
+    new = [FileToWrite(f"new{i:02d}", 0o644, b"y") for i in range(n)]
+    write_atomically(tmpfs, old)
+    write_atomically(tmpfs, old[:1] + new[1:])  # a replaced version directory of n files stays
+    calls: list[int] = []
+    result = write_atomically(tmpfs, new, grace=0.0, checkpoint=lambda: calls.append(1))
+    assert result.changed and result.leftovers_removed >= 1
+    # validate n + old version dir removed (n entries) + top-level check n + write n
+    # + the one missing link (new00) + stale links over the listing (> n entries)
+    assert len(calls) >= 5 * n, len(calls)
+    assert _entries(tmpfs) >= {DATA_LINK, result.data_dir, *(f.path for f in new)}
+    assert not any(name.startswith("old") for name in _entries(tmpfs))
+
+
 def test_invalid_payload_writes_nothing(tmpfs: Path) -> None:
     with pytest.raises(InvalidPayloadError, match=r"path '\.\./x' contains a '\.\.' element"):
         write_atomically(tmpfs, [FileToWrite("../x", 0o644, b"1")])

@@ -78,6 +78,17 @@ def test_render_refuses_more_than_the_driver_can_receive() -> None:
 KEY = bytes(range(32))
 
 
+def test_rendering_a_whole_secret_offers_a_checkpoint_per_file_in_every_pass() -> None:
+    """A bulk volume renders with the rotation's checkpoint: building the files, converting them
+    for the writer and validating them each pause per file for small volumes."""
+    n = 50
+    data = {("team-a", "big"): {f"k{i:03d}": b"v" for i in range(n)}}
+    calls: list[int] = []
+    files = render([obj("big")], data, 0o644, checkpoint=lambda: calls.append(1))
+    assert len(files) == n
+    assert len(calls) >= 3 * n, len(calls)
+
+
 def test_versions_change_iff_content_changes() -> None:
     config = obj(key="password").config()
     v1 = versions.object_version(KEY, config, b"hunter2")
