@@ -5,10 +5,12 @@ the provider with rotation (its own process, so its CPU and RSS are its own), a 
 ``--mounts`` target directories, each mounted in provider mode by a driver-style gRPC client
 with ``--files`` files from one shared protected Secret. Then:
 
-- **push** (csi-vso): ``--rotations`` times, replace the Secret through the API and time
-  until the *last* volume shows the new version (``..data`` moved and the content checked
-  afterwards), plus the provider's CPU seconds for that rotation; then the same for a Secret
-  used by a single volume. RSS is the provider's after the rotations (and its peak).
+- **push** (csi-vso), for each ``--modes`` value and each ``--rotation-workers`` value (one
+  writer thread against four, side by side): ``--rotations`` times, replace the Secret
+  through the API and time until the *last* volume shows the new version (``..data``
+  moved and the content checked afterwards), plus the provider's CPU seconds for that
+  rotation; then the same for a Secret used by a single volume. RSS is the provider's after
+  the rotations (and its peak).
 - **poll** (what the Secrets Store CSI driver does with rotation enabled): a provider
   without rotation; after each Secret change a driver-style loop re-Mounts every volume, one
   after another, as the driver's rotation reconciler does each poll interval. The pass time
@@ -146,6 +148,12 @@ def main() -> int:
         default="pod-token,cluster",
         help="provider --secret-access modes to push with, side by side",
     )
+    parser.add_argument(
+        "--rotation-workers",
+        default="1,4",
+        help="provider --rotation-workers values to push with, side by side (4 was the default "
+        "before the GIL handoff per syscall was measured)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: the volumes live on a real tmpfs", file=sys.stderr)
@@ -169,26 +177,28 @@ def main() -> int:
         # --- push: csi-vso rotation, in each --secret-access mode (side by side) -----------
         push_rows = []
         metrics_port = None
-        for mode in args.modes.split(","):
-            (work / f"sock-push-{mode}").mkdir()
+        configs = [(m, int(w)) for m in args.modes.split(",") for w in args.rotation_workers.split(",")]
+        for mode, workers in configs:
+            run_id = f"{mode}-w{workers}"
+            (work / f"sock-push-{run_id}").mkdir()
             provider = ProviderProcess(
                 str(kubeconfig),
-                work / f"sock-push-{mode}",
-                work / f"state-push-{mode}",
-                extra_args=("--secret-access", mode),
+                work / f"sock-push-{run_id}",
+                work / f"state-push-{run_id}",
+                extra_args=("--secret-access", mode, "--rotation-workers", str(workers)),
                 kubelet_dir=vols,
             )
             providers.append(provider)
             provider.start().wait_serving()
             kubelet = KubeletDir(vols)  # targets in kubelet's layout, as the provider requires
             targets = [
-                kubelet.target(pod.uid, f"push-{mode}-{i:04d}", create=False) for i in range(args.mounts)
+                kubelet.target(pod.uid, f"push-{run_id}-{i:04d}", create=False) for i in range(args.mounts)
             ]
             mount_seconds = mount_all(provider, pod, targets, args.files)
             many, many_cpu = push(cluster, ns, provider, targets, args.files, args.rotations, "shared")
             rss, peak = rss_mib(provider.pid)
             # One volume of its own Secret: the latency a single pod sees.
-            single_name = f"single-{mode}"
+            single_name = f"single-{run_id}"
             cluster.secret(ns, single_name, secret_data(args.files, 0))
             single = [kubelet.target(pod.uid, single_name)]
             driver = DriverClient(provider.socket_path)
@@ -207,7 +217,9 @@ def main() -> int:
                 None,
             )
             provider.stop()
-            push_rows.append((mode, many, many_cpu, rss, peak, one, one_cpu, mount_seconds))
+            push_rows.append(
+                (f"{mode}, {workers} worker(s)", many, many_cpu, rss, peak, one, one_cpu, mount_seconds)
+            )
 
         # --- poll: the driver re-Mounts every volume each interval ------------------------
         (work / "sock-poll").mkdir()

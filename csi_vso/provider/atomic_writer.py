@@ -15,9 +15,9 @@ gets either the whole old file or the whole new one. A reader that needs several
 version reads ``..data`` (``readlink``) before and after and retries when it moved.
 
 The volume is writable by whoever else can reach it, so nothing here follows a symlink it did
-not create: the target itself is opened one path component at a time from a trusted ``root``
-(the kubelet dir), each with ``O_DIRECTORY|O_NOFOLLOW`` (:func:`open_beneath`), so a symlink
-swapped in for any parent directory is refused, not followed; every step then works relative
+not create: the target itself is opened beneath a trusted ``root`` (the kubelet dir) with no
+symlink followed in any component (:func:`open_beneath`), so a symlink swapped in for any
+parent directory is refused, not followed; every step then works relative
 to that directory file descriptor, files are created with ``O_EXCL | O_NOFOLLOW`` inside a
 directory this module just made, and existing entries are inspected with ``lstat`` before they
 are touched or removed.
@@ -55,7 +55,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from csi_vso.provider.limits import MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_PATH_DEPTH
+from csi_vso.provider import openat2
+from csi_vso.provider.limits import MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_PATH_DEPTH, MAX_REPLACED_VERSIONS
 
 DATA_LINK = "..data"
 GRACE_SECONDS = 1.0
@@ -236,7 +237,8 @@ def write_atomically(
       3. Remove leftovers: whatever sits at ``..data_tmp`` (a crashed write's symlink, or
          anything planted there: the name is the writer's own), and every ``..*``
          directory ``..data`` does not point to (crashed writes, replaced versions) once the last
-         swap is more than ``grace`` seconds old (see the module docstring).
+         swap is more than ``grace`` seconds old (see the module docstring); inside the grace
+         period, all but the newest :data:`MAX_REPLACED_VERSIONS` replaced ones.
       4. Check every top-level name: it must be absent or our own symlink ``..data/<name>``;
          anything else (a planted symlink, a file, a directory) raises UnsafeTargetError before
          anything is written.
@@ -279,7 +281,9 @@ def write_atomically(
         _claim(dfd, target_dir, adopt=adopt)
         current = _current_data_dir(dfd, target_dir)
         # 3. Remove leftovers of a crashed write.
-        removed = _remove_leftovers(dfd, keep=current, grace=grace, checkpoint=checkpoint)
+        removed = _remove_leftovers(
+            dfd, keep=current, grace=grace, checkpoint=checkpoint, replaced_room=MAX_REPLACED_VERSIONS - 1
+        )
         # 4. Every top-level name must be absent or our own symlink.
         missing_links = _check_top_level(dfd, target_dir, names, checkpoint)
         # 5. Nothing changed: repair missing links only, keep mtimes.
@@ -425,12 +429,12 @@ def open_beneath(root: Path, target_dir: Path) -> int:
     """Open ``target_dir``, a directory beneath ``root``, following no symlink below ``root``.
 
     ``root`` itself is opened normally: it is the operator's choice (``--kubelet-dir``, which may
-    be a symlink on some distributions). Every component below it is opened relative to its
-    parent's fd with O_DIRECTORY|O_NOFOLLOW, so a symlink anywhere on the way, also one swapped
-    in after the Mount, raises UnsafeTargetError instead of leading elsewhere. (Linux's
-    openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS does the same in one call, but Python
-    has no binding for it; the walk works on every kernel.) A missing component raises
-    FileNotFoundError.
+    be a symlink on some distributions). Below it no symlink is followed, so one anywhere on the
+    way, also one swapped in after the Mount, raises UnsafeTargetError instead of leading
+    elsewhere. Where the kernel has it, one ``openat2`` with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS
+    applies that rule to the whole path (:mod:`csi_vso.provider.openat2`); otherwise, and to
+    name the component at fault when it refuses, every component is opened relative to its
+    parent's fd with O_DIRECTORY|O_NOFOLLOW. A missing component raises FileNotFoundError.
     """
     try:
         parts = target_dir.relative_to(root).parts
@@ -440,6 +444,14 @@ def open_beneath(root: Path, target_dir: Path) -> int:
         raise UnsafeTargetError(f"target {str(target_dir)!r} has a '.' or '..' component")
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        if parts:
+            try:
+                whole = openat2.open_dir_beneath(fd, "/".join(parts))
+            except OSError:
+                whole = None  # the walk below says which component is at fault
+            if whole is not None:
+                os.close(fd)
+                return whole
         for part in parts:
             try:
                 child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
@@ -542,21 +554,39 @@ def _version_dirs(dfd: int) -> list[str]:
 
 
 def _remove_leftovers(
-    dfd: int, *, keep: str | None, grace: float, checkpoint: Callable[[], None] | None = None
+    dfd: int,
+    *,
+    keep: str | None,
+    grace: float,
+    checkpoint: Callable[[], None] | None = None,
+    replaced_room: int = MAX_REPLACED_VERSIONS,
 ) -> int:
+    """Step 3: the temporary link, then replaced versions past their grace period, and inside
+    it all but the newest :data:`MAX_REPLACED_VERSIONS` (a volume rewritten faster than its
+    grace period would otherwise pile versions up in the node's memory until sweeps caught up:
+    its tmpfs pages are charged to the provider). A write passes ``replaced_room`` one lower:
+    the version it keeps now is replaced by the write itself."""
     count = 0
     old_dirs_ok = grace <= 0 or _swap_age(dfd) >= grace
+    recent: list[tuple[int, str]] = []  # (mtime, name) of replaced versions inside the grace period
     for name in os.listdir(dfd):
         if name == TEMP_DATA_LINK:
             # The writer's own temporary name: whatever is there (a crash's symlink, or a
             # directory or file planted to wedge step 8) goes, or no write could ever swap again.
             _remove_entry(dfd, name)
             count += 1
-        elif _is_version_dir_name(name) and name != keep and old_dirs_ok:
+        elif _is_version_dir_name(name) and name != keep:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            if old_dirs_ok:
                 _remove_version_dir(dfd, name, checkpoint)
                 count += 1
+            else:
+                recent.append((st.st_mtime_ns, name))
+    for _, name in sorted(recent)[: max(0, len(recent) - replaced_room)]:
+        _remove_version_dir(dfd, name, checkpoint)  # oldest first
+        count += 1
     return count
 
 
@@ -570,11 +600,15 @@ def _check_top_level(
         if checkpoint is not None:
             checkpoint()
         try:
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            link: str | None = os.readlink(name, dir_fd=dfd)  # never follows: it reads the link
         except FileNotFoundError:
             missing.add(name)
             continue
-        if not stat.S_ISLNK(st.st_mode) or os.readlink(name, dir_fd=dfd) != f"{DATA_LINK}/{name}":
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            link = None  # there, and not a symlink
+        if link != f"{DATA_LINK}/{name}":
             problems.append(f"{str(target_dir / name)!r} exists and was not created by the writer")
     if problems:
         raise UnsafeTargetError("; ".join(problems))

@@ -35,6 +35,11 @@ MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 MAX_PATH_DEPTH = 32
 
+#: Replaced versions a volume keeps inside their grace period (readers mid-open may still need
+#: the newest; older ones only pile up when a Secret changes faster than the grace period, and
+#: their tmpfs pages are charged to the provider). The oldest beyond it go at the next write.
+MAX_REPLACED_VERSIONS = 3
+
 #: Rotation: volumes of more files than this are bulk work (one at a time, yielding to small ones).
 SMALL_VOLUME_FILES = 32
 

@@ -83,6 +83,10 @@ SecretKey = tuple[str, str]
 
 # How long version-only registry updates wait, so one rotation's thousand records go in one batch.
 _FLUSH_DELAY = 0.5
+# Chores (registry flushes, sweeps of replaced versions) wait for the rotator to be idle, so a
+# fan-out to a thousand volumes does not share the GIL and the disk with them; while it stays
+# busy they run at most this much later than due (sweeps: at most one more grace period).
+_FLUSH_PATIENCE = 10.0
 # Entries in each of the rotator's caches before they are dropped wholesale (cheap, bounded).
 _CACHE_SIZE = 256
 
@@ -319,8 +323,13 @@ class _Trigger:
 class Rotator:
     """Rewrites registered provider-mode volumes when their Secrets change.
 
-    ``workers`` bounds the pool. The work is short syscalls under the GIL, so more threads
-    than a few only add contention: on 2 cores 2-8 workers rewrote 1,000 volumes fastest.
+    ``workers`` bounds the pool of small-volume writers. The work is some thirty short
+    syscalls per volume with Python in between: every syscall releases the GIL and a second
+    writer grabs it, so each return waits for the other thread (a futex handoff and a context
+    switch per syscall). One writer keeps the GIL across them: 1,000 volumes of one Secret
+    rotate in about half the time and CPU of four writers (``bench/rotation_bench.py``
+    ``--rotation-workers``). More help only where a write can block, which on the driver's
+    tmpfs it does not.
     """
 
     def __init__(
@@ -330,7 +339,7 @@ class Rotator:
         registry: Registry,
         version_key: bytes,
         metrics: RotationMetrics,
-        workers: int = 4,
+        workers: int = 1,
         grace: float = atomic_writer.GRACE_SECONDS,
         gc_interval: float = 30.0,
         require_mount: bool = False,
@@ -565,6 +574,8 @@ class Rotator:
                 trigger = self._pending.pop(target, None)
                 if trigger is None or self._stopping:
                     self._running.discard(target)
+                    if not self._pending and not self._running:
+                        self._wake.notify_all()  # idle: the housekeeper's chores may run now
                     return
             try:
                 self._rotate(target, trigger, checkpoint=self._yield_to_small if bulk else None)
@@ -778,6 +789,11 @@ class Rotator:
                 self._flush_due = time.monotonic() + _FLUSH_DELAY
                 self._wake.notify_all()
 
+    def _chore_time(self, due: float, patience: float) -> float:
+        """When a chore due at ``due`` runs: then if no volume is queued or being rewritten, else
+        up to ``patience`` later (a worker going idle wakes the housekeeper). Holds ``_mu``."""
+        return due if not self._pending and not self._running else due + patience
+
     def _housekeep(self) -> None:
         """One thread for the timed chores: sweeps after the grace period, registry flushes, GC."""
         next_gc = time.monotonic() + self._gc_interval
@@ -786,8 +802,10 @@ class Rotator:
                 while not self._stopping:
                     now = time.monotonic()
                     until = min(
-                        self._sweeps[0][0] if self._sweeps else next_gc,
-                        self._flush_due if self._flush_due is not None else next_gc,
+                        self._chore_time(self._sweeps[0][0], self._grace) if self._sweeps else next_gc,
+                        self._chore_time(self._flush_due, _FLUSH_PATIENCE)
+                        if self._flush_due is not None
+                        else next_gc,
                         next_gc,
                     )
                     if until <= now:
@@ -796,36 +814,43 @@ class Rotator:
                 if self._stopping:
                     break
                 now = time.monotonic()
-                due: list[str] = []
-                while self._sweeps and self._sweeps[0][0] <= now:
-                    _, target = heapq.heappop(self._sweeps)
-                    self._sweep_set.discard(target)
-                    due.append(target)
-                flush = self._flush_due is not None and self._flush_due <= now
+                # One sweep per pass: the rotator's idleness is looked at again before the next,
+                # so a fan-out that starts mid-batch gets the GIL to itself.
+                sweep_target = None
+                if self._sweeps and self._chore_time(self._sweeps[0][0], self._grace) <= now:
+                    _, sweep_target = heapq.heappop(self._sweeps)
+                    self._sweep_set.discard(sweep_target)
+                flush = (
+                    self._flush_due is not None and self._chore_time(self._flush_due, _FLUSH_PATIENCE) <= now
+                )
                 if flush:
                     self._flush_due = None
             if flush:
                 self._flush()
-            for target in due:
-                try:
-                    with self.target_lock(target):
-                        swept = atomic_writer.sweep(
-                            Path(target),
-                            grace=self._grace,
-                            root=self._root,
-                            checkpoint=self._yield_to_small if self.is_bulk(target) else None,
-                        )
-                except (OSError, atomic_writer.AtomicWriteError) as exc:
-                    log.debug("sweep failed", extra={"target": target, "error": type(exc).__name__})
-                    continue
-                if swept.retry_after is not None:
-                    # A later write restarted the grace period: come back until every replaced
-                    # version is gone, so old contents never outlive it by more than a grace.
-                    self._schedule_sweep(target, swept.retry_after)
+            if sweep_target is not None:
+                self._sweep(sweep_target)
             if time.monotonic() >= next_gc:
                 self.collect_garbage()
                 next_gc = time.monotonic() + self._gc_interval
         self._flush()
+
+    def _sweep(self, target: str) -> None:
+        """Remove the target's replaced versions once their grace period is over."""
+        try:
+            with self.target_lock(target):
+                swept = atomic_writer.sweep(
+                    Path(target),
+                    grace=self._grace,
+                    root=self._root,
+                    checkpoint=self._yield_to_small if self.is_bulk(target) else None,
+                )
+        except (OSError, atomic_writer.AtomicWriteError) as exc:
+            log.debug("sweep failed", extra={"target": target, "error": type(exc).__name__})
+            return
+        if swept.retry_after is not None:
+            # A later write restarted the grace period: come back until every replaced
+            # version is gone, so old contents never outlive it by more than a grace.
+            self._schedule_sweep(target, swept.retry_after)
 
     @contextmanager
     def _flush_guard(self, target: str) -> Iterator[None]:
@@ -846,6 +871,7 @@ class Rotator:
         ``require_mount``, no longer a mount point); return how many."""
         dropped = 0
         for target in self._registry.targets():
+            self._yield_to_small()  # not urgent: rotations first
             if self._target_state(target) == "ok":
                 continue
             with self.target_lock(target):
@@ -888,7 +914,7 @@ class RotationExtension:
     finish.
     """
 
-    def __init__(self, *, workers: int = 4, gc_interval: float = 30.0) -> None:
+    def __init__(self, *, workers: int = 1, gc_interval: float = 30.0) -> None:
         self._workers = workers
         self._gc_interval = gc_interval
         self.rotator: Rotator | None = None

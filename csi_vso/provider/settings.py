@@ -33,6 +33,9 @@ DEFAULT_CLUSTER_CACHE_MAX_BYTES = cache_budget.DEFAULT_MAX_BYTES
 _PROVIDER_NAME = re.compile(r"^[a-zA-Z0-9_-]{0,30}$")
 
 
+MAX_ROTATION_WORKERS = 32
+
+
 @dataclass(frozen=True)
 class ProviderSettings:
     socket_dir: Path = DEFAULT_SOCKET_DIR
@@ -57,6 +60,9 @@ class ProviderSettings:
     # into a plain directory on the node's disk (a teardown racing a rotation). Off by default
     # so plain temp directories work in tests and the demo; the DaemonSet turns it on.
     require_mounted_target: bool = False
+    # Threads rewriting small volumes on rotation (csi_vso.provider.rotation.Rotator: one is
+    # fastest under the GIL); bulk volumes always have one thread of their own besides.
+    rotation_workers: int = 1
     # Time in-flight Mounts get to finish after SIGTERM.
     grace_seconds: float = 20.0
     max_workers: int = 16
@@ -71,6 +77,8 @@ class ProviderSettings:
                 "--insecure-allow-unverified-pods only applies to --secret-access=cluster: "
                 "pod-token mode reads every Secret with the pod's own token"
             )
+        if not 1 <= self.rotation_workers <= MAX_ROTATION_WORKERS:
+            raise ValueError(f"--rotation-workers must be between 1 and {MAX_ROTATION_WORKERS}")
         if self.cluster_cache_max_bytes < 0:
             raise ValueError("--cluster-cache-max-bytes must not be negative (0: no cap)")
         # Absolute: target paths are compared with it as strings.

@@ -29,6 +29,7 @@ from csi_vso.provider.atomic_writer import (
     validate_relative_path,
     write_atomically,
 )
+from csi_vso.provider.limits import MAX_REPLACED_VERSIONS
 from tests.provider.crash_writer import names_for, payload
 from tests.provider.tmpfs_support import tmpfs_fixture  # noqa: F401  (the tmpfs fixture)
 from tests.provider.torn_reader import parse
@@ -162,6 +163,18 @@ def test_a_bulk_write_offers_a_checkpoint_in_every_step_that_loops_over_files(tm
     assert len(calls) >= 5 * n, len(calls)
     assert _entries(tmpfs) >= {DATA_LINK, result.data_dir, *(f.path for f in new)}
     assert not any(name.startswith("old") for name in _entries(tmpfs))
+
+
+def test_a_volume_rewritten_faster_than_its_grace_keeps_a_bounded_number_of_versions(tmpfs: Path) -> None:
+    """Inside the grace period replaced versions stay for readers mid-open, but no more than
+    MAX_REPLACED_VERSIONS of them: the oldest go at the next write, the newest stay."""
+    results = [write_atomically(tmpfs, [FileToWrite("a", 0o644, str(i).encode())]) for i in range(8)]
+    assert (tmpfs / "a").read_bytes() == b"7"
+    kept = {r.data_dir for r in results[-1 - MAX_REPLACED_VERSIONS :]}
+    assert _entries(tmpfs) == {DATA_LINK, "a", *kept}
+    assert sum(r.leftovers_removed for r in results) == 8 - 1 - MAX_REPLACED_VERSIONS
+    assert sweep(tmpfs, grace=0.0) == SweepResult(MAX_REPLACED_VERSIONS, None)
+    assert _entries(tmpfs) == {DATA_LINK, results[-1].data_dir, "a"}
 
 
 def test_invalid_payload_writes_nothing(tmpfs: Path) -> None:

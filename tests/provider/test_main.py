@@ -106,6 +106,16 @@ def test_require_mounted_target_flag_is_off_by_default_and_documented(
     assert "the DaemonSet turns it on" in " ".join(capsys.readouterr().out.split())
 
 
+def test_rotation_workers_flag_defaults_to_one_and_is_bounded() -> None:
+    assert settings_from(build_parser().parse_args(["provider"])).rotation_workers == 1
+    args = build_parser().parse_args(["provider", "--rotation-workers", "4"])
+    assert settings_from(args).rotation_workers == 4
+    for bad in ("0", "33"):
+        args = build_parser().parse_args(["provider", "--rotation-workers", bad])
+        with pytest.raises(ValueError, match="--rotation-workers must be between 1 and 32"):
+            settings_from(args)
+
+
 @pytest.mark.parametrize(("text", "problem"), [("8095", "is not host:port"), ("h:port", "is not host:port")])
 def test_bad_metrics_addr(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):

@@ -25,6 +25,7 @@ from csi_vso.provider.registry import MOUNTS_DIR, MountRecord, Registry, record_
 from csi_vso.provider.rotation import Fail, KeepMissing, Revoke, SecretView, Write, decide
 from csi_vso.provider.validation import WriteMode
 from tests.provider.crash_writer import payload
+from tests.provider.driver_support import wait_for
 from tests.provider.rotation_support import (
     KEY,
     POD,
@@ -188,6 +189,40 @@ def test_rotation_rewrites_only_changed_volumes(tmpfs: Path) -> None:
         for entry in os.listdir(tmpfs / "state" / MOUNTS_DIR):
             text = (tmpfs / "state" / MOUNTS_DIR / entry).read_text()
             assert "p2" not in text and "u1" not in text
+    finally:
+        rotator.stop()
+
+
+def test_chores_wait_while_a_rotation_is_in_flight_then_run(tmpfs: Path) -> None:
+    """The registry flush and the sweep of replaced versions do not compete with a fan-out:
+    while a volume is still being rewritten they wait (up to their patience), and run as soon as
+    the rotator is idle. Here volume B's writer is held on its lock past both due times."""
+    secrets = MemorySecrets()
+    secrets.set(make_secret("a", {"k": b"a1"}), notify=False)
+    secrets.set(make_secret("b", {"k": b"b1"}), notify=False)
+    rotator, _registry, _prom = new_rotator(secrets, tmpfs / "state", workers=1)
+    rotator.start()
+    try:
+        vol_a, vol_b = tmpfs / "a", tmpfs / "b"
+        for vol, name in ((vol_a, "a"), (vol_b, "b")):
+            vol.mkdir()
+            mount(rotator, secrets, make_spec(vol, [{"secretName": name}]))
+        wait_idle(rotator)
+        record_a = tmpfs / "state" / MOUNTS_DIR / record_file_name(str(vol_a))
+        on_disk = json.loads(record_a.read_text())["versions"]
+        replaced = os.readlink(vol_a / DATA_LINK)
+        with rotator.target_lock(str(vol_b)):
+            secrets.set(make_secret("a", {"k": b"a2"}))
+            wait_for(lambda: os.readlink(vol_a / DATA_LINK) != replaced, what="volume A rotated")
+            secrets.set(make_secret("b", {"k": b"b2"}))  # its writer now waits for our lock
+            time.sleep(1.5)  # past the flush (0.5 s) and the sweep (1 s grace) of volume A
+            assert not rotator.idle()
+            assert json.loads(record_a.read_text())["versions"] == on_disk  # not flushed yet
+            assert (vol_a / replaced).is_dir()  # not swept yet
+        wait_idle(rotator)
+        wait_for(lambda: json.loads(record_a.read_text())["versions"] != on_disk, what="flushed once idle")
+        wait_for(lambda: not (vol_a / replaced).exists(), what="swept once idle")
+        assert (vol_b / "k").read_bytes() == b"b2"
     finally:
         rotator.stop()
 
