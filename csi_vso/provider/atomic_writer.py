@@ -35,8 +35,13 @@ would find the old file already unlinked and fail with ENOENT if the old directo
 finish their walk in microseconds; a grace of a second keeps every such open whole, while the old
 contents stay reachable only through the same volume, by whoever could already read them.
 
-Concurrent writers to one target (a Mount republish racing a rotation, or a restarted provider
-racing an old one) are serialised with ``flock(2)`` on the target directory.
+Concurrent writers to one target are serialised in two steps. Within the process (a Mount
+republish racing a rotation) by a lock per target path. Across processes (a restarted provider
+racing an old one) by ``flock(2)`` on the target directory, waited for at most
+:data:`LOCK_WAIT_SECONDS`: the directory is the root of the pod's volume, so the pod itself can
+open it and hold a flock on it forever. A blocking wait would let a tenant park the node's
+rotation worker on its volume; a bounded one fails that volume's write with
+:class:`TargetBusyError` and moves on.
 
 Only the functions here touch the volume; the rest of the provider hands over plain
 :class:`FileToWrite` values (the protobuf ``File`` is converted before it gets here).
@@ -49,6 +54,7 @@ import fcntl
 import os
 import secrets
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -60,6 +66,12 @@ from csi_vso.provider.limits import MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_PATH_DEP
 
 DATA_LINK = "..data"
 GRACE_SECONDS = 1.0
+#: How long a write waits for another process's flock on the target (a provider's own write
+#: holds it for milliseconds; anything longer is someone else's, maybe the pod's).
+LOCK_WAIT_SECONDS = 0.25
+_LOCK_POLL_SECONDS = 0.005
+_PROCESS_LOCKS: dict[str, tuple[threading.Lock, list[int]]] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
 TEMP_DATA_LINK = "..data_tmp"
 #: An empty file the first write leaves in the target: "this layout is the writer's own".
 MARKER = "..csi-vso"
@@ -106,6 +118,11 @@ class InvalidPayloadError(AtomicWriteError, ValueError):
 
 class UnsafeTargetError(AtomicWriteError):
     """The target holds something the writer did not create where it must write (e.g. a planted symlink)."""
+
+
+class TargetBusyError(AtomicWriteError):
+    """Another process holds flock(2) on the target for longer than a write takes (see the module
+    docstring); nothing was written. Safe to retry."""
 
 
 class NotMountedError(AtomicWriteError):
@@ -275,7 +292,7 @@ def write_atomically(
     names = top_level_names(files)
 
     # 2. Open the target without following a symlink, and lock it.
-    with _locked(open_beneath(root, target_dir)) as dfd:
+    with _locked(open_beneath(root, target_dir), target_dir) as dfd:
         if require_mount and not is_mount_root(dfd):
             raise NotMountedError(not_mounted_message(target_dir))
         _claim(dfd, target_dir, adopt=adopt)
@@ -353,7 +370,7 @@ def remove_all(target_dir: Path, *, root: Path = FILESYSTEM_ROOT, adopt: bool = 
         dfd = open_beneath(root, target_dir)
     except FileNotFoundError:
         return 0
-    with _locked(dfd):
+    with _locked(dfd, target_dir):
         if not adopt and not _has_marker(dfd):
             return 0
         count = _remove_stale_links(dfd, keep=set())
@@ -391,7 +408,7 @@ def sweep(
         dfd = open_beneath(root, target_dir)
     except FileNotFoundError:
         return SweepResult(0, None)
-    with _locked(dfd):
+    with _locked(dfd, target_dir):
         if not _has_marker(dfd):
             return SweepResult(0, None)
         current = _current_data_dir(dfd, target_dir)
@@ -494,13 +511,42 @@ def _claim(dfd: int, target_dir: Path, *, adopt: bool = False) -> None:
 
 
 @contextmanager
-def _locked(dfd: int) -> Iterator[int]:
-    """Own ``dfd``: hold an exclusive flock on it while the block runs, then close it (releasing it)."""
+def _locked(dfd: int, target_dir: Path) -> Iterator[int]:
+    """Own ``dfd`` (closed at the end, which releases the flock): this process's lock for the
+    target, then an exclusive flock on it within :data:`LOCK_WAIT_SECONDS` (TargetBusyError)."""
     try:
-        fcntl.flock(dfd, fcntl.LOCK_EX)
-        yield dfd
+        with _process_lock(str(target_dir)):
+            deadline = time.monotonic() + LOCK_WAIT_SECONDS
+            while True:
+                try:
+                    fcntl.flock(dfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise TargetBusyError(
+                            f"target {str(target_dir)!r} is locked (flock) by another process for "
+                            f"more than {LOCK_WAIT_SECONDS:g}s; nothing was written"
+                        ) from None
+                    time.sleep(_LOCK_POLL_SECONDS)
+            yield dfd
     finally:
         os.close(dfd)
+
+
+@contextmanager
+def _process_lock(key: str) -> Iterator[None]:
+    """A lock per target path within this process, dropped when nobody holds or waits for it."""
+    with _PROCESS_LOCKS_GUARD:
+        lock, users = _PROCESS_LOCKS.setdefault(key, (threading.Lock(), [0]))
+        users[0] += 1
+    try:
+        with lock:
+            yield
+    finally:
+        with _PROCESS_LOCKS_GUARD:
+            users[0] -= 1
+            if not users[0]:
+                del _PROCESS_LOCKS[key]
 
 
 def _is_link(dfd: int, name: str) -> bool:
@@ -583,7 +629,7 @@ def _remove_leftovers(
                 _remove_version_dir(dfd, name, checkpoint)
                 count += 1
             else:
-                recent.append((st.st_mtime_ns, name))
+                recent.append((st.st_mtime_ns, name))  # names break ties within a clock tick
     for _, name in sorted(recent)[: max(0, len(recent) - replaced_room)]:
         _remove_version_dir(dfd, name, checkpoint)  # oldest first
         count += 1
@@ -671,9 +717,12 @@ def _dir_matches(dfd: int, rel: str, wanted: dict[str, FileToWrite]) -> bool:
 
 
 def _make_version_dir(dfd: int) -> str:
-    stamp = time.strftime("%Y_%m_%d_%H_%M_%S", time.gmtime())
+    """A new ``..<UTC time>.<nanoseconds>.<random>`` directory: names sort by creation time
+    (tmpfs mtimes tie within a clock tick), which the cap on replaced versions relies on."""
+    now = time.time_ns()
+    stamp = time.strftime("%Y_%m_%d_%H_%M_%S", time.gmtime(now // 1_000_000_000))
     while True:
-        name = f"..{stamp}.{secrets.token_hex(4)}"
+        name = f"..{stamp}.{now % 1_000_000_000:09d}.{secrets.token_hex(4)}"
         try:
             os.mkdir(name, _DIR_MODE, dir_fd=dfd)
         except FileExistsError:

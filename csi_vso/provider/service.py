@@ -39,6 +39,7 @@ from csi_vso.provider.atomic_writer import (
     FileToWrite,
     InvalidPayloadError,
     NotMountedError,
+    TargetBusyError,
     UnsafeTargetError,
     WriteResult,
     write_atomically,
@@ -232,6 +233,8 @@ class MountService:
             raise TargetNotMounted(str(exc)) from None
         except UnsafeTargetError as exc:
             raise TargetUnsafe(f"refusing to write into {target}: {exc}") from None
+        except TargetBusyError as exc:
+            raise Unavailable(f"{exc}; retry the Mount") from None
         except (FileNotFoundError, NotADirectoryError):
             raise InvalidArgument([f"target_path {target} is not an existing directory"]) from None
         except OSError as exc:

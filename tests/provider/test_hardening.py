@@ -7,12 +7,12 @@ root, the real atomic writer and rotator.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import secrets
 import shutil
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +20,14 @@ from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
 
 from csi_vso.provider.atomic_writer import (
     DATA_LINK,
     MARKER,
     TEMP_DATA_LINK,
     FileToWrite,
+    TargetBusyError,
     read_current,
     write_atomically,
 )
@@ -46,6 +48,7 @@ from tests.provider.rotation_support import (
     make_spec,
     mount,
     new_rotator,
+    sample,
     wait_idle,
 )
 from tests.provider.tmpfs_support import tmpfs_fixture  # noqa: F401  (the tmpfs fixture)
@@ -339,6 +342,29 @@ def test_finding1_a_volume_at_the_cap_is_served(env: Env, wide_secrets: None) ->
     assert len([n for n in os.listdir(target) if not n.startswith("..")]) == MAX_FILES_PER_VOLUME
 
 
+POD_B = VerifiedPod(namespace="team-b", name="app-b", uid="uid-b", service_account="app")
+
+
+def _two_tenants(
+    tmpfs: Path, secrets: MemorySecrets, a: str, b: str
+) -> tuple[Rotator, CollectorRegistry, Path, Path]:
+    """A started single-writer rotator with tenant A's volume of Secret ``a`` (default pod) and
+    tenant B's of ``b`` (namespace team-b), both mounted and idle; the caller stops it."""
+    rotator, _registry, prom = new_rotator(secrets, tmpfs / "state", workers=1)
+    rotator.start()
+    vol_a, vol_b = tmpfs / a, tmpfs / b
+    vol_a.mkdir()
+    vol_b.mkdir()
+    try:
+        mount(rotator, secrets, make_spec(vol_a, [{"secretName": a}]))
+        mount(rotator, secrets, make_spec(vol_b, [{"secretName": b}], pod=POD_B), POD_B)
+        wait_idle(rotator)
+    except BaseException:
+        rotator.stop()
+        raise
+    return rotator, prom, vol_a, vol_b
+
+
 def test_finding1_small_volumes_are_not_queued_behind_big_ones(tmpfs: Path) -> None:
     """Tenant A's big volume is stuck mid-rotation (the test holds its lock); tenant B's
     one-file volume must still rotate, even with a single rotation worker. Before the fix every
@@ -346,31 +372,102 @@ def test_finding1_small_volumes_are_not_queued_behind_big_ones(tmpfs: Path) -> N
     secrets = MemorySecrets()
     big = {f"k{i:03d}": b"a0" for i in range(SMALL_VOLUME_FILES + 1)}
     secrets.set(make_secret("big", big), notify=False)
-    pod_b = VerifiedPod(namespace="team-b", name="app-b", uid="uid-b", service_account="app")
     secrets.set(make_secret("small", {"value": b"b0"}, namespace="team-b"), notify=False)
-    rotator, _registry, _prom = new_rotator(secrets, tmpfs / "state", workers=1)
-    rotator.start()
-    big_target, small_target = tmpfs / "big", tmpfs / "small"
-    big_target.mkdir()
-    small_target.mkdir()
+    rotator, _prom, big_target, small_target = _two_tenants(tmpfs, secrets, "big", "small")
     try:
-        mount(rotator, secrets, make_spec(big_target, [{"secretName": "big"}]))
-        mount(rotator, secrets, make_spec(small_target, [{"secretName": "small"}], pod=pod_b), pod_b)
-        wait_idle(rotator)
         assert rotator.is_bulk(str(big_target)) and not rotator.is_bulk(str(small_target))
-        held = os.open(big_target, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(held, fcntl.LOCK_EX)  # the writer of the big volume blocks on this
+        with rotator.target_lock(str(big_target)):  # the writer of the big volume waits for this
             secrets.set(make_secret("big", {k: b"a1" for k in big}))
             secrets.set(make_secret("small", {"value": b"b1"}, namespace="team-b"))
             wait_for(lambda: (small_target / "value").read_bytes() == b"b1", what="the small volume rotated")
             assert (big_target / "k000").read_bytes() == b"a0"  # still stuck
-        finally:
-            os.close(held)
         wait_idle(rotator)
         assert (big_target / "k000").read_bytes() == b"a1"
     finally:
         rotator.stop()
+
+
+_HOLD_FLOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)  # what a pod can do to its volume's root
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+class FlockHolder:
+    """Another process (the pod) holding flock(2) on a volume's root until closed."""
+
+    def __init__(self, target: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_FLOCK, str(target)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None and self.proc.stdout.readline() == "held\n"
+
+    def release(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+def test_finding1_a_pod_holding_flock_on_its_volume_cannot_park_the_nodes_rotation(tmpfs: Path) -> None:
+    """The volume's root is the pod's to open, and flock(2) needs no write access: a pod that
+    holds it must cost the node's single rotation writer a bounded wait, not all rotation. Its
+    own volume keeps its files (TargetBusyError) and rotates at the next change once released."""
+    secrets = MemorySecrets()
+    secrets.set(make_secret("a", {"value": b"a0"}), notify=False)
+    secrets.set(make_secret("b", {"value": b"b0"}, namespace="team-b"), notify=False)
+    rotator, prom, vol_a, vol_b = _two_tenants(tmpfs, secrets, "a", "b")
+    try:
+        tenant = FlockHolder(vol_a)
+        try:
+            secrets.set(make_secret("a", {"value": b"a1"}))  # the single writer takes this first
+            secrets.set(make_secret("b", {"value": b"b1"}, namespace="team-b"))
+            wait_for(lambda: (vol_b / "value").read_bytes() == b"b1", timeout=5, what="B rotated")
+            wait_idle(rotator)
+            assert (vol_a / "value").read_bytes() == b"a0"
+            assert sample(prom, "csi_vso_rotation_errors_total", {"kind": "TargetBusyError"}) == 1
+        finally:
+            tenant.release()
+        secrets.set(make_secret("a", {"value": b"a2"}))
+        wait_for(lambda: (vol_a / "value").read_bytes() == b"a2", what="A rotated once released")
+    finally:
+        rotator.stop()
+
+
+def test_finding1_a_write_into_a_volume_held_with_flock_fails_fast_and_writes_nothing(tmpfs: Path) -> None:
+    target = tmpfs / "vol"
+    target.mkdir()
+    first = write_atomically(target, [FileToWrite("a", 0o644, b"1")])
+    tenant = FlockHolder(target)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TargetBusyError, match=r"is locked \(flock\) by another process for more than"):
+            write_atomically(target, [FileToWrite("a", 0o644, b"2")])
+        assert time.monotonic() - started < 5
+        assert os.readlink(target / "..data") == first.data_dir and (target / "a").read_bytes() == b"1"
+    finally:
+        tenant.release()
+    assert write_atomically(target, [FileToWrite("a", 0o644, b"2")]).changed
+
+
+def test_finding1_a_mount_into_a_volume_held_with_flock_is_unavailable(env: Env) -> None:
+    target = env.target()
+    env.driver.mount(mount_request(env.pod, [{"secretName": "db"}], str(target)))
+    env.put(env.ns, "db", {"password": b"changed"})
+    tenant = FlockHolder(target)
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            env.driver.mount(mount_request(env.pod, [{"secretName": "db"}], str(target)))
+    finally:
+        tenant.release()
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
+    assert "is locked (flock) by another process" in err.value.details()
+    assert "retry the Mount" in err.value.details()
 
 
 # --------------------------------------------------------------------------------------------
