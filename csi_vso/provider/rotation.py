@@ -2,8 +2,9 @@
 
 The Secret cache calls :meth:`Rotator.on_secret_event` on its informer thread after it holds
 the new state. The rotator looks the Secret up in the :class:`~csi_vso.provider.registry.Registry`
-and hands each affected volume to a bounded thread pool, so a thousand volumes of one Secret
-are rewritten together rather than one after another. Events for a volume that is already
+and queues each affected volume for the writer pool (one thread by default: see
+:class:`Rotator` for why one is fastest under the GIL), so the event thread returns at once and
+a thousand volumes of one Secret are rewritten back to back. Events for a volume that is already
 being rewritten are coalesced: the worker runs again once, against the cache's newest state,
 so a burst of changes never queues a backlog and never writes an older state after a newer one.
 
