@@ -37,11 +37,11 @@ contents stay reachable only through the same volume, by whoever could already r
 
 Concurrent writers to one target are serialised in two steps. Within the process (a Mount
 republish racing a rotation) by a lock per target path. Across processes (a restarted provider
-racing an old one) by ``flock(2)`` on the target directory, waited for at most
-:data:`LOCK_WAIT_SECONDS`: the directory is the root of the pod's volume, so the pod itself can
-open it and hold a flock on it forever. A blocking wait would let a tenant park the node's
-rotation worker on its volume; a bounded one fails that volume's write with
-:class:`TargetBusyError` and moves on.
+racing an old one) by ``flock(2)`` on the target directory, waited for at most ``lock_wait``
+seconds (:data:`LOCK_WAIT_SECONDS` by default; the rotation does not wait at all and retries
+later): the directory is the root of the pod's volume, so the pod itself can open it and hold
+a flock on it forever. A blocking wait would let a tenant park the node's rotation writer on
+its volume; a bounded one fails that volume's write with :class:`TargetBusyError`.
 
 Only the functions here touch the volume; the rest of the provider hands over plain
 :class:`FileToWrite` values (the protobuf ``File`` is converted before it gets here).
@@ -238,6 +238,7 @@ def write_atomically(
     checkpoint: Callable[[], None] | None = None,
     root: Path = FILESYSTEM_ROOT,
     adopt: bool = False,
+    lock_wait: float = LOCK_WAIT_SECONDS,
 ) -> WriteResult:
     """Make ``target_dir`` hold exactly ``files``; readers see the old set or the new one.
 
@@ -292,7 +293,7 @@ def write_atomically(
     names = top_level_names(files)
 
     # 2. Open the target without following a symlink, and lock it.
-    with _locked(open_beneath(root, target_dir), target_dir) as dfd:
+    with _locked(open_beneath(root, target_dir), target_dir, lock_wait) as dfd:
         if require_mount and not is_mount_root(dfd):
             raise NotMountedError(not_mounted_message(target_dir))
         _claim(dfd, target_dir, adopt=adopt)
@@ -356,7 +357,13 @@ def not_mounted_message(target_dir: Path) -> str:
     return f"target_path {target_dir} is not a mounted volume; refusing to write secrets onto the node's disk"
 
 
-def remove_all(target_dir: Path, *, root: Path = FILESYSTEM_ROOT, adopt: bool = False) -> int:
+def remove_all(
+    target_dir: Path,
+    *,
+    root: Path = FILESYSTEM_ROOT,
+    adopt: bool = False,
+    lock_wait: float = LOCK_WAIT_SECONDS,
+) -> int:
     """Remove everything the writer created in ``target_dir`` (access revoked); return the count.
 
     Visible names go first so readers stop finding files immediately, then ``..data``, then the
@@ -370,7 +377,7 @@ def remove_all(target_dir: Path, *, root: Path = FILESYSTEM_ROOT, adopt: bool = 
         dfd = open_beneath(root, target_dir)
     except FileNotFoundError:
         return 0
-    with _locked(dfd, target_dir):
+    with _locked(dfd, target_dir, lock_wait):
         if not adopt and not _has_marker(dfd):
             return 0
         count = _remove_stale_links(dfd, keep=set())
@@ -397,6 +404,7 @@ def sweep(
     grace: float = GRACE_SECONDS,
     root: Path = FILESYSTEM_ROOT,
     checkpoint: Callable[[], None] | None = None,
+    lock_wait: float = LOCK_WAIT_SECONDS,
 ) -> SweepResult:
     """Remove replaced version directories and crash leftovers once the grace period has passed.
 
@@ -408,7 +416,7 @@ def sweep(
         dfd = open_beneath(root, target_dir)
     except FileNotFoundError:
         return SweepResult(0, None)
-    with _locked(dfd, target_dir):
+    with _locked(dfd, target_dir, lock_wait):
         if not _has_marker(dfd):
             return SweepResult(0, None)
         current = _current_data_dir(dfd, target_dir)
@@ -511,12 +519,12 @@ def _claim(dfd: int, target_dir: Path, *, adopt: bool = False) -> None:
 
 
 @contextmanager
-def _locked(dfd: int, target_dir: Path) -> Iterator[int]:
+def _locked(dfd: int, target_dir: Path, wait: float) -> Iterator[int]:
     """Own ``dfd`` (closed at the end, which releases the flock): this process's lock for the
-    target, then an exclusive flock on it within :data:`LOCK_WAIT_SECONDS` (TargetBusyError)."""
+    target, then an exclusive flock on it within ``wait`` seconds (else TargetBusyError)."""
     try:
         with _process_lock(str(target_dir)):
-            deadline = time.monotonic() + LOCK_WAIT_SECONDS
+            deadline = time.monotonic() + wait
             while True:
                 try:
                     fcntl.flock(dfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -524,8 +532,9 @@ def _locked(dfd: int, target_dir: Path) -> Iterator[int]:
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
                         raise TargetBusyError(
-                            f"target {str(target_dir)!r} is locked (flock) by another process for "
-                            f"more than {LOCK_WAIT_SECONDS:g}s; nothing was written"
+                            f"target {str(target_dir)!r} is locked (flock) by another process"
+                            + (f" for more than {wait:g}s" if wait > 0 else "")
+                            + "; nothing was written"
                         ) from None
                     time.sleep(_LOCK_POLL_SECONDS)
             yield dfd

@@ -32,6 +32,10 @@ the sweep calls a ``checkpoint`` that waits while small volumes are queued. With
 would still win the GIL back at every syscall of the small write; with it, a small volume
 rotates next to 5,000 churning files nearly as fast as alone (``bench/fairness_bench.py``).
 
+A volume's root is the pod's to open, and so to ``flock(2)``: the writer never waits for
+another process's lock on it. The volume keeps its last files (``TargetBusyError``, counted and
+logged once) and is reconciled again after 0.1 s, doubling up to 30 s, until the lock is gone.
+
 Every target is opened beneath the kubelet dir without following a symlink (a parent swapped
 for a symlink after the Mount makes the volume "gone", never a write elsewhere). The writer
 only writes where its marker is or the directory is empty; rotation *adopts* the targets its
@@ -88,6 +92,10 @@ _FLUSH_DELAY = 0.5
 # fan-out to a thousand volumes does not share the GIL and the disk with them; while it stays
 # busy they run at most this much later than due (sweeps: at most one more grace period).
 _FLUSH_PATIENCE = 10.0
+# A volume whose root another process holds flock(2) on (its own pod can) is not waited for:
+# the writer moves on and the volume is tried again after this delay, doubling up to the cap.
+_BUSY_RETRY_FIRST = 0.1
+_BUSY_RETRY_CAP = 30.0
 # Entries in each of the rotator's caches before they are dropped wholesale (cheap, bounded).
 _CACHE_SIZE = 256
 
@@ -362,6 +370,8 @@ class Rotator:
         self._running: set[str] = set()
         self._sweeps: list[tuple[float, str]] = []
         self._sweep_set: set[str] = set()
+        self._retries: list[tuple[float, str]] = []  # (when, target) of volumes found locked
+        self._busy_attempts: dict[str, int] = {}
         self._flush_due: float | None = None
         # Keyed by resourceVersion, which changes with every write of a Secret: never stale.
         self._view_cache: dict[tuple[SecretKey, str], SecretView | None] = {}
@@ -580,6 +590,10 @@ class Rotator:
                     return
             try:
                 self._rotate(target, trigger, checkpoint=self._yield_to_small if bulk else None)
+            except atomic_writer.TargetBusyError:
+                # Revocation found the volume locked by another process: not waited for.
+                log.warning("cannot remove the volume's files yet: it is locked", extra={"target": target})
+                self._retry_later(target)
             except Exception as exc:  # never let one volume stop the worker
                 self._metrics.errors.labels(kind=type(exc).__name__).inc()
                 log.error(
@@ -681,7 +695,9 @@ class Rotator:
                     self._registry.put(record.with_outcome(missing=decision.missing))
             elif isinstance(decision, Revoke):
                 if not record.denied:
-                    removed = atomic_writer.remove_all(Path(target), root=self._root, adopt=True)
+                    removed = atomic_writer.remove_all(
+                        Path(target), root=self._root, adopt=True, lock_wait=0.0
+                    )
                     self._metrics.revoked.inc()
                     log.warning(
                         "access revoked: removed the volume's files",
@@ -720,6 +736,7 @@ class Rotator:
                 root=self._root,
                 adopt=True,  # the registry says a Mount wrote here
                 checkpoint=checkpoint,
+                lock_wait=0.0,  # never wait on another process's flock: retried later instead
             )
         except FileNotFoundError:
             self._collect(target, record)
@@ -733,7 +750,11 @@ class Rotator:
                 self._metrics.errors.labels(kind=kind).inc()
                 log.warning("cannot write the volume", extra={"target": target, "error": str(exc)})
                 self._registry.put(record.with_outcome(failing=kind))
+            if isinstance(exc, atomic_writer.TargetBusyError):
+                self._retry_later(target)
             return
+        with self._mu:
+            self._busy_attempts.pop(target, None)
         if result.changed or trigger.secret is None:
             # After a swap the old directory waits out the grace period; after a reconcile a
             # crash may have left directories the write could not remove yet (same rule).
@@ -762,6 +783,8 @@ class Rotator:
         ``unmounted``: the directory is still there but no longer a mount point (only checked
         with ``require_mount``); nothing was written into it.
         """
+        with self._mu:
+            self._busy_attempts.pop(target, None)
         if self._registry.remove(target):
             self._metrics.collected.inc()
             self._metrics.registered.set(len(self._registry))
@@ -784,6 +807,16 @@ class Rotator:
             heapq.heappush(self._sweeps, (time.monotonic() + wait + 0.05, target))
             self._wake.notify_all()
 
+    def _retry_later(self, target: str) -> None:
+        """Another process holds the volume's flock: queue a reconcile of it after a delay that
+        doubles with each refusal (from 0.1 s up to 30 s), without holding up the writer."""
+        with self._mu:
+            attempts = self._busy_attempts.get(target, 0) + 1
+            self._busy_attempts[target] = attempts
+            delay = min(_BUSY_RETRY_CAP, _BUSY_RETRY_FIRST * 2 ** min(attempts - 1, 16))
+            heapq.heappush(self._retries, (time.monotonic() + delay, target))
+            self._wake.notify_all()
+
     def _schedule_flush(self) -> None:
         with self._mu:
             if self._flush_due is None:
@@ -803,6 +836,7 @@ class Rotator:
                 while not self._stopping:
                     now = time.monotonic()
                     until = min(
+                        self._retries[0][0] if self._retries else next_gc,
                         self._chore_time(self._sweeps[0][0], self._grace) if self._sweeps else next_gc,
                         self._chore_time(self._flush_due, _FLUSH_PATIENCE)
                         if self._flush_due is not None
@@ -815,6 +849,9 @@ class Rotator:
                 if self._stopping:
                     break
                 now = time.monotonic()
+                retry: list[str] = []
+                while self._retries and self._retries[0][0] <= now:
+                    retry.append(heapq.heappop(self._retries)[1])
                 # One sweep per pass: the rotator's idleness is looked at again before the next,
                 # so a fan-out that starts mid-batch gets the GIL to itself.
                 sweep_target = None
@@ -826,6 +863,8 @@ class Rotator:
                 )
                 if flush:
                     self._flush_due = None
+            for target in retry:
+                self._schedule(target, _Trigger(time.monotonic()))  # a reconcile: bytes compared
             if flush:
                 self._flush()
             if sweep_target is not None:
@@ -844,7 +883,11 @@ class Rotator:
                     grace=self._grace,
                     root=self._root,
                     checkpoint=self._yield_to_small if self.is_bulk(target) else None,
+                    lock_wait=0.0,
                 )
+        except atomic_writer.TargetBusyError:
+            self._schedule_sweep(target)  # someone holds the volume: again a grace period later
+            return
         except (OSError, atomic_writer.AtomicWriteError) as exc:
             log.debug("sweep failed", extra={"target": target, "error": type(exc).__name__})
             return

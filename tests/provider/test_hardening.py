@@ -22,6 +22,7 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
+from csi_vso import protected
 from csi_vso.provider.atomic_writer import (
     DATA_LINK,
     MARKER,
@@ -416,8 +417,9 @@ class FlockHolder:
 
 def test_finding1_a_pod_holding_flock_on_its_volume_cannot_park_the_nodes_rotation(tmpfs: Path) -> None:
     """The volume's root is the pod's to open, and flock(2) needs no write access: a pod that
-    holds it must cost the node's single rotation writer a bounded wait, not all rotation. Its
-    own volume keeps its files (TargetBusyError) and rotates at the next change once released."""
+    holds it must not hold up the node's single rotation writer at all. Its own volume keeps
+    its files (TargetBusyError, once) and is retried on a timer: it rotates once released,
+    without another change."""
     secrets = MemorySecrets()
     secrets.set(make_secret("a", {"value": b"a0"}), notify=False)
     secrets.set(make_secret("b", {"value": b"b0"}, namespace="team-b"), notify=False)
@@ -428,13 +430,36 @@ def test_finding1_a_pod_holding_flock_on_its_volume_cannot_park_the_nodes_rotati
             secrets.set(make_secret("a", {"value": b"a1"}))  # the single writer takes this first
             secrets.set(make_secret("b", {"value": b"b1"}, namespace="team-b"))
             wait_for(lambda: (vol_b / "value").read_bytes() == b"b1", timeout=5, what="B rotated")
-            wait_idle(rotator)
+            # A is refused and retried on a timer (0.1 s, 0.2 s, 0.4 s, ...), never waited for.
+            wait_for(lambda: rotator._busy_attempts.get(str(vol_a), 0) >= 3, what="A retried")
             assert (vol_a / "value").read_bytes() == b"a0"
             assert sample(prom, "csi_vso_rotation_errors_total", {"kind": "TargetBusyError"}) == 1
         finally:
             tenant.release()
-        secrets.set(make_secret("a", {"value": b"a2"}))
-        wait_for(lambda: (vol_a / "value").read_bytes() == b"a2", what="A rotated once released")
+        wait_for(lambda: (vol_a / "value").read_bytes() == b"a1", what="A rotated once released, by itself")
+        wait_for(lambda: str(vol_a) not in rotator._busy_attempts, what="A's retries over")
+    finally:
+        rotator.stop()
+
+
+def test_finding1_revocation_of_a_volume_its_pod_holds_with_flock_is_retried_until_done(tmpfs: Path) -> None:
+    """Holding the lock must not let a pod keep files it is no longer allowed: the removal is
+    retried on the timer and happens as soon as the lock is gone, with no further change."""
+    secrets = MemorySecrets()
+    secrets.set(make_secret("a", {"value": b"a0"}), notify=False)
+    secrets.set(make_secret("b", {"value": b"b0"}, namespace="team-b"), notify=False)
+    rotator, prom, vol_a, _vol_b = _two_tenants(tmpfs, secrets, "a", "b")
+    try:
+        tenant = FlockHolder(vol_a)
+        try:
+            denied = {protected.ALLOWED_SERVICE_ACCOUNTS_ANNOTATION: '["someone-else"]'}
+            secrets.set(make_secret("a", {"value": b"a1"}, annotations=denied))
+            wait_for(lambda: rotator._busy_attempts.get(str(vol_a), 0) >= 2, what="revocation retried")
+            assert (vol_a / "value").read_bytes() == b"a0"  # not yet: the pod holds the lock
+        finally:
+            tenant.release()
+        wait_for(lambda: set(os.listdir(vol_a)) == {MARKER}, what="files removed once released")
+        assert sample(prom, "csi_vso_rotation_access_revoked_total") == 1
     finally:
         rotator.stop()
 

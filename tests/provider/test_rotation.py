@@ -196,11 +196,13 @@ def test_rotation_rewrites_only_changed_volumes(tmpfs: Path) -> None:
 def test_chores_wait_while_a_rotation_is_in_flight_then_run(tmpfs: Path) -> None:
     """The registry flush and the sweep of replaced versions do not compete with a fan-out:
     while a volume is still being rewritten they wait (up to their patience), and run as soon as
-    the rotator is idle. Here volume B's writer is held on its lock past both due times."""
+    the rotator is idle. Here volume B's writer is held on its lock past the flush's due time."""
     secrets = MemorySecrets()
     secrets.set(make_secret("a", {"k": b"a1"}), notify=False)
     secrets.set(make_secret("b", {"k": b"b1"}), notify=False)
-    rotator, _registry, _prom = new_rotator(secrets, tmpfs / "state", workers=1)
+    # A 3 s grace: the sweep of A is due 3 s after its swap (6 s while B is held), far from the
+    # checks below even on a loaded machine; the flush is due 0.5 s after A's write.
+    rotator, _registry, _prom = new_rotator(secrets, tmpfs / "state", workers=1, grace=3.0)
     rotator.start()
     try:
         vol_a, vol_b = tmpfs / "a", tmpfs / "b"
@@ -215,7 +217,7 @@ def test_chores_wait_while_a_rotation_is_in_flight_then_run(tmpfs: Path) -> None
             secrets.set(make_secret("a", {"k": b"a2"}))
             wait_for(lambda: os.readlink(vol_a / DATA_LINK) != replaced, what="volume A rotated")
             secrets.set(make_secret("b", {"k": b"b2"}))  # its writer now waits for our lock
-            time.sleep(1.5)  # past the flush (0.5 s) and the sweep (1 s grace) of volume A
+            time.sleep(1.0)  # past the flush of volume A's record (due 0.5 s after its write)
             assert not rotator.idle()
             assert json.loads(record_a.read_text())["versions"] == on_disk  # not flushed yet
             assert (vol_a / replaced).is_dir()  # not swept yet
