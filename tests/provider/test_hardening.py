@@ -415,14 +415,20 @@ class FlockHolder:
         self.proc.wait(timeout=10)
 
 
+def _one_file_secrets() -> MemorySecrets:
+    """Secret ``a`` (tenant A) and ``b`` (team-b), one file each at version 0."""
+    secrets = MemorySecrets()
+    secrets.set(make_secret("a", {"value": b"a0"}), notify=False)
+    secrets.set(make_secret("b", {"value": b"b0"}, namespace="team-b"), notify=False)
+    return secrets
+
+
 def test_finding1_a_pod_holding_flock_on_its_volume_cannot_park_the_nodes_rotation(tmpfs: Path) -> None:
     """The volume's root is the pod's to open, and flock(2) needs no write access: a pod that
     holds it must not hold up the node's single rotation writer at all. Its own volume keeps
     its files (TargetBusyError, once) and is retried on a timer: it rotates once released,
     without another change."""
-    secrets = MemorySecrets()
-    secrets.set(make_secret("a", {"value": b"a0"}), notify=False)
-    secrets.set(make_secret("b", {"value": b"b0"}, namespace="team-b"), notify=False)
+    secrets = _one_file_secrets()
     rotator, prom, vol_a, vol_b = _two_tenants(tmpfs, secrets, "a", "b")
     try:
         tenant = FlockHolder(vol_a)
@@ -445,9 +451,7 @@ def test_finding1_a_pod_holding_flock_on_its_volume_cannot_park_the_nodes_rotati
 def test_finding1_revocation_of_a_volume_its_pod_holds_with_flock_is_retried_until_done(tmpfs: Path) -> None:
     """Holding the lock must not let a pod keep files it is no longer allowed: the removal is
     retried on the timer and happens as soon as the lock is gone, with no further change."""
-    secrets = MemorySecrets()
-    secrets.set(make_secret("a", {"value": b"a0"}), notify=False)
-    secrets.set(make_secret("b", {"value": b"b0"}, namespace="team-b"), notify=False)
+    secrets = _one_file_secrets()
     rotator, prom, vol_a, _vol_b = _two_tenants(tmpfs, secrets, "a", "b")
     try:
         tenant = FlockHolder(vol_a)
