@@ -54,7 +54,6 @@ import fcntl
 import os
 import secrets
 import stat
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -62,6 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csi_vso.provider import openat2
+from csi_vso.provider.keyed_locks import KeyedLocks
 from csi_vso.provider.limits import MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_PATH_DEPTH, MAX_REPLACED_VERSIONS
 
 DATA_LINK = "..data"
@@ -70,8 +70,7 @@ GRACE_SECONDS = 1.0
 #: holds it for milliseconds; anything longer is someone else's, maybe the pod's).
 LOCK_WAIT_SECONDS = 0.25
 _LOCK_POLL_SECONDS = 0.005
-_PROCESS_LOCKS: dict[str, tuple[threading.Lock, list[int]]] = {}
-_PROCESS_LOCKS_GUARD = threading.Lock()
+_PROCESS_LOCKS = KeyedLocks()  # this process's writers, one lock per target path
 TEMP_DATA_LINK = "..data_tmp"
 #: An empty file the first write leaves in the target: "this layout is the writer's own".
 MARKER = "..csi-vso"
@@ -523,7 +522,7 @@ def _locked(dfd: int, target_dir: Path, wait: float) -> Iterator[int]:
     """Own ``dfd`` (closed at the end, which releases the flock): this process's lock for the
     target, then an exclusive flock on it within ``wait`` seconds (else TargetBusyError)."""
     try:
-        with _process_lock(str(target_dir)):
+        with _PROCESS_LOCKS.hold(str(target_dir)):
             deadline = time.monotonic() + wait
             while True:
                 try:
@@ -540,22 +539,6 @@ def _locked(dfd: int, target_dir: Path, wait: float) -> Iterator[int]:
             yield dfd
     finally:
         os.close(dfd)
-
-
-@contextmanager
-def _process_lock(key: str) -> Iterator[None]:
-    """A lock per target path within this process, dropped when nobody holds or waits for it."""
-    with _PROCESS_LOCKS_GUARD:
-        lock, users = _PROCESS_LOCKS.setdefault(key, (threading.Lock(), [0]))
-        users[0] += 1
-    try:
-        with lock:
-            yield
-    finally:
-        with _PROCESS_LOCKS_GUARD:
-            users[0] -= 1
-            if not users[0]:
-                del _PROCESS_LOCKS[key]
 
 
 def _is_link(dfd: int, name: str) -> bool:

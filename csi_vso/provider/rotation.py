@@ -77,6 +77,7 @@ from csi_vso import protected
 from csi_vso.provider import atomic_writer, authz, render, versions
 from csi_vso.provider.authz import VerifiedPod
 from csi_vso.provider.errors import NotFound, PermissionDenied, ProviderError
+from csi_vso.provider.keyed_locks import KeyedLocks
 from csi_vso.provider.limits import SMALL_VOLUME_FILES
 from csi_vso.provider.registry import MountRecord, Registry
 from csi_vso.provider.render import RenderedFile
@@ -364,8 +365,7 @@ class Rotator:
         self._gc_interval = gc_interval
         self._mu = threading.Lock()
         self._wake = threading.Condition(self._mu)
-        # target -> [lock, users]: created on first use, dropped when nobody holds or waits for it.
-        self._target_locks: dict[str, tuple[threading.Lock, list[int]]] = {}
+        self._target_locks = KeyedLocks()  # see target_lock
         self._pending: dict[str, _Trigger] = {}
         self._running: set[str] = set()
         self._sweeps: list[tuple[float, str]] = []
@@ -438,17 +438,8 @@ class Rotator:
     @contextmanager
     def target_lock(self, target_path: str) -> Iterator[None]:
         """Serialise everything that renders and writes one target (Mount and rotation)."""
-        with self._mu:
-            lock, users = self._target_locks.setdefault(target_path, (threading.Lock(), [0]))
-            users[0] += 1
-        try:
-            with lock:
-                yield
-        finally:
-            with self._mu:
-                users[0] -= 1
-                if users[0] == 0:
-                    del self._target_locks[target_path]
+        with self._target_locks.hold(target_path):
+            yield
 
     def observe_mount(self, spec: MountSpec, pod: VerifiedPod, rendered: Any) -> None:
         """MountService observer: register a provider-mode volume the Mount just wrote.
@@ -488,7 +479,7 @@ class Rotator:
                 if isinstance(decision, Write) and decision.versions != mounted:
                     atomic_writer.write_atomically(
                         Path(target),
-                        [f.to_write() for f in decision.files],
+                        render.payload(decision.files),
                         grace=self._grace,
                         require_mount=self._require_mount,
                         root=self._root,

@@ -56,7 +56,7 @@ from csi_vso.provider.errors import (
 )
 from csi_vso.provider.identity import API_AUDIENCE
 from csi_vso.provider.params import PodClaim, parse_request
-from csi_vso.provider.render import ObjectVersion, RenderedFile, render, versions
+from csi_vso.provider.render import ObjectVersion, RenderedFile, payload, render, versions
 from csi_vso.provider.targets import DEFAULT_KUBELET_DIR, parse_target
 from csi_vso.provider.validation import MountSpec, WriteMode, validate
 
@@ -223,7 +223,7 @@ class MountService:
         try:
             return self._writer(
                 Path(target),
-                [f.to_write() for f in rendered.files],
+                payload(rendered.files),
                 require_mount=self._require_mount,
                 root=self._kubelet_dir,
             )

@@ -190,42 +190,26 @@ def test_cache_reuses_per_key_and_replaces_older_generations(
         cache.close()
 
 
+@pytest.mark.parametrize("interval", [0.2, 60.0], ids=["tick-shorter-than-ttl", "tick-longer-than-ttl"])
 def test_cache_thread_keeps_tokens_alive(
-    root: hvac.Client, unique_path: str, connection: ConnectionSettings
+    root: hvac.Client, unique_path: str, connection: ConnectionSettings, interval: float
 ) -> None:
-    """Without any request, the upkeep thread renews a 3s token so it outlives its first TTL."""
+    """Without any request, the upkeep thread renews a 3 s token so it outlives its first TTL.
+    It wakes at the token's own renewal time, not only on its tick: with a 60 s tick the token
+    would otherwise expire (and Vault revoke every lease it issued) before the first tick."""
     mount, policy = _kv_with_policy(root, unique_path)
     approle = configure_approle(
         root, prefix=unique_path, policy_hcl=policy, token_ttl="3s", token_max_ttl="1m"
     )
-    cache = SessionCache(interval=0.2)
-    cache.start()
-    try:
-        session = cache.get(SessionKey("a", 1, "c", 1), connection=connection, auth=approle.auth())
-        time.sleep(4.0)
-        assert session.read_kv(mount, "app", kv_version=2).data == {"k": "value-1"}
-        assert session.login_count == 1  # the first token is still the one in use
-    finally:
-        cache.close()
-
-
-def test_cache_renews_a_token_whose_ttl_is_shorter_than_the_upkeep_interval(
-    root: hvac.Client, unique_path: str, connection: ConnectionSettings
-) -> None:
-    """The upkeep wakes at the token's own renewal time, not only on its tick: with a 60 s tick
-    a 3 s token would expire (and Vault revoke every lease it issued) before the first tick."""
-    _, policy = _kv_with_policy(root, unique_path)
-    approle = configure_approle(
-        root, prefix=unique_path, policy_hcl=policy, token_ttl="3s", token_max_ttl="1m"
-    )
-    cache = SessionCache(interval=60.0)
+    cache = SessionCache(interval=interval)
     cache.start()
     try:
         session = cache.get(SessionKey("a", 1, "c", 1), connection=connection, auth=approle.auth())
         first = session.token_accessor
-        assert 0.5 <= cache.next_wait() <= 2.0  # two thirds of 3 s, not 60 s
+        assert min(interval, 0.5) <= cache.next_wait() <= 2.0  # at most two thirds of 3 s
         time.sleep(4.0)
         root.write("auth/token/lookup-accessor", accessor=first)  # raises if it expired
+        assert session.read_kv(mount, "app", kv_version=2).data == {"k": "value-1"}
         assert session.login_count == 1 and session.token_accessor == first  # renewed, not replaced
     finally:
         cache.close()
