@@ -20,6 +20,16 @@ LEASE_RENEWAL = "LeaseRenewal"
 Status = Literal["True", "False", "Unknown"]
 
 
+class ReasonedError(Exception):
+    """A failure that names its own condition reason (``VaultAuthNotFound``, ``SecretNotOwned``,
+    ``TransformationNotFound``, ...); the controller reports it as is and retries with backoff.
+    Messages name objects and problems, never a secret value."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
 def now_rfc3339(now: datetime | None = None) -> str:
     """Second-precision RFC 3339 UTC, the format metav1.Time serialises to."""
     return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -34,12 +34,10 @@ from kubernetes.client.exceptions import ApiException
 from csi_vso import protected
 from csi_vso.operator import api, authglobal, metrics, secretcache
 from csi_vso.operator.addresses import AddressPattern
-from csi_vso.operator.conditions import READY, SECRET_SYNCED, set_condition
-from csi_vso.operator.destination import DestinationError
+from csi_vso.operator.conditions import READY, SECRET_SYNCED, ReasonedError, set_condition
 from csi_vso.operator.dynamic import DynamicReconciler
 from csi_vso.operator.events import EventRecorder
 from csi_vso.operator.pki import CertificateRejected, PKIReconciler
-from csi_vso.operator.refs import RefError
 from csi_vso.operator.render import RenderError
 from csi_vso.operator.rollout import Rollouts
 from csi_vso.operator.runtime import Conflict, Runtime, generation_of
@@ -98,16 +96,14 @@ def classify(exc: BaseException) -> Failure:
     """
     if isinstance(exc, api.SpecError):
         return Failure("InvalidSpec", str(exc), retry=False)
-    if isinstance(exc, RefError | DestinationError):
+    if isinstance(exc, ReasonedError):
+        # References, destinations, transformations: retried, for the object at fault may
+        # appear or be fixed (an edit of a referenced custom resource also re-queues at once).
         return Failure(exc.reason, str(exc), retry=True)
     if isinstance(exc, CertificateRejected):
         return Failure(exc.reason, str(exc), retry=exc.retry)
     if isinstance(exc, TransformSpecError):
         return Failure("InvalidSpec", str(exc), retry=False)
-    if isinstance(exc, gather.TransformError):
-        # Retried: a referenced SecretTransformation may appear or be fixed (its edit also
-        # re-queues this secret at once).
-        return Failure(exc.reason, str(exc), retry=True)
     if isinstance(exc, RenderError):
         return Failure("InvalidSecretData", str(exc), retry=True)
     if isinstance(exc, VaultError):

@@ -23,15 +23,12 @@ from typing import Any
 
 from csi_vso import protected
 from csi_vso.operator.api import AccessPolicy, Destination
+from csi_vso.operator.conditions import ReasonedError
 from csi_vso.operator.hmac import macs_equal
 
 
-class DestinationError(Exception):
+class DestinationError(ReasonedError):
     """The destination Secret cannot be written as asked (not ours, or missing with create=false)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from csi_vso.operator.api import ObjectRef
+from csi_vso.operator.conditions import ReasonedError
 
 Getter = Callable[[str, str], dict[str, Any] | None]
 
 
-class RefError(LookupError):
+class RefError(ReasonedError, LookupError):
     """A referenced object does not exist (or may not be used); the message names what was tried."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
 
 
 def candidates(ref: ObjectRef, referrer_namespace: str, operator_namespace: str) -> list[tuple[str, str]]:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from csi_vso.operator.conditions import ReasonedError
 from csi_vso.operator.transform.spec import (
     Template,
     Transformation,
@@ -40,15 +41,11 @@ Getter = Callable[[str, str], dict[str, Any] | None]
 RefKey = tuple[str, str]  # (namespace, name) of a SecretTransformation
 
 
-class TransformError(Exception):
+class TransformError(ReasonedError):
     """The transformation cannot be applied; ``reason`` is the condition reason.
 
     Messages name objects, templates, lines and problems; never a secret value.
     """
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
